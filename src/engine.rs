@@ -1,0 +1,152 @@
+//! Port to the container engine: the little the core needs from Docker, in plain types.
+//!
+//! Every call is scoped by the adapter to the configured Compose project; the core never
+//! sees, and cannot name, another project's containers.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// One container of the project, as status and the pipeline need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerInfo {
+    pub id: String,
+    /// Name without the leading slash (`riftwing_api-1_1` or `riftwing-api-1-1`).
+    pub name: String,
+    /// `com.docker.compose.service` label.
+    pub service: String,
+    pub image: String,
+    /// Engine state: `running`, `exited`, `restarting`, `created`, `paused`, `dead`.
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`; `None` when the image has no healthcheck.
+    pub health: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub restart_count: i64,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub ports: Vec<PortMapping>,
+    /// Output of the last healthcheck runs, newest last.
+    pub health_log: Vec<String>,
+    /// Memory limit in bytes, 0 when unlimited.
+    pub memory_limit: u64,
+    /// Named volumes mounted into the container.
+    pub volumes: Vec<String>,
+    /// Networks the container is attached to, with its address on each.
+    pub networks: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+/// What to read from a container's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Lines from the end; the Engine reads from the end, so this bounds memory.
+    pub tail: u32,
+    pub since: Option<DateTime<Utc>>,
+    pub timestamps: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub at: Option<DateTime<Utc>>,
+    pub stream: LogStream,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// One stats sample of a running container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsSnapshot {
+    pub cpu_percent: f64,
+    pub memory_usage: u64,
+    pub memory_limit: u64,
+    pub net_rx: u64,
+    pub net_tx: u64,
+    pub block_read: u64,
+    pub block_write: u64,
+    pub pids: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    pub mountpoint: String,
+    pub created_at: Option<String>,
+    /// `com.docker.compose.volume` label (the name in the Compose file).
+    pub compose_name: Option<String>,
+    /// Bytes used, when the Engine reported it.
+    pub size: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub id: String,
+    pub driver: String,
+    pub subnet: Option<String>,
+    /// (container name, IPv4 address with prefix)
+    pub containers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DiskUsage {
+    pub images_size: i64,
+    pub containers_size: i64,
+    pub volumes_size: i64,
+    pub build_cache_size: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Failures of the engine, kept apart so the core can say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the Docker Engine is not reachable: {0}")]
+    Unavailable(String),
+    #[error("container {0} no longer exists")]
+    NoSuchContainer(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("docker engine error: {0}")]
+    Other(String),
+}
+
+/// The container engine, scoped to one Compose project.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// Every container of the project, running or not, inspected (restart count, health).
+    async fn containers(&self) -> Result<Vec<ContainerInfo>, EngineError>;
+    async fn logs(&self, container_id: &str, query: &LogQuery) -> Result<Vec<LogLine>, EngineError>;
+    async fn stats(&self, container_id: &str) -> Result<StatsSnapshot, EngineError>;
+    async fn restart(&self, container_id: &str, timeout: Duration) -> Result<(), EngineError>;
+    async fn stop(&self, container_id: &str, timeout: Duration) -> Result<(), EngineError>;
+    async fn start(&self, container_id: &str) -> Result<(), EngineError>;
+    /// The container's environment as `NAME=value` pairs, unredacted: the core redacts.
+    async fn env(&self, container_id: &str) -> Result<Vec<(String, String)>, EngineError>;
+    /// The project's volumes (by the Compose project label).
+    async fn volumes(&self) -> Result<Vec<VolumeInfo>, EngineError>;
+    /// The project's networks with their attached containers.
+    async fn networks(&self) -> Result<Vec<NetworkInfo>, EngineError>;
+    async fn disk_usage(&self) -> Result<DiskUsage, EngineError>;
+    /// Run an argv (never a shell string) inside a container, bounded by `timeout`.
+    async fn exec(&self, container_id: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, EngineError>;
+}

@@ -1,0 +1,3 @@
+//! container-ops: a chat-ops bot that runs on-call operations against a Docker Compose platform.
+
+pub mod engine;

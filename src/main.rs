@@ -1,0 +1,3 @@
+//! The `container-ops` binary: a thin shell over the library's CLI.
+
+fn main() {}
