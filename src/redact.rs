@@ -205,8 +205,9 @@ struct Rule {
     apply: Apply,
 }
 
-/// Built-in rules, in the order they run. Earlier rules see the original text, so the
-/// multi-line PEM block goes first and the generic `key=value` rule last.
+/// Built-in rules, in the order they run; each sees the output of the ones before it. The
+/// PEM block goes first so no line-oriented rule cuts into it, the generic `key=value`
+/// rule last so a specific rule has already masked what it recognises.
 const RULE_SPECS: &[(&str, Apply)] = &[
     // PEM private keys: the whole body between the armour lines, over any number of lines.
     (
@@ -290,30 +291,32 @@ const RULE_SPECS: &[(&str, Apply)] = &[
         },
     ),
     // Redis: `AUTH [user] password` in MONITOR output; the last argument is the password.
-    (r#"(?i)("AUTH")((?:[ \t]+"(?:[^"\\]|\\.)*")+)"#, |c| {
+    (r#"(?i)("AUTH")((?:[ \t]+"(?:[^"\\\n]|\\[^\n])*")+)"#, |c| {
         static ARG: LazyLock<Regex> = LazyLock::new(|| {
-            Regex::new(r#"[ \t]+"(?:[^"\\]|\\.)*""#).expect("built-in pattern compiles")
+            Regex::new(r#"[ \t]+"(?:[^"\\\n]|\\[^\n])*""#).expect("built-in pattern compiles")
         });
         let args = &c[2];
         let keep = ARG.find_iter(args).last().map_or(0, |m| m.start());
         format!("{}{} \"{MASK}\"", &c[1], &args[..keep])
     }),
     (
-        r#"(\bredis-cli\b[^\n]*?[ \t](?:-a|--pass)[ \t]+)("[^"]*"|'[^']*'|\S+)"#,
+        r#"(\bredis-cli\b[^\n]*?[ \t](?:-a|--pass)[ \t]+)("[^"\n]*"|'[^'\n]*'|\S+)"#,
         |c| format!("{}{}", &c[1], mask_value(&c[2])),
     ),
     (
-        r#"(?i)(\b(?:requirepass|masterauth)"?[ \t]+)("[^"]*"|'[^']*'|[^\s"']+)"#,
+        r#"(?i)(\b(?:requirepass|masterauth)"?[ \t]+)("[^"\n]*"|'[^'\n]*'|[^\s"']+)"#,
         |c| format!("{}{}", &c[1], mask_value(&c[2])),
     ),
     // SQL: `CREATE ROLE app PASSWORD 'x'`, as Postgres logs it with `log_statement`.
     (
-        r#"(?i)(\bPASSWORD[ \t]+)('(?:[^']|'')*'|"(?:[^"]|"")*")"#,
+        r#"(?i)(\bPASSWORD[ \t]+)('(?:[^'\n]|'')*'|"(?:[^"\n]|"")*")"#,
         |c| format!("{}{}", &c[1], mask_value(&c[2])),
     ),
     // `key=value`, `key: value`, `"key":"value"`, `key => value` with a secret-looking key.
+    // The value is a quoted string (also `\"`-escaped inside JSON), a `${VAR}` reference, a
+    // bare word up to a delimiter, or, for a line cut inside a quote, the rest of the word.
     (
-        r#"(?i)(\b[a-z0-9_.-]*(?:pass(?:wd|word|phrase)|pwd|secret|token|key|cred|auth|dsn|sig)[a-z0-9_.-]*)((?:\\?["'])?[ \t]*(?:=>|[:=])[ \t]*)(\\"(?:[^"\\]|\\[^"])*\\"|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\$\{[^}\s]*\}|[^\s,;&"'<>(){}\[\]]+)"#,
+        r#"(?i)(\b[a-z0-9_.-]*(?:pass(?:wd|word|phrase)|pwd|secret|token|key|cred|auth|dsn|sig)[a-z0-9_.-]*)((?:\\?["'])?[ \t]*(?:=>|[:=])[ \t]*)(\\"(?:[^"\\\n]|\\[^"\n])*\\"|"(?:[^"\\\n]|\\[^\n])*"|'(?:[^'\\\n]|\\[^\n])*'|\$\{[^}\s]*\}|[^\s,;&"'<>(){}\[\]]+|["'][^\s,;&"']+)"#,
         |c| {
             let value = &c[3];
             if is_secret_name(&c[1]) && !is_placeholder(value) {
@@ -339,14 +342,18 @@ static PREFILTER: LazyLock<RegexSet> = LazyLock::new(|| {
     RegexSet::new(RULE_SPECS.iter().map(|(p, _)| *p)).expect("built-in redaction set compiles")
 });
 
-/// Masks the inside of a quoted value and keeps its quotes; masks a bare value whole.
+/// Masks the inside of a quoted value and keeps its quotes (a quote left open by a cut-off
+/// line stays open); masks a bare value whole.
 fn mask_value(value: &str) -> String {
     for q in ["\\\"", "\"", "'"] {
         if value.len() >= 2 * q.len() && value.starts_with(q) && value.ends_with(q) {
             return format!("{q}{MASK}{q}");
         }
     }
-    MASK.to_string()
+    match value.chars().next() {
+        Some(q @ ('"' | '\'')) => format!("{q}{MASK}"),
+        _ => MASK.to_string(),
+    }
 }
 
 /// Values that reveal nothing and keep a line readable when left alone.
@@ -358,8 +365,13 @@ fn is_placeholder(value: &str) -> bool {
         || v.chars().all(|c| c == '*')
         || v.starts_with(MASK)
         || v.starts_with("-----")
+        // References to other variables (`${DB_PASSWORD}`, `$DB_PASSWORD`) in compose files.
         || v.starts_with("${")
-        || v.starts_with('$') && v[1..].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || v.len() > 1
+            && v.starts_with('$')
+            && v[1..]
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
         || [
             "null",
             "undefined",
@@ -520,6 +532,254 @@ impl Redactor {
             MASK.to_string()
         } else {
             self.redact(value)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_looking_env_names_are_recognised() {
+        for name in [
+            "POSTGRES_PASSWORD",
+            "PGPASSWORD",
+            "DB_PASSWD",
+            "DB_PWD",
+            "JWT_SECRET",
+            "SESSION_SECRET",
+            "CLIENT_SECRETS",
+            "GITHUB_TOKEN",
+            "AUTHTOKEN",
+            "API_KEY",
+            "OPENAI_API_KEY",
+            "APIKEY",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "SSH_PRIVATE_KEY",
+            "SECRET_KEY_BASE",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "REGISTRY_CREDENTIAL",
+            "REDIS_AUTH",
+            "SENTRY_DSN",
+            "TLS_PASSPHRASE",
+            "X-Amz-Signature",
+            "x-api-key",
+            "apiKey",
+            "clientSecret",
+            "accessToken",
+            "refresh_token",
+            "password",
+            "token",
+        ] {
+            assert!(is_secret_name(name), "{name} should be secret");
+        }
+    }
+
+    #[test]
+    fn names_that_only_contain_a_secret_word_are_not_secret() {
+        for name in [
+            "KEYBOARD_LAYOUT",
+            "MONKEY",
+            "HOCKEY_TEAM",
+            "KEY",
+            "KEYS",
+            "PRIMARY_KEY",
+            "PUBLIC_KEY",
+            "CACHE_KEY_PREFIX",
+            "IDEMPOTENCY_KEY",
+            "AUTH_MODE",
+            "AUTHORIZATION",
+            "PWD",
+            "OLDPWD",
+            "MAX_TOKENS",
+            "TOKEN_TTL",
+            "TOKEN_BUCKET_SIZE",
+            "nextPageToken",
+            "PASSWORD_MIN_LENGTH",
+            "POSTGRES_PASSWORD_FILE",
+            "SECRETARY",
+            "DATABASE_URL",
+            "POSTGRES_USER",
+            "",
+            "___",
+        ] {
+            assert!(!is_secret_name(name), "{name} should not be secret");
+        }
+    }
+
+    #[test]
+    fn mask_env_hides_a_secret_variable_whole_and_only_the_password_of_a_url() {
+        let r = Redactor::new();
+        assert_eq!(r.mask_env("POSTGRES_PASSWORD", "hunter22"), MASK);
+        assert_eq!(r.mask_env("MAX_TOKENS", "4096"), "4096");
+        assert_eq!(
+            r.mask_env("DATABASE_URL", "postgres://app:hunter22@postgres:5432/app"),
+            "postgres://app:****@postgres:5432/app"
+        );
+    }
+
+    #[test]
+    fn a_learned_secret_is_masked_wherever_it_appears() {
+        let mut r = Redactor::new();
+        r.learn_secret("Zq8vLr2pWx");
+        assert_eq!(
+            r.redact("retrying with Zq8vLr2pWx (attempt 2), hash(Zq8vLr2pWx)"),
+            "retrying with **** (attempt 2), hash(****)"
+        );
+    }
+
+    #[test]
+    fn learned_values_shorter_than_six_characters_are_ignored() {
+        let mut r = Redactor::new();
+        r.learn_secret("app12");
+        r.learn_secret("  ");
+        r.learn_secret("******");
+        assert_eq!(r.redact("user app12 connected"), "user app12 connected");
+        assert_eq!(format!("{r:?}"), "Redactor { learned: 0 }");
+    }
+
+    #[test]
+    fn surrounding_whitespace_of_a_learned_value_is_not_part_of_it() {
+        let mut r = Redactor::new();
+        r.learn_secret("hunter2222\n");
+        assert_eq!(r.redact("pw hunter2222."), "pw ****.");
+    }
+
+    #[test]
+    fn a_longer_learned_secret_is_masked_whole_even_when_a_shorter_one_is_its_prefix() {
+        let mut r = Redactor::new();
+        r.learn_secret("abcdef");
+        r.learn_secret("abcdef-and-more");
+        assert_eq!(r.redact("x abcdef-and-more y"), "x **** y");
+        assert_eq!(r.redact("x abcdef y"), "x **** y");
+    }
+
+    #[test]
+    fn learn_env_learns_secret_values_and_url_passwords_but_not_ordinary_values() {
+        let mut r = Redactor::new();
+        r.learn_env(&[
+            ("MINIO_ROOT_PASSWORD".into(), "minio-root-pass".into()),
+            (
+                "DATABASE_URL".into(),
+                "postgres://app:Zq8vLr2pWx@postgres:5432/app".into(),
+            ),
+            ("POSTGRES_DB".into(), "application".into()),
+        ]);
+        assert_eq!(
+            r.redact("mc alias set local http://minio:9000 admin minio-root-pass"),
+            "mc alias set local http://minio:9000 admin ****"
+        );
+        assert_eq!(r.redact("psql -W Zq8vLr2pWx"), "psql -W ****");
+        assert_eq!(
+            r.redact("database application ready"),
+            "database application ready"
+        );
+    }
+
+    #[test]
+    fn cloning_a_redactor_keeps_what_it_learned_and_later_lessons_stay_local() {
+        let mut a = Redactor::new();
+        a.learn_secret("first-secret");
+        let mut b = a.clone();
+        b.learn_secret("second-secret");
+        assert_eq!(a.redact("first-secret second-secret"), "**** second-secret");
+        assert_eq!(b.redact("first-secret second-secret"), "**** ****");
+    }
+
+    #[test]
+    fn debug_output_never_shows_learned_values() {
+        let mut r = Redactor::new();
+        r.learn_secret("do-not-print-me");
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("do-not-print-me"), "{shown}");
+        assert!(shown.contains("learned: 1"), "{shown}");
+    }
+
+    #[test]
+    fn redaction_is_idempotent() {
+        let r = Redactor::new();
+        for text in [
+            "password=hunter22 token=abcdef123456",
+            "postgres://app:hunter22@postgres:5432/app",
+            "Authorization: Bearer abcdefghijklmnop1234",
+            "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----",
+            "\"AUTH\" \"default\" \"redis-pass-777\"",
+        ] {
+            let once = r.redact(text);
+            assert_ne!(once, text);
+            assert_eq!(r.redact(&once), once, "{text}");
+        }
+    }
+
+    #[test]
+    fn text_without_secrets_comes_back_byte_for_byte() {
+        let r = Redactor::new();
+        let text = "ünïcödé ✓ api-1 | GET /healthz 200\r\n\tworker-1 | done\n";
+        assert_eq!(r.redact(text), text);
+        assert_eq!(r.redact(""), "");
+    }
+
+    #[test]
+    fn a_private_key_in_a_blob_is_masked_without_swallowing_the_following_lines() {
+        let r = Redactor::new();
+        let text = "a\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\nkqhkiG9w0BAQEF\n-----END PRIVATE KEY-----\nb\n";
+        assert_eq!(
+            r.redact(text),
+            "a\n-----BEGIN PRIVATE KEY-----****-----END PRIVATE KEY-----\nb\n"
+        );
+    }
+
+    #[test]
+    fn a_discord_like_token_whose_first_segment_is_not_a_snowflake_is_left_alone() {
+        let r = Redactor::new();
+        // Same shape as a bot token, but the first segment decodes to letters.
+        let text = "QWJjZGVmZ2hpamtsbW5vcHFyc3R1.abcdef.abcdefghijklmnopqrstuvwxyz0";
+        assert_eq!(r.redact(text), text);
+        assert!(is_base64_snowflake("MTE4NzQzNTEyMzQ1Njc4OTAxMg"));
+        assert!(!is_base64_snowflake("QWJjZGVmZ2hpamtsbW5vcHFyc3R1"));
+    }
+
+    #[test]
+    fn a_redactor_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Redactor>();
+    }
+
+    #[test]
+    fn a_megabyte_of_clean_log_is_redacted_quickly() {
+        // Guards against a pathological pattern, not a benchmark: the bound is generous
+        // enough for a loaded debug build.
+        let line = "api-1  | 2026-11-30T03:12:44Z INFO GET /v1/runs?tenant=acme&page=2 200 12ms key=ai:cache:9f2c\n";
+        let text = line.repeat((1 << 20) / line.len());
+        let mut r = Redactor::new();
+        r.learn_secret("Zq8vLr2pWx");
+        let start = std::time::Instant::now();
+        let out = r.redact(&text);
+        let took = start.elapsed();
+        assert_eq!(out, text);
+        assert!(took.as_secs_f64() < 2.0, "1 MiB took {took:?}");
+    }
+
+    #[test]
+    #[ignore = "timing report, run with --run-ignored"]
+    fn throughput_report() {
+        let clean = "api-1  | 2026-11-30T03:12:44Z INFO GET /v1/runs?tenant=acme&page=2 200 12ms\n";
+        let dirty = "api-1  | connect postgres://app:Zq8vLr2pWx@postgres:5432/app password=hunter22 Authorization: Bearer abcdefghijklmnop1234\n";
+        let mut r = Redactor::new();
+        r.learn_env(&[("REDIS_PASSWORD".into(), "redis-pass-777".into())]);
+        for (name, line) in [("clean", clean), ("dirty", dirty)] {
+            let text = line.repeat((4 << 20) / line.len());
+            let start = std::time::Instant::now();
+            let out = r.redact(&text);
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "{name}: {:.1} MiB/s ({} -> {} bytes)",
+                4.0 / secs,
+                text.len(),
+                out.len()
+            );
         }
     }
 }
