@@ -232,10 +232,34 @@ const RULE_SPECS: &[(&str, Apply)] = &[
             }
         },
     ),
-    // A bare bearer token (`curl -H ... Bearer xyz`, error messages).
-    (r"\b(Bearer[ \t]+)[A-Za-z0-9._~+/-]{20,}=*", |c| {
-        format!("{}{MASK}", &c[1])
+    // A bare bearer token (`curl -H ... Bearer xyz`, error messages); prose such as
+    // `bearer authentication required` has no digits and stays.
+    (r"(?i)\b(Bearer[ \t]+)[A-Za-z0-9._~+/-]{20,}=*", |c| {
+        if token_like(&c[0]) {
+            format!("{}{MASK}", &c[1])
+        } else {
+            c[0].to_string()
+        }
     }),
+    // Cookies carry sessions: every value of `Cookie:`, the first pair of `Set-Cookie:`
+    // (the rest are attributes such as `Path=/`).
+    (
+        r#"(?i)\b((set-)?cookie\\?["']?[ \t]*:[ \t]*\\?["']?)([^\r\n"\\]+)"#,
+        |c| {
+            let only_first = c.get(2).is_some();
+            let pairs: Vec<String> = c[3]
+                .split(';')
+                .enumerate()
+                .map(|(i, pair)| match pair.split_once('=') {
+                    Some((name, value)) if (i == 0 || !only_first) && !value.trim().is_empty() => {
+                        format!("{name}={MASK}")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{}{}", &c[1], pairs.join(";"))
+        },
+    ),
     // JWTs: header `{"` is `eyJ` in base64url; the signature may be empty (`alg: none`).
     (
         r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.(?:[A-Za-z0-9_-]+\b)?",
