@@ -1,3 +1,4 @@
 //! container-ops: a chat-ops bot that runs on-call operations against a Docker Compose platform.
 
+pub mod docker;
 pub mod engine;
