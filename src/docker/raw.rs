@@ -331,6 +331,22 @@ mod tests {
     }
 
     #[test]
+    fn a_captured_docker_20_10_disk_usage_answer_is_summed() {
+        // Captured from this machine's daemon (containers trimmed to three).
+        let body = include_str!("testdata/df_api_1_41.json");
+        let d = parse_df(body.as_bytes()).unwrap();
+        assert_eq!(
+            d,
+            DiskUsage {
+                images_size: 590_421_693,
+                containers_size: 3072,
+                volumes_size: 72_572_388,
+                build_cache_size: 0,
+            }
+        );
+    }
+
+    #[test]
     fn bollard_0_21_cannot_read_the_api_1_41_disk_usage_shape() {
         // Documents why parse_df exists: bollard's own model decodes a 1.41 answer as empty.
         let r: bollard::models::SystemDataUsageResponse = serde_json::from_str(DF_1_41).unwrap();
