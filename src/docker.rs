@@ -486,6 +486,8 @@ impl Engine for DockerEngine {
 
     /// The whole daemon's disk usage (`docker system df`): not per project, the Engine
     /// cannot split image layers by project. Slow; bounded by the disk-usage deadline.
+    /// The daemon runs one computation at a time and does not cancel it when the client
+    /// gives up, so after a timeout the next calls are refused until it finishes.
     #[instrument(skip_all)]
     async fn disk_usage(&self) -> Result<DiskUsage, EngineError> {
         let v = self.docker.client_version();
