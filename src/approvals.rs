@@ -1,0 +1,903 @@
+//! Four-eyes approvals: the request state machine, its rules, and their enforcement through the store.
+//!
+//! `pending → approved → executing → succeeded | failed`, or `denied`, `expired`,
+//! `cancelled`. Every transition is a conditional update in the [`Store`], so two approvers
+//! clicking at once, a retried interaction or two bot replicas yield exactly one
+//! `approved → executing` claim, and every transition is audited in the same transaction.
+//! Time is always passed in (`now`), so the rules are testable with any clock.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::store::{AuditDecision, NewAuditEntry, ReviewAdded, Store, Transition, to_micros};
+
+pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+/// Letters and digits that survive being read aloud or retyped: no 0/o, 1/l/i.
+const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
+const ID_LEN: usize = 8;
+/// Result text of a request that was executing when the bot stopped.
+pub const INTERRUPTED: &str = "interrupted";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Executing,
+    Succeeded,
+    Failed,
+    Denied,
+    Expired,
+    Cancelled,
+}
+
+impl ApprovalState {
+    pub const ALL: [ApprovalState; 8] = [
+        Self::Pending,
+        Self::Approved,
+        Self::Executing,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Denied,
+        Self::Expired,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Executing => "executing",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// No transition leaves these.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Denied | Self::Expired | Self::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for ApprovalState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ApprovalState {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| anyhow::anyhow!("unknown approval state `{s}`"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewDecision {
+    Approve,
+    Deny,
+}
+
+impl ReviewDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+impl FromStr for ReviewDecision {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "approve" => Ok(Self::Approve),
+            "deny" => Ok(Self::Deny),
+            _ => anyhow::bail!("unknown review decision `{s}`"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub reviewer: String,
+    pub decision: ReviewDecision,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// An operation with everything it will act on resolved, as the caller is about to run it.
+/// Its digest is stored with the request; comparing it again just before execution shows
+/// whether what runs is what was approved (a replaced container has a new id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundOperation {
+    pub command: String,
+    /// Resolved targets, kind-prefixed: `container:<id>`, `volume:<name>`, `service:<name>`.
+    pub targets: Vec<String>,
+    /// Arguments by name, as the operation will receive them.
+    pub args: BTreeMap<String, String>,
+}
+
+impl BoundOperation {
+    /// sha256 over command, sorted targets and args; the order targets were resolved in does not matter.
+    pub fn digest(&self) -> String {
+        let mut targets = self.targets.clone();
+        targets.sort();
+        targets.dedup();
+        let canonical = serde_json::json!(["v1", self.command, targets, self.args]);
+        crate::store::hex(&Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// What the caller knows when an operation stops at the approval gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest {
+    pub operation: BoundOperation,
+    /// The arguments for display and audit, already redacted.
+    pub args_display: String,
+    pub requester: String,
+    pub requester_roles: Vec<String>,
+    /// Roles that may approve this command (from the catalog).
+    pub approver_roles: Vec<String>,
+    /// Approvals needed, none of which may come from the requester.
+    pub min_approvals: u32,
+    pub ttl: Duration,
+    pub channel: String,
+    pub correlation_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRequest {
+    pub id: String,
+    pub command: String,
+    pub args: String,
+    pub targets: Vec<String>,
+    pub requester: String,
+    pub requester_roles: Vec<String>,
+    pub approver_roles: Vec<String>,
+    pub min_approvals: u32,
+    pub channel: String,
+    pub correlation_id: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub digest: String,
+    pub state: ApprovalState,
+    pub reviews: Vec<Review>,
+    /// Outcome text once finished, or why it failed/was denied/cancelled.
+    pub result: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ApprovalRequest {
+    pub fn approvals(&self) -> u32 {
+        self.reviews
+            .iter()
+            .filter(|r| r.decision == ReviewDecision::Approve)
+            .count() as u32
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        now >= self.expires_at
+    }
+
+    /// True when `op` is exactly what was approved.
+    pub fn matches(&self, op: &BoundOperation) -> bool {
+        self.digest == op.digest()
+    }
+
+    /// Why `who` holding `roles` may not review this request at `now`, if anything.
+    /// Order matters for the message: a closed request is reported as such first, and a
+    /// requester is told they cannot approve their own request even when they hold the role.
+    pub fn check_reviewer(
+        &self,
+        who: &str,
+        roles: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
+        if self.state != ApprovalState::Pending {
+            return Err(Refusal::NotPending(self.state));
+        }
+        if who == self.requester {
+            return Err(Refusal::OwnRequest);
+        }
+        if !roles.iter().any(|r| self.approver_roles.contains(r)) {
+            return Err(Refusal::NotAnApprover {
+                allowed: self.approver_roles.clone(),
+            });
+        }
+        if self.is_expired(now) {
+            return Err(Refusal::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// Why an action on a request was refused; `markdown()` is safe to show to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NotFound,
+    OwnRequest,
+    NotAnApprover { allowed: Vec<String> },
+    Expired,
+    NotPending(ApprovalState),
+    AlreadyReviewed,
+    NotRequester,
+}
+
+impl Refusal {
+    pub fn markdown(&self) -> String {
+        match self {
+            Self::NotFound => {
+                "No such approval request. Check the id, or list open ones with `/approvals`."
+                    .into()
+            }
+            Self::OwnRequest => "You cannot approve your own request; ask another approver.".into(),
+            Self::NotAnApprover { allowed } => format!(
+                "You cannot review this request: it needs one of the roles {}.",
+                allowed
+                    .iter()
+                    .map(|r| format!("`{r}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Self::Expired => {
+                "This request has expired; run the command again to request a new approval.".into()
+            }
+            Self::NotPending(s) => format!("This request is already **{s}**; nothing to do."),
+            Self::AlreadyReviewed => "You have already reviewed this request.".into(),
+            Self::NotRequester => "Only the requester can cancel this request.".into(),
+        }
+    }
+
+    fn audit_text(&self) -> String {
+        match self {
+            Self::NotFound => "not found".into(),
+            Self::OwnRequest => "own request".into(),
+            Self::NotAnApprover { .. } => "not an approver".into(),
+            Self::Expired => "expired".into(),
+            Self::NotPending(s) => format!("already {s}"),
+            Self::AlreadyReviewed => "already reviewed".into(),
+            Self::NotRequester => "not the requester".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The approval was counted. `ready_to_run` is true for exactly one caller: the one whose
+    /// approval completed the quorum. It should then call [`Approvals::claim_for_execution`].
+    Approved {
+        ready_to_run: bool,
+        approvals: u32,
+        needed: u32,
+    },
+    Denied,
+    Cancelled,
+    Refused(Refusal),
+}
+
+/// The state machine over a store. Cheap to clone.
+#[derive(Clone)]
+pub struct Approvals {
+    store: Arc<dyn Store>,
+}
+
+impl Approvals {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Stores a new pending request with a fresh short id and audits it.
+    pub async fn create(
+        &self,
+        req: NewRequest,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<ApprovalRequest> {
+        let now = to_micros(now);
+        let ttl = chrono::Duration::from_std(req.ttl)?;
+        let mut request = ApprovalRequest {
+            id: String::new(),
+            command: req.operation.command.clone(),
+            args: req.args_display.clone(),
+            targets: req.operation.targets.clone(),
+            requester: req.requester.clone(),
+            requester_roles: req.requester_roles.clone(),
+            approver_roles: req.approver_roles.clone(),
+            min_approvals: req.min_approvals.max(1),
+            channel: req.channel.clone(),
+            correlation_id: req.correlation_id.clone(),
+            created_at: now,
+            expires_at: to_micros(now + ttl),
+            digest: req.operation.digest(),
+            state: ApprovalState::Pending,
+            reviews: vec![],
+            result: None,
+            updated_at: now,
+        };
+        // Eight characters from 31 give ~8.5e11 ids; a clash is retried, not an error.
+        for _ in 0..5 {
+            request.id = new_id();
+            let audit = self.audit(
+                &request,
+                &request.requester,
+                &request.requester_roles,
+                AuditDecision::Pending,
+                format!(
+                    "approval {} requested: {} of {} until {}",
+                    request.id,
+                    request.min_approvals,
+                    request.approver_roles.join("/"),
+                    request.expires_at.to_rfc3339()
+                ),
+                now,
+            );
+            if self.store.insert_approval(&request, audit).await? {
+                return Ok(request);
+            }
+        }
+        anyhow::bail!("could not find a free approval id after 5 tries")
+    }
+
+    pub async fn get(&self, id: &str) -> anyhow::Result<Option<ApprovalRequest>> {
+        self.store.get_approval(id).await
+    }
+
+    /// Requests waiting for reviews, oldest first (expired ones included until `expire_due`).
+    pub async fn pending(&self) -> anyhow::Result<Vec<ApprovalRequest>> {
+        self.store.list_approvals(&[ApprovalState::Pending]).await
+    }
+
+    pub async fn approve(
+        &self,
+        id: &str,
+        approver: &str,
+        approver_roles: &[String],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outcome> {
+        let now = to_micros(now);
+        let Some(req) = self.store.get_approval(id).await? else {
+            return Ok(Outcome::Refused(Refusal::NotFound));
+        };
+        if let Err(refusal) = req.check_reviewer(approver, approver_roles, now) {
+            return self
+                .refuse(&req, approver, approver_roles, refusal, now)
+                .await;
+        }
+        let review = Review {
+            reviewer: approver.to_owned(),
+            decision: ReviewDecision::Approve,
+            reason: String::new(),
+            at: now,
+        };
+        let needed = req.min_approvals;
+        let approvals = match self
+            .store
+            .add_review(
+                id,
+                &review,
+                self.audit(
+                    &req,
+                    approver,
+                    approver_roles,
+                    AuditDecision::Approved,
+                    format!("approval {id}: approved by {approver}"),
+                    now,
+                ),
+            )
+            .await?
+        {
+            ReviewAdded::Added { approvals } => approvals,
+            ReviewAdded::Duplicate => {
+                let r = Refusal::AlreadyReviewed;
+                return self.refuse(&req, approver, approver_roles, r, now).await;
+            }
+            // Someone else moved it (quorum, denial, expiry) between our read and our write.
+            ReviewAdded::NotOpen => {
+                return self.refuse_fresh(id, approver, approver_roles, now).await;
+            }
+        };
+        if approvals < needed {
+            return Ok(Outcome::Approved {
+                ready_to_run: false,
+                approvals,
+                needed,
+            });
+        }
+        let ready_to_run = self
+            .store
+            .transition(Transition {
+                id: id.to_owned(),
+                from: vec![ApprovalState::Pending],
+                to: ApprovalState::Approved,
+                unexpired_at: Some(now),
+                result: None,
+                at: now,
+                audit: self.audit(
+                    &req,
+                    approver,
+                    approver_roles,
+                    AuditDecision::Approved,
+                    format!("approval {id}: quorum reached ({approvals} of {needed})"),
+                    now,
+                ),
+            })
+            .await?;
+        Ok(Outcome::Approved {
+            ready_to_run,
+            approvals,
+            needed,
+        })
+    }
+
+    /// A reviewer refuses the request; it is closed for good.
+    pub async fn deny(
+        &self,
+        id: &str,
+        reviewer: &str,
+        reviewer_roles: &[String],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outcome> {
+        let now = to_micros(now);
+        let Some(req) = self.store.get_approval(id).await? else {
+            return Ok(Outcome::Refused(Refusal::NotFound));
+        };
+        if let Err(refusal) = req.check_reviewer(reviewer, reviewer_roles, now) {
+            // The requester withdraws with `cancel`; this keeps "denied" meaning a second pair of eyes said no.
+            return self
+                .refuse(&req, reviewer, reviewer_roles, refusal, now)
+                .await;
+        }
+        let review = Review {
+            reviewer: reviewer.to_owned(),
+            decision: ReviewDecision::Deny,
+            reason: reason.to_owned(),
+            at: now,
+        };
+        let text = format!("approval {id}: denied by {reviewer}: {reason}");
+        match self
+            .store
+            .add_review(
+                id,
+                &review,
+                self.audit(
+                    &req,
+                    reviewer,
+                    reviewer_roles,
+                    AuditDecision::Denied,
+                    text.clone(),
+                    now,
+                ),
+            )
+            .await?
+        {
+            ReviewAdded::Added { .. } => {}
+            ReviewAdded::Duplicate => {
+                let r = Refusal::AlreadyReviewed;
+                return self.refuse(&req, reviewer, reviewer_roles, r, now).await;
+            }
+            ReviewAdded::NotOpen => {
+                return self.refuse_fresh(id, reviewer, reviewer_roles, now).await;
+            }
+        }
+        let moved = self
+            .store
+            .transition(Transition {
+                id: id.to_owned(),
+                from: vec![ApprovalState::Pending],
+                to: ApprovalState::Denied,
+                unexpired_at: None,
+                result: Some(format!("denied by {reviewer}: {reason}")),
+                at: now,
+                audit: self.audit(
+                    &req,
+                    reviewer,
+                    reviewer_roles,
+                    AuditDecision::Denied,
+                    text,
+                    now,
+                ),
+            })
+            .await?;
+        if moved {
+            Ok(Outcome::Denied)
+        } else {
+            self.refuse_fresh(id, reviewer, reviewer_roles, now).await
+        }
+    }
+
+    /// The requester withdraws a request that has not started running.
+    pub async fn cancel(&self, id: &str, who: &str, now: DateTime<Utc>) -> anyhow::Result<Outcome> {
+        let now = to_micros(now);
+        let Some(req) = self.store.get_approval(id).await? else {
+            return Ok(Outcome::Refused(Refusal::NotFound));
+        };
+        if who != req.requester {
+            return self
+                .refuse(&req, who, &[], Refusal::NotRequester, now)
+                .await;
+        }
+        let moved = self
+            .store
+            .transition(Transition {
+                id: id.to_owned(),
+                from: vec![ApprovalState::Pending, ApprovalState::Approved],
+                to: ApprovalState::Cancelled,
+                unexpired_at: None,
+                result: Some(format!("cancelled by {who}")),
+                at: now,
+                audit: self.audit(
+                    &req,
+                    who,
+                    &req.requester_roles,
+                    AuditDecision::Cancelled,
+                    format!("approval {id}: cancelled by {who}"),
+                    now,
+                ),
+            })
+            .await?;
+        if moved {
+            Ok(Outcome::Cancelled)
+        } else {
+            self.refuse_fresh(id, who, &[], now).await
+        }
+    }
+
+    /// Claims an approved, unexpired request for execution. Exactly one caller ever gets
+    /// `true` for a request; only that caller may run the operation.
+    pub async fn claim_for_execution(&self, id: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let now = to_micros(now);
+        let Some(req) = self.store.get_approval(id).await? else {
+            return Ok(false);
+        };
+        if req.state != ApprovalState::Approved {
+            return Ok(false);
+        }
+        self.store
+            .transition(Transition {
+                id: id.to_owned(),
+                from: vec![ApprovalState::Approved],
+                to: ApprovalState::Executing,
+                unexpired_at: Some(now),
+                result: None,
+                at: now,
+                audit: self.audit(
+                    &req,
+                    &req.requester,
+                    &req.requester_roles,
+                    AuditDecision::Executing,
+                    format!("approval {id}: claimed for execution"),
+                    now,
+                ),
+            })
+            .await
+    }
+
+    /// Records how the execution ended: `Ok(summary)` → succeeded, `Err(reason)` → failed.
+    /// False if the request was not executing (already finished or recovered).
+    pub async fn finish(
+        &self,
+        id: &str,
+        result: Result<String, String>,
+        duration: Duration,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let now = to_micros(now);
+        let Some(req) = self.store.get_approval(id).await? else {
+            return Ok(false);
+        };
+        let (to, decision, text) = match result {
+            Ok(t) => (ApprovalState::Succeeded, AuditDecision::Ran, t),
+            Err(t) => (ApprovalState::Failed, AuditDecision::Failed, t),
+        };
+        let mut audit = self.audit(
+            &req,
+            &req.requester,
+            &req.requester_roles,
+            decision,
+            format!("approval {id}: {to}: {text}"),
+            now,
+        );
+        audit.duration_ms = duration.as_millis() as u64;
+        self.store
+            .transition(Transition {
+                id: id.to_owned(),
+                from: vec![ApprovalState::Executing],
+                to,
+                unexpired_at: None,
+                result: Some(text),
+                at: now,
+                audit,
+            })
+            .await
+    }
+
+    /// Marks every pending or approved request whose time is up as expired; returns their ids.
+    pub async fn expire_due(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+        let now = to_micros(now);
+        let open = self
+            .store
+            .list_approvals(&[ApprovalState::Pending, ApprovalState::Approved])
+            .await?;
+        let mut expired = vec![];
+        for req in open.into_iter().filter(|r| r.is_expired(now)) {
+            if self.expire(&req, now).await? {
+                expired.push(req.id);
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Start-up recovery: a request still `executing` was cut off mid-way by a stop or crash.
+    /// It is marked `failed: interrupted` and never re-run, since the operation may have
+    /// half-happened; a human decides what to do next. Returns the ids.
+    ///
+    /// With several replicas sharing the store, call this only when no other replica can be
+    /// executing (it cannot tell a crashed replica's claim from a live one's).
+    pub async fn recover_interrupted(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+        let now = to_micros(now);
+        let executing = self
+            .store
+            .list_approvals(&[ApprovalState::Executing])
+            .await?;
+        let mut recovered = vec![];
+        for req in executing {
+            let moved = self
+                .store
+                .transition(Transition {
+                    id: req.id.clone(),
+                    from: vec![ApprovalState::Executing],
+                    to: ApprovalState::Failed,
+                    unexpired_at: None,
+                    result: Some(INTERRUPTED.to_owned()),
+                    at: now,
+                    audit: self.audit(
+                        &req,
+                        "container-ops",
+                        &[],
+                        AuditDecision::Failed,
+                        format!("approval {}: failed: {INTERRUPTED} (found executing at start-up; not re-run)", req.id),
+                        now,
+                    ),
+                })
+                .await?;
+            if moved {
+                tracing::warn!(approval = %req.id, command = %req.command, "interrupted approved operation marked failed");
+                recovered.push(req.id);
+            }
+        }
+        Ok(recovered)
+    }
+
+    async fn expire(&self, req: &ApprovalRequest, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        self.store
+            .transition(Transition {
+                id: req.id.clone(),
+                from: vec![ApprovalState::Pending, ApprovalState::Approved],
+                to: ApprovalState::Expired,
+                unexpired_at: None,
+                result: Some("expired".into()),
+                at: now,
+                audit: self.audit(
+                    req,
+                    "container-ops",
+                    &[],
+                    AuditDecision::Expired,
+                    format!(
+                        "approval {}: expired at {}",
+                        req.id,
+                        req.expires_at.to_rfc3339()
+                    ),
+                    now,
+                ),
+            })
+            .await
+    }
+
+    /// Re-reads the request after a lost race and reports its current state.
+    async fn refuse_fresh(
+        &self,
+        id: &str,
+        who: &str,
+        roles: &[String],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outcome> {
+        let Some(req) = self.store.get_approval(id).await? else {
+            return Ok(Outcome::Refused(Refusal::NotFound));
+        };
+        let refusal = if req.state == ApprovalState::Pending && req.is_expired(now) {
+            Refusal::Expired
+        } else {
+            Refusal::NotPending(req.state)
+        };
+        self.refuse(&req, who, roles, refusal, now).await
+    }
+
+    async fn refuse(
+        &self,
+        req: &ApprovalRequest,
+        who: &str,
+        roles: &[String],
+        refusal: Refusal,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outcome> {
+        if refusal == Refusal::Expired && req.state == ApprovalState::Pending {
+            self.expire(req, now).await?;
+        }
+        let text = format!(
+            "approval {}: refused for {who}: {}",
+            req.id,
+            refusal.audit_text()
+        );
+        self.store
+            .append_audit(self.audit(req, who, roles, AuditDecision::Refused, text, now))
+            .await?;
+        Ok(Outcome::Refused(refusal))
+    }
+
+    fn audit(
+        &self,
+        req: &ApprovalRequest,
+        actor: &str,
+        roles: &[String],
+        decision: AuditDecision,
+        result: String,
+        now: DateTime<Utc>,
+    ) -> NewAuditEntry {
+        NewAuditEntry {
+            at: now,
+            actor: actor.to_owned(),
+            roles: roles.to_vec(),
+            channel: req.channel.clone(),
+            command: req.command.clone(),
+            args: req.args.clone(),
+            target: req.targets.clone(),
+            decision,
+            result,
+            duration_ms: 0,
+            correlation_id: req.correlation_id.clone(),
+        }
+    }
+}
+
+fn new_id() -> String {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes[..ID_LEN]
+        .iter()
+        .map(|b| ID_ALPHABET[*b as usize % ID_ALPHABET.len()] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn request() -> ApprovalRequest {
+        ApprovalRequest {
+            id: "abcd2345".into(),
+            command: "reset-db".into(),
+            args: String::new(),
+            targets: vec!["container:1234".into()],
+            requester: "alice".into(),
+            requester_roles: vec!["oncall".into(), "approver".into()],
+            approver_roles: vec!["approver".into()],
+            min_approvals: 1,
+            channel: "ops".into(),
+            correlation_id: "c1".into(),
+            created_at: at(0),
+            expires_at: at(900),
+            digest: String::new(),
+            state: ApprovalState::Pending,
+            reviews: vec![],
+            result: None,
+            updated_at: at(0),
+        }
+    }
+
+    fn roles(r: &[&str]) -> Vec<String> {
+        r.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_requester_is_refused_even_holding_the_approver_role() {
+        let r = request();
+        assert_eq!(
+            r.check_reviewer("alice", &roles(&["approver"]), at(1)),
+            Err(Refusal::OwnRequest)
+        );
+    }
+
+    #[test]
+    fn a_reviewer_without_an_allowed_role_is_refused_with_the_roles_that_may() {
+        let r = request();
+        let e = r
+            .check_reviewer("bob", &roles(&["oncall"]), at(1))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Refusal::NotAnApprover {
+                allowed: roles(&["approver"])
+            }
+        );
+        assert!(e.markdown().contains("`approver`"));
+        assert_eq!(
+            r.check_reviewer("bob", &roles(&["oncall", "approver"]), at(1)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_request_is_expired_from_its_expiry_instant_on() {
+        let r = request();
+        assert_eq!(
+            r.check_reviewer("bob", &roles(&["approver"]), at(899)),
+            Ok(())
+        );
+        assert_eq!(
+            r.check_reviewer("bob", &roles(&["approver"]), at(900)),
+            Err(Refusal::Expired)
+        );
+    }
+
+    #[test]
+    fn a_request_that_is_not_pending_cannot_be_reviewed() {
+        let mut r = request();
+        r.state = ApprovalState::Approved;
+        assert_eq!(
+            r.check_reviewer("bob", &roles(&["approver"]), at(1)),
+            Err(Refusal::NotPending(ApprovalState::Approved))
+        );
+    }
+
+    #[test]
+    fn the_digest_ignores_target_order_but_not_targets_or_args() {
+        let op = BoundOperation {
+            command: "volume-rm".into(),
+            targets: vec!["volume:a".into(), "container:1".into()],
+            args: BTreeMap::from([("force".into(), "true".into())]),
+        };
+        let mut reordered = op.clone();
+        reordered.targets.reverse();
+        assert_eq!(op.digest(), reordered.digest());
+        let mut other = op.clone();
+        other.targets[1] = "container:2".into();
+        assert_ne!(op.digest(), other.digest());
+        let mut other = op.clone();
+        other.args.insert("force".into(), "false".into());
+        assert_ne!(op.digest(), other.digest());
+    }
+
+    #[test]
+    fn ids_are_eight_unambiguous_characters() {
+        for _ in 0..100 {
+            let id = new_id();
+            assert_eq!(id.len(), 8);
+            assert!(id.bytes().all(|b| ID_ALPHABET.contains(&b)), "{id}");
+        }
+    }
+
+    #[test]
+    fn every_state_round_trips_through_its_name() {
+        for s in ApprovalState::ALL {
+            assert_eq!(s.as_str().parse::<ApprovalState>().unwrap(), s);
+        }
+    }
+}
