@@ -37,6 +37,7 @@ enum Backend {
 struct Fixture {
     store: Arc<dyn Store>,
     backend: Backend,
+    extra_schemas: Vec<String>,
 }
 
 impl Fixture {
@@ -47,6 +48,7 @@ impl Fixture {
         Self {
             store: Arc::new(store),
             backend: Backend::Sqlite { path, _dir: dir },
+            extra_schemas: vec![],
         }
     }
 
@@ -74,6 +76,7 @@ impl Fixture {
         Self {
             store: Arc::new(store),
             backend: Backend::Postgres { url, schema },
+            extra_schemas: vec![],
         }
     }
 
@@ -89,6 +92,47 @@ impl Fixture {
                     .unwrap(),
             ),
         }
+    }
+
+    /// Opens `n` instances at once on a new, empty database next to this one: replicas
+    /// starting together on a fresh store. The new database is cleaned up with this fixture.
+    async fn open_fresh_concurrently(&mut self, n: usize) -> Vec<anyhow::Result<Arc<dyn Store>>> {
+        let mut opening = vec![];
+        match &self.backend {
+            Backend::Sqlite { path, .. } => {
+                let fresh = path.with_file_name("fresh.db");
+                for _ in 0..n {
+                    let p = fresh.to_str().unwrap().to_owned();
+                    opening.push(tokio::spawn(async move {
+                        SqliteStore::open(&p)
+                            .await
+                            .map(|s| Arc::new(s) as Arc<dyn Store>)
+                    }));
+                }
+            }
+            Backend::Postgres { url, schema } => {
+                let fresh = format!("{schema}_fresh");
+                let admin = pg_connect(url).await.unwrap();
+                admin
+                    .batch_execute(&format!("CREATE SCHEMA {fresh}"))
+                    .await
+                    .unwrap();
+                self.extra_schemas.push(fresh.clone());
+                for _ in 0..n {
+                    let (url, fresh) = (url.clone(), fresh.clone());
+                    opening.push(tokio::spawn(async move {
+                        PostgresStore::connect_with(&url, pg_options(&fresh))
+                            .await
+                            .map(|s| Arc::new(s) as Arc<dyn Store>)
+                    }));
+                }
+            }
+        }
+        let mut stores = vec![];
+        for o in opening {
+            stores.push(o.await.unwrap());
+        }
+        stores
     }
 
     /// Runs SQL directly on the database, as someone with access to it could.
@@ -111,7 +155,9 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         if let Backend::Postgres { url, schema } = &self.backend {
-            let (url, schema) = (url.clone(), schema.clone());
+            let url = url.clone();
+            let mut schemas = self.extra_schemas.clone();
+            schemas.push(schema.clone());
             // Drop runs inside the test's runtime, which cannot be blocked on; use a thread with its own.
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -120,9 +166,11 @@ impl Drop for Fixture {
                     .unwrap();
                 rt.block_on(async {
                     if let Ok(c) = pg_connect(&url).await {
-                        let _ = c
-                            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                            .await;
+                        for schema in schemas {
+                            let _ = c
+                                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                                .await;
+                        }
                     }
                 });
             })
@@ -190,6 +238,7 @@ contract!(
     approving_an_unknown_request_is_refused_as_not_found,
     incidents_get_a_thread_a_timeline_and_close_once,
     state_survives_reopening_the_store,
+    replicas_opening_a_fresh_store_at_once_all_start_and_share_one_chain,
 );
 
 fn t(secs: i64) -> DateTime<Utc> {
@@ -930,4 +979,26 @@ async fn state_survives_reopening_the_store(f: Fixture) {
     assert!(report.is_ok(), "{report}");
     assert_eq!(report.checked, 6);
     assert_eq!(Approvals::new(again).get(&r.id).await.unwrap().unwrap(), r);
+}
+
+async fn replicas_opening_a_fresh_store_at_once_all_start_and_share_one_chain(mut f: Fixture) {
+    let stores: Vec<_> = f
+        .open_fresh_concurrently(4)
+        .await
+        .into_iter()
+        .map(|s| s.expect("every replica opens the store"))
+        .collect();
+    for (i, s) in stores.iter().enumerate() {
+        s.append_audit(entry(&format!("replica-{i}"), "status", &[], t(0)))
+            .await
+            .unwrap();
+    }
+    let report = verify_audit(&*stores[0]).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.checked, 4);
+    assert_eq!(
+        verify_audit(&*f.store).await.unwrap().checked,
+        0,
+        "the fresh store is separate from the fixture's"
+    );
 }

@@ -316,7 +316,10 @@ impl fmt::Display for VerifyReport {
 /// the previous entry's hash, and each hash recomputed from the entry's fields. Also checks
 /// the store's head record so entries cut off the end are noticed.
 pub async fn verify_audit(store: &dyn Store) -> anyhow::Result<VerifyReport> {
-    const PAGE: u32 = 1000;
+    verify_audit_paged(store, 1000).await
+}
+
+async fn verify_audit_paged(store: &dyn Store, page_size: u32) -> anyhow::Result<VerifyReport> {
     let mut checked = 0u64;
     let mut prev_id = 0i64;
     let mut prev_hash = GENESIS_HASH.to_owned();
@@ -326,8 +329,8 @@ pub async fn verify_audit(store: &dyn Store) -> anyhow::Result<VerifyReport> {
         problem: Some(ChainBreak { id, reason }),
     };
     loop {
-        let page = store.audit_page(prev_id, PAGE).await?;
-        let full = page.len() as u32 == PAGE;
+        let page = store.audit_page(prev_id, page_size).await?;
+        let full = page.len() as u32 == page_size;
         for e in page {
             if e.id != prev_id + 1 {
                 let reason = format!("entries {} to {} are missing", prev_id + 1, e.id - 1);
@@ -456,6 +459,44 @@ mod tests {
         assert_ne!(
             entry_hash(GENESIS_HASH, 1, &a),
             entry_hash(GENESIS_HASH, 1, &b)
+        );
+    }
+
+    #[tokio::test]
+    async fn verification_follows_the_chain_across_pages() {
+        let store = SqliteStore::open(":memory:").await.unwrap();
+        for i in 0..7 {
+            let mut e = entry();
+            e.duration_ms = i;
+            store.append_audit(e).await.unwrap();
+        }
+        let report = verify_audit_paged(&store, 2).await.unwrap();
+        assert!(report.is_ok(), "{report}");
+        assert_eq!(report.checked, 7);
+        // Entry 5 is the first of the third page: the gap must be seen across the page boundary.
+        store
+            .raw_sql("DELETE FROM audit_log WHERE id = 5")
+            .await
+            .unwrap();
+        let report = verify_audit_paged(&store, 2).await.unwrap();
+        assert_eq!(report.problem.unwrap().id, 6);
+        assert_eq!(report.checked, 4);
+    }
+
+    #[tokio::test]
+    async fn a_store_url_picks_the_adapter() {
+        let s = open("sqlite::memory:").await.unwrap();
+        s.append_audit(entry()).await.unwrap();
+        assert!(verify_audit(&*s).await.unwrap().is_ok());
+        let e = open("postgres://u:hunter22@127.0.0.1:1/db")
+            .await
+            .err()
+            .unwrap();
+        let chain = format!("{e:#}");
+        assert!(chain.contains("127.0.0.1:1/db"), "{chain}");
+        assert!(
+            !chain.contains("hunter22"),
+            "the password never shows: {chain}"
         );
     }
 

@@ -133,6 +133,13 @@ impl SqliteStore {
         })
     }
 
+    /// Tampering in tests, as someone with access to the file could.
+    #[cfg(test)]
+    pub(crate) async fn raw_sql(&self, sql: &str) -> anyhow::Result<()> {
+        let sql = sql.to_owned();
+        self.run(move |c| Ok(c.execute_batch(&sql)?)).await
+    }
+
     async fn run<T, F>(&self, f: F) -> anyhow::Result<T>
     where
         T: Send + 'static,
