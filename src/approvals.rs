@@ -241,10 +241,7 @@ pub enum Refusal {
 impl Refusal {
     pub fn markdown(&self) -> String {
         match self {
-            Self::NotFound => {
-                "No such approval request. Check the id, or list open ones with `/approvals`."
-                    .into()
-            }
+            Self::NotFound => "No such approval request; check the id.".into(),
             Self::OwnRequest => "You cannot approve your own request; ask another approver.".into(),
             Self::NotAnApprover { allowed } => format!(
                 "You cannot review this request: it needs one of the roles {}.",

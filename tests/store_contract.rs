@@ -475,7 +475,23 @@ async fn audit_queries_filter_by_user_target_command_decision_and_time(f: Fixtur
         .await,
         [2]
     );
-    assert_eq!(ids(AuditQuery { limit: 2, ..all }).await, [4, 3]);
+    assert_eq!(
+        ids(AuditQuery {
+            limit: 2,
+            ..all.clone()
+        })
+        .await,
+        [4, 3]
+    );
+    let third = s.audit_page(2, 1).await.unwrap().remove(0);
+    assert_eq!(
+        ids(AuditQuery {
+            correlation_id: Some(third.entry.correlation_id),
+            ..all
+        })
+        .await,
+        [3]
+    );
     let got = s
         .query_audit(&AuditQuery {
             command: Some("restart".into()),
@@ -629,7 +645,7 @@ async fn one_approval_makes_the_request_ready_and_it_can_be_claimed_only_once(f:
     let trail: Vec<_> = f
         .store
         .query_audit(&AuditQuery {
-            command: Some("reset-db".into()),
+            correlation_id: Some("corr-1".into()),
             ..AuditQuery::default()
         })
         .await

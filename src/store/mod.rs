@@ -111,6 +111,35 @@ pub struct NewAuditEntry {
     pub correlation_id: String,
 }
 
+impl NewAuditEntry {
+    /// The form that is stored and hashed: the instant cut to microseconds (what both
+    /// databases keep) and NUL characters replaced (Postgres text cannot hold them, and an
+    /// audit entry must never be lost to its content).
+    pub fn normalized(mut self) -> Self {
+        fn clean(s: &mut String) {
+            if s.contains('\0') {
+                *s = s.replace('\0', "\u{fffd}");
+            }
+        }
+        self.at = to_micros(self.at);
+        for s in [
+            &mut self.actor,
+            &mut self.channel,
+            &mut self.command,
+            &mut self.args,
+            &mut self.result,
+            &mut self.correlation_id,
+        ] {
+            clean(s);
+        }
+        self.roles
+            .iter_mut()
+            .chain(self.target.iter_mut())
+            .for_each(clean);
+        self
+    }
+}
+
 /// An appended entry with its place in the hash chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -128,6 +157,8 @@ pub struct AuditQuery {
     pub target: Option<String>,
     pub command: Option<String>,
     pub decision: Option<AuditDecision>,
+    /// Everything one invocation or approval request led to.
+    pub correlation_id: Option<String>,
     /// Inclusive.
     pub since: Option<DateTime<Utc>>,
     /// Exclusive.
@@ -142,6 +173,7 @@ impl Default for AuditQuery {
             target: None,
             command: None,
             decision: None,
+            correlation_id: None,
             since: None,
             until: None,
             limit: 100,
@@ -498,6 +530,18 @@ mod tests {
             !chain.contains("hunter22"),
             "the password never shows: {chain}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_nul_character_in_an_entry_is_stored_replaced_and_still_verifies() {
+        let store = SqliteStore::open(":memory:").await.unwrap();
+        let mut e = entry();
+        e.args = "service:api\0-1".into();
+        e.target = vec!["a\0".into()];
+        let stored = store.append_audit(e).await.unwrap();
+        assert_eq!(stored.entry.args, "service:api\u{fffd}-1");
+        assert_eq!(stored.entry.target, ["a\u{fffd}"]);
+        assert!(verify_audit(&store).await.unwrap().is_ok());
     }
 
     #[test]

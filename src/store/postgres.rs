@@ -44,6 +44,7 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_at ON audit_log (at);
 CREATE INDEX audit_log_actor ON audit_log (actor, at);
 CREATE INDEX audit_log_command ON audit_log (command, at);
+CREATE INDEX audit_log_correlation ON audit_log (correlation_id);
 CREATE INDEX audit_log_target ON audit_log USING gin (target);
 CREATE TABLE audit_head (
     id        integer PRIMARY KEY CHECK (id = 1),
@@ -325,7 +326,7 @@ async fn append(
     tx: &deadpool_postgres::Transaction<'_>,
     mut e: NewAuditEntry,
 ) -> anyhow::Result<AuditEntry> {
-    e.at = to_micros(e.at);
+    e = e.normalized();
     let head = tx
         .query_one(
             "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE",
@@ -392,6 +393,7 @@ impl Store for PostgresStore {
                        AND ($4::text IS NULL OR decision = $4)
                        AND ($5::timestamptz IS NULL OR at >= $5)
                        AND ($6::timestamptz IS NULL OR at < $6)
+                       AND ($8::text IS NULL OR correlation_id = $8)
                      ORDER BY id DESC LIMIT $7"
                 ),
                 &[
@@ -402,6 +404,7 @@ impl Store for PostgresStore {
                     &q.since,
                     &q.until,
                     &i64::from(q.limit),
+                    &q.correlation_id,
                 ],
             )
             .await?;

@@ -40,6 +40,7 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_at ON audit_log (at);
 CREATE INDEX audit_log_actor ON audit_log (actor, at);
 CREATE INDEX audit_log_command ON audit_log (command, at);
+CREATE INDEX audit_log_correlation ON audit_log (correlation_id);
 CREATE TABLE audit_head (
     id        INTEGER PRIMARY KEY CHECK (id = 1),
     last_id   INTEGER NOT NULL,
@@ -270,7 +271,7 @@ fn load_reviews(conn: &Connection, req: &mut ApprovalRequest) -> anyhow::Result<
 /// Appends inside the caller's write transaction, which already holds SQLite's write lock,
 /// so reading the head and writing the next entry cannot interleave with another writer.
 fn append(tx: &rusqlite::Transaction<'_>, mut e: NewAuditEntry) -> anyhow::Result<AuditEntry> {
-    e.at = to_micros(e.at);
+    e = e.normalized();
     let (last_id, prev_hash): (i64, String) = tx.query_row(
         "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
         [],
@@ -336,6 +337,7 @@ impl Store for SqliteStore {
                    AND (?4 IS NULL OR decision = ?4)
                    AND (?5 IS NULL OR at >= ?5)
                    AND (?6 IS NULL OR at < ?6)
+                   AND (?8 IS NULL OR correlation_id = ?8)
                  ORDER BY id DESC LIMIT ?7"
             );
             let mut st = c.prepare_cached(&sql)?;
@@ -348,6 +350,7 @@ impl Store for SqliteStore {
                     q.since.map(micros),
                     q.until.map(micros),
                     q.limit,
+                    q.correlation_id,
                 ],
                 audit_row,
             )?;
