@@ -299,6 +299,7 @@ impl Approvals {
     }
 
     /// Stores a new pending request with a fresh short id and audits it.
+    #[tracing::instrument(level = "debug", skip_all, fields(command = %req.operation.command, requester = %req.requester), err)]
     pub async fn create(
         &self,
         req: NewRequest,
@@ -358,6 +359,7 @@ impl Approvals {
         self.store.list_approvals(&[ApprovalState::Pending]).await
     }
 
+    #[tracing::instrument(level = "debug", skip(self, approver_roles), err)]
     pub async fn approve(
         &self,
         id: &str,
@@ -441,6 +443,7 @@ impl Approvals {
     }
 
     /// A reviewer refuses the request; it is closed for good.
+    #[tracing::instrument(level = "debug", skip(self, reviewer_roles, reason), err)]
     pub async fn deny(
         &self,
         id: &str,
@@ -518,6 +521,7 @@ impl Approvals {
     }
 
     /// The requester withdraws a request that has not started running.
+    #[tracing::instrument(level = "debug", skip(self), err)]
     pub async fn cancel(&self, id: &str, who: &str, now: DateTime<Utc>) -> anyhow::Result<Outcome> {
         let now = to_micros(now);
         let Some(req) = self.store.get_approval(id).await? else {
@@ -556,6 +560,7 @@ impl Approvals {
 
     /// Claims an approved, unexpired request for execution. Exactly one caller ever gets
     /// `true` for a request; only that caller may run the operation.
+    #[tracing::instrument(level = "debug", skip(self), err)]
     pub async fn claim_for_execution(&self, id: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let now = to_micros(now);
         let Some(req) = self.store.get_approval(id).await? else {
@@ -586,6 +591,7 @@ impl Approvals {
 
     /// Records how the execution ended: `Ok(summary)` → succeeded, `Err(reason)` → failed.
     /// False if the request was not executing (already finished or recovered).
+    #[tracing::instrument(level = "debug", skip(self, result), err)]
     pub async fn finish(
         &self,
         id: &str,
