@@ -135,7 +135,8 @@ pub enum EngineError {
 pub trait Engine: Send + Sync {
     /// Every container of the project, running or not, inspected (restart count, health).
     async fn containers(&self) -> Result<Vec<ContainerInfo>, EngineError>;
-    async fn logs(&self, container_id: &str, query: &LogQuery) -> Result<Vec<LogLine>, EngineError>;
+    async fn logs(&self, container_id: &str, query: &LogQuery)
+    -> Result<Vec<LogLine>, EngineError>;
     async fn stats(&self, container_id: &str) -> Result<StatsSnapshot, EngineError>;
     async fn restart(&self, container_id: &str, timeout: Duration) -> Result<(), EngineError>;
     async fn stop(&self, container_id: &str, timeout: Duration) -> Result<(), EngineError>;
@@ -148,5 +149,10 @@ pub trait Engine: Send + Sync {
     async fn networks(&self) -> Result<Vec<NetworkInfo>, EngineError>;
     async fn disk_usage(&self) -> Result<DiskUsage, EngineError>;
     /// Run an argv (never a shell string) inside a container, bounded by `timeout`.
-    async fn exec(&self, container_id: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, EngineError>;
+    async fn exec(
+        &self,
+        container_id: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, EngineError>;
 }
