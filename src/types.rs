@@ -86,6 +86,11 @@ macro_rules! name_type_item {
                 v.0
             }
         }
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
     };
 }
 
