@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
+pub mod ops;
 pub mod policy;
 pub mod ratelimit;
 pub mod redact;
