@@ -9,6 +9,7 @@ pub mod error;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod ops;
+pub mod pipeline;
 pub mod policy;
 pub mod ratelimit;
 pub mod redact;
