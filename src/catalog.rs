@@ -553,20 +553,6 @@ pub fn parse_command(
         TargetKind::Project => Target::Project,
         TargetKind::None => Target::None,
     };
-    if !matches!(rt.kind, TargetKind::Service | TargetKind::Group) {
-        if let Some(o) = options
-            .iter()
-            .find(|o| matches!(o.kind, OptionType::Service | OptionType::Group))
-        {
-            return Err(err(
-                target_span,
-                format!(
-                    "option `{}` names services but the target is not a service or group",
-                    o.name
-                ),
-            ));
-        }
-    }
     for o in &options {
         let is_target =
             matches!(&target, Target::ServiceOption(t) | Target::GroupOption(t) if *t == o.name);

@@ -3,6 +3,8 @@
 pub mod args;
 pub mod audit;
 pub mod catalog;
+pub mod cli;
+pub mod console;
 pub mod docker;
 pub mod engine;
 pub mod error;

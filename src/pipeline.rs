@@ -19,7 +19,7 @@ use crate::ratelimit::RateLimits;
 use crate::redact::Redactor;
 use crate::report::Report;
 use crate::settings::Settings;
-use crate::types::{ChannelId, CommandName, RoleId, ServiceName, UserId};
+use crate::types::{ChannelId, CommandName, GroupName, RoleId, ServiceName, UserId};
 
 /// One command as typed by a person, before anything is checked.
 #[derive(Debug, Clone)]
@@ -216,27 +216,15 @@ impl Core {
             }
         })?;
 
-        // Only commands that name services need the live list; the rest never touch Docker here.
-        let containers = if needs_containers(cmd) {
-            let engine = self
-                .engine
-                .get()
-                .instrument(info_span!("engine_connect"))
-                .await?;
-            Some(
-                engine
-                    .containers()
-                    .instrument(info_span!("containers"))
-                    .await?,
-            )
+        // Only commands that name services (or act on all of them) need the live list before the
+        // gate; group commands know their services from the settings, and the rest never touch
+        // Docker here.
+        let mut containers = if needs_service_list(cmd) {
+            Some(self.containers().await?)
         } else {
             None
         };
-        let known: Option<BTreeSet<ServiceName>> = containers.as_ref().map(|cs| {
-            cs.iter()
-                .filter_map(|c| ServiceName::parse(&c.service).ok())
-                .collect()
-        });
+        let known: Option<BTreeSet<ServiceName>> = containers.as_ref().map(|cs| service_set(cs));
         let args = info_span!("args").in_scope(|| {
             args::parse(
                 cmd,
@@ -249,12 +237,8 @@ impl Core {
             )
         })?;
 
-        let (targets, services) = resolve_targets(
-            cmd,
-            &args,
-            containers.unwrap_or_default(),
-            &self.settings.groups,
-        )?;
+        let (services, explicit) =
+            target_services(cmd, &args, known.as_ref(), &self.settings.groups);
         trail.target = if services.is_empty() {
             vec!["project".into()]
         } else {
@@ -304,9 +288,30 @@ impl Core {
             .into());
         }
 
+        let targets = if needs_containers(cmd) {
+            let cs = match containers.take() {
+                Some(cs) => cs,
+                None => self.containers().await?,
+            };
+            split_targets(cs, explicit.then_some(services.as_slice()))?
+        } else {
+            Targets::default()
+        };
         self.operate(cmd, &args, &targets, &trail.roles, &inv.channel, redactor)
             .instrument(info_span!("operation", op = %cmd.operation))
             .await
+    }
+
+    async fn containers(&self) -> Result<Vec<ContainerInfo>, PipelineError> {
+        let engine = self
+            .engine
+            .get()
+            .instrument(info_span!("engine_connect"))
+            .await?;
+        Ok(engine
+            .containers()
+            .instrument(info_span!("containers"))
+            .await?)
     }
 
     fn lookup(&self, typed: &str) -> Result<&Command, PipelineError> {
@@ -406,35 +411,59 @@ fn needs_containers(cmd: &Command) -> bool {
         )
 }
 
-/// The containers a command acts on and the service names that permission checks apply to.
-fn resolve_targets(
+/// Commands whose arguments or targets need the project's live service list.
+fn needs_service_list(cmd: &Command) -> bool {
+    needs_containers(cmd) && matches!(cmd.target, Target::ServiceOption(_) | Target::Project)
+}
+
+fn service_set(cs: &[ContainerInfo]) -> BTreeSet<ServiceName> {
+    cs.iter()
+        .filter_map(|c| ServiceName::parse(&c.service).ok())
+        .collect()
+}
+
+/// The services a command acts on (what permissions and rate limits apply to), and whether
+/// they were named (by the person or a group) rather than "every service of the project".
+fn target_services(
     cmd: &Command,
     args: &args::Args,
-    containers: Vec<ContainerInfo>,
-    groups: &BTreeMap<crate::types::GroupName, Vec<ServiceName>>,
-) -> Result<(Targets, Vec<ServiceName>), PipelineError> {
-    let wanted: Option<Vec<ServiceName>> = match &cmd.target {
+    known: Option<&BTreeSet<ServiceName>>,
+    groups: &BTreeMap<GroupName, Vec<ServiceName>>,
+) -> (Vec<ServiceName>, bool) {
+    let named = match &cmd.target {
         Target::ServiceOption(o) => args.services(o).map(<[_]>::to_vec),
         Target::Group(g) => Some(groups.get(g).cloned().unwrap_or_default()),
-        Target::GroupOption(o) => args.group(o).and_then(|g| groups.get(g)).cloned(),
+        Target::GroupOption(o) => Some(
+            args.group(o)
+                .and_then(|g| groups.get(g))
+                .cloned()
+                .unwrap_or_default(),
+        ),
         Target::Project | Target::None => None,
     };
-    if !needs_containers(cmd) {
-        return Ok((Targets::default(), Vec::new()));
+    match named {
+        Some(s) => (s, true),
+        None if needs_containers(cmd) => (
+            known
+                .map(|k| k.iter().cloned().collect())
+                .unwrap_or_default(),
+            false,
+        ),
+        None => (Vec::new(), false),
     }
-    let Some(wanted) = wanted else {
-        // The whole project: every service that has a container.
-        let services: BTreeSet<ServiceName> = containers
-            .iter()
-            .filter_map(|c| ServiceName::parse(&c.service).ok())
-            .collect();
-        return Ok((
-            Targets {
-                containers,
-                missing: Vec::new(),
-            },
-            services.into_iter().collect(),
-        ));
+}
+
+/// Picks the containers of the named services (all when `named` is None) and lists the
+/// services that have none.
+fn split_targets(
+    containers: Vec<ContainerInfo>,
+    named: Option<&[ServiceName]>,
+) -> Result<Targets, PipelineError> {
+    let Some(wanted) = named else {
+        return Ok(Targets {
+            containers,
+            missing: Vec::new(),
+        });
     };
     let present: Vec<ContainerInfo> = containers
         .into_iter()
@@ -456,18 +485,10 @@ fn resolve_targets(
         ))
         .into());
     }
-    let services = wanted
-        .iter()
-        .filter(|w| !missing.contains(w))
-        .cloned()
-        .collect();
-    Ok((
-        Targets {
-            containers: present,
-            missing,
-        },
-        services,
-    ))
+    Ok(Targets {
+        containers: present,
+        missing,
+    })
 }
 
 #[cfg(test)]
@@ -625,6 +646,36 @@ mod tests {
         let rec = audit.records().pop().unwrap();
         assert_eq!(rec.decision, Decision::Pending);
         assert_eq!(rec.target, ["postgres", "temporal", "redis"]);
+    }
+
+    #[tokio::test]
+    async fn approval_gate_needs_no_docker_connection() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_unavailable(true);
+        let (core, audit) = core_with(fake);
+        let e = core.run(inv("erin", "/restart-infra")).await.unwrap_err();
+        assert!(
+            matches!(e, PipelineError::User(UserError::NeedsApproval { .. })),
+            "{e:?}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Pending);
+    }
+
+    #[tokio::test]
+    async fn group_restart_reports_members_without_a_container() {
+        let fake = Arc::new(FakeEngine::new());
+        for s in ["api-1", "api-2", "worker-1", "worker-2"] {
+            fake.add(crate::fake::container(s, "running"));
+        }
+        let (core, _) = core_with(fake.clone());
+        let r = core.run(inv("bob", "/restart-app")).await.unwrap();
+        assert!(r.title.contains("4/4 ok"), "{}", r.title);
+        assert!(
+            r.all_text().contains("No container for: `console`"),
+            "{}",
+            r.all_text()
+        );
+        assert_eq!(fake.calls().len(), 4);
     }
 
     #[tokio::test]

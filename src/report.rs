@@ -161,6 +161,11 @@ fn render_block(b: &Block) -> String {
 
 /// A table as an aligned monospace block: chat clients render Markdown tables poorly.
 fn table(headers: &[String], rows: &[Vec<String>]) -> String {
+    format!("```\n{}```\n", text_table(headers, rows))
+}
+
+/// Columns aligned with spaces, one line per row, for terminals and code blocks.
+pub fn text_table(headers: &[String], rows: &[Vec<String>]) -> String {
     let cols = headers.len();
     let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
@@ -179,14 +184,12 @@ fn table(headers: &[String], rows: &[Vec<String>]) -> String {
         }
         l.trim_end().to_owned()
     };
-    let mut s = String::from("```\n");
-    s.push_str(&line(headers));
+    let mut s = line(headers);
     s.push('\n');
     for r in rows {
         s.push_str(&line(r));
         s.push('\n');
     }
-    s.push_str("```\n");
     s
 }
 
