@@ -31,6 +31,21 @@ pub enum UserError {
 }
 
 impl UserError {
+    /// The same error with every text run through the redactor (messages may echo input).
+    pub fn redacted(self, r: &crate::redact::Redactor) -> Self {
+        match self {
+            UserError::Denied(m) => UserError::Denied(r.redact(&m)),
+            UserError::NotFound(m) => UserError::NotFound(r.redact(&m)),
+            UserError::InvalidArgument(m) => UserError::InvalidArgument(r.redact(&m)),
+            UserError::Unavailable(m) => UserError::Unavailable(r.redact(&m)),
+            UserError::RateLimited { scope, retry_after } => UserError::RateLimited {
+                scope: r.redact(&scope),
+                retry_after,
+            },
+            other @ UserError::NeedsApproval { .. } => other,
+        }
+    }
+
     /// The chat message: what happened and what to do next.
     pub fn markdown(&self) -> String {
         match self {
@@ -50,7 +65,7 @@ impl UserError {
                 min_approvals,
                 ttl,
             } => format!(
-                "**`/{command}` needs approval.** It is destructive: {min_approvals} person(s) with role {} must approve it (requests expire after {}). Approvals are not available in this build yet; ask an approver to run it.",
+                "**`/{command}` needs approval.** It is destructive: {min_approvals} person(s) with role {} must approve it (requests expire after {}). Approval requests are not built into the bot yet, so it cannot run from here for now; ask an approver to do it by hand following the runbook.",
                 approvers
                     .iter()
                     .map(|r| format!("`{r}`"))

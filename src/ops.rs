@@ -168,9 +168,12 @@ pub async fn logs(
 ) -> Result<Report, PipelineError> {
     let asked = args.integer("tail").unwrap_or(100).max(1);
     let tail = u32::try_from(asked).unwrap_or(u32::MAX).min(log_line_cap);
-    let since = args
-        .duration("since")
-        .map(|d| Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+    // A `since` further back than the calendar allows simply means "everything".
+    let since = args.duration("since").and_then(|d| {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| Utc::now().checked_sub_signed(d))
+    });
     let grep = args.string("grep").map(str::to_lowercase);
     let show_ts = args.boolean("timestamps").unwrap_or(false);
     // Timestamps are always fetched: they are what merges several services in time order.
@@ -1019,6 +1022,35 @@ mod tests {
                 .all_text()
                 .contains("No container for: `console`")
         );
+    }
+
+    #[tokio::test]
+    async fn an_absurd_since_reads_everything_instead_of_panicking() {
+        let f = FakeEngine::riftwing();
+        f.set_logs("api-1", &[(1, "old line")]);
+        let cmd = crate::catalog::parse_command(
+            std::path::Path::new("logs.toml"),
+            &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/commands/logs.toml"))
+                .unwrap(),
+            &Default::default(),
+        )
+        .unwrap();
+        let cx = crate::args::ArgContext {
+            max_arg_len: 200,
+            known_services: None,
+            groups: &Default::default(),
+        };
+        let args = crate::args::parse(&cmd, "api-1 since:99999999999d", &cx).unwrap();
+        let r = logs(
+            &f,
+            &targets(&f, &["api-1"]),
+            &args,
+            100,
+            &mut Redactor::new(),
+        )
+        .await
+        .unwrap();
+        assert!(r.all_text().contains("old line"));
     }
 
     #[test]

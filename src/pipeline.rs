@@ -188,10 +188,14 @@ impl Core {
                 // The action has happened (or been refused) either way; losing the record is logged loudly.
                 tracing::error!("audit record lost: {e:#}");
             }
-            result.map(|mut r| {
-                r.redact(&redactor);
-                r
-            })
+            match result {
+                Ok(mut r) => {
+                    r.redact(&redactor);
+                    Ok(r)
+                }
+                Err(PipelineError::User(u)) => Err(PipelineError::User(u.redacted(&redactor))),
+                Err(e) => Err(e),
+            }
         }
         .instrument(span)
         .await
