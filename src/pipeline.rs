@@ -220,26 +220,32 @@ impl Core {
             }
         })?;
 
-        // Only commands that name services (or act on all of them) need the live list before the
-        // gate; group commands know their services from the settings, and the rest never touch
-        // Docker here.
-        let mut containers = if needs_service_list(cmd) {
-            Some(self.containers().await?)
-        } else {
-            None
+        // Shape, types and required options are checked before Docker is asked anything; only
+        // commands that name services (or act on all of them) then need the live service list.
+        // Group commands know their services from the settings.
+        let parse = |known: Option<&BTreeSet<ServiceName>>| {
+            info_span!("args").in_scope(|| {
+                args::parse(
+                    cmd,
+                    &inv.args,
+                    &ArgContext {
+                        max_arg_len: self.settings.limits.max_arg_len,
+                        known_services: known,
+                        groups: &self.settings.groups,
+                    },
+                )
+            })
         };
-        let known: Option<BTreeSet<ServiceName>> = containers.as_ref().map(|cs| service_set(cs));
-        let args = info_span!("args").in_scope(|| {
-            args::parse(
-                cmd,
-                &inv.args,
-                &ArgContext {
-                    max_arg_len: self.settings.limits.max_arg_len,
-                    known_services: known.as_ref(),
-                    groups: &self.settings.groups,
-                },
-            )
-        })?;
+        let mut args = parse(None)?;
+        let mut containers = None;
+        let mut known = None;
+        if needs_service_list(cmd) {
+            let cs = self.containers().await?;
+            let k = service_set(&cs);
+            args = parse(Some(&k))?;
+            containers = Some(cs);
+            known = Some(k);
+        }
 
         let (services, explicit) =
             target_services(cmd, &args, known.as_ref(), &self.settings.groups);
@@ -650,6 +656,18 @@ mod tests {
         let rec = audit.records().pop().unwrap();
         assert_eq!(rec.decision, Decision::Pending);
         assert_eq!(rec.target, ["postgres", "temporal", "redis"]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_required_option_is_reported_without_docker() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_unavailable(true);
+        let (core, _) = core_with(fake);
+        let e = core.run(inv("dave", "/logs tail:5")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::InvalidArgument(m)) if m.contains("needs `service`")),
+            "{e:?}"
+        );
     }
 
     #[tokio::test]
