@@ -66,15 +66,26 @@ fn by_service(mut cs: Vec<ContainerInfo>) -> Vec<ContainerInfo> {
     cs
 }
 
+/// Unhealthy, crash-looping, dead, OOM-killed or exited with an error. A container that
+/// exited 0 (a one-shot init job, or a clean stop) is shown as not running but not flagged.
+fn needs_attention(c: &ContainerInfo) -> bool {
+    c.health.as_deref() == Some("unhealthy")
+        || c.oom_killed
+        || matches!(c.state.as_str(), "restarting" | "dead")
+        || (c.state == "exited" && c.exit_code != Some(0))
+}
+
 pub fn status(project: &str, t: &Targets) -> Report {
     let now = Utc::now();
     let cs = by_service(t.containers.clone());
     let mut bad = 0;
+    let mut up = 0;
     let rows = cs
         .iter()
         .map(|c| {
             let running = c.state == "running";
-            if !running || c.health.as_deref() == Some("unhealthy") {
+            up += usize::from(running);
+            if needs_attention(c) {
                 bad += 1;
             }
             let uptime = match (running, c.started_at) {
@@ -110,12 +121,14 @@ pub fn status(project: &str, t: &Targets) -> Report {
         .collect();
     let severity = if cs.is_empty() || bad > 0 {
         Severity::Warning
-    } else {
+    } else if up == cs.len() {
         Severity::Success
+    } else {
+        Severity::Info
     };
     let mut r = Report::new(
         format!(
-            "Status of {project}: {} container(s), {bad} need attention",
+            "Status of {project}: {up}/{} running, {bad} need attention",
             cs.len()
         ),
         severity,
@@ -176,11 +189,12 @@ pub async fn logs(
     });
     let grep = args.string("grep").map(str::to_lowercase);
     let show_ts = args.boolean("timestamps").unwrap_or(false);
-    // Timestamps are always fetched: they are what merges several services in time order.
+    // `timestamps` asks the adapter to keep the Engine's timestamp inside the text; the core
+    // renders its own from `at` (which the adapter always parses and which orders the merge).
     let q = LogQuery {
         tail,
         since,
-        timestamps: true,
+        timestamps: false,
     };
     learn_env(engine, &t.containers, redactor).await?;
     let cs = by_service(t.containers.clone());
@@ -696,7 +710,7 @@ mod tests {
         );
         assert_eq!(r.severity, Severity::Warning);
         assert!(
-            r.title.contains("11 container(s), 1 need attention"),
+            r.title.contains("10/11 running, 1 need attention"),
             "{}",
             r.title
         );
@@ -1008,6 +1022,40 @@ mod tests {
             d.all_text().contains("**Images:** 1.9 GiB"),
             "{}",
             d.all_text()
+        );
+    }
+
+    #[test]
+    fn a_finished_init_job_is_not_flagged_but_a_crash_is() {
+        let mut init = container("minio-init", "exited");
+        init.exit_code = Some(0);
+        let mut crashed = container("worker-1", "exited");
+        crashed.exit_code = Some(1);
+        let r = status(
+            "riftwing",
+            &Targets {
+                containers: vec![container("api-1", "running"), init.clone()],
+                missing: vec![],
+            },
+        );
+        assert_eq!(r.severity, Severity::Info);
+        assert!(
+            r.title.contains("1/2 running, 0 need attention"),
+            "{}",
+            r.title
+        );
+        let r = status(
+            "riftwing",
+            &Targets {
+                containers: vec![init, crashed],
+                missing: vec![],
+            },
+        );
+        assert_eq!(r.severity, Severity::Warning);
+        assert!(
+            r.title.contains("0/2 running, 1 need attention"),
+            "{}",
+            r.title
         );
     }
 

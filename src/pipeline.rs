@@ -546,7 +546,7 @@ mod tests {
         let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
         let r = core.run(inv("dave", "/status")).await.unwrap();
         assert!(
-            r.title.starts_with("Status of riftwing: 11 container(s)"),
+            r.title.starts_with("Status of riftwing: 11/11 running"),
             "{}",
             r.title
         );
