@@ -309,17 +309,39 @@ fn typed(
             {
                 let s =
                     ServiceName::parse(raw).map_err(|e| invalid(format!("`{}`: {e}", opt.name)))?;
-                if let Some(known) = cx.known_services
-                    && !known.contains(&s)
-                {
-                    return Err(UserError::NotFound(format!(
+                let is_service = cx.known_services.is_none_or(|k| k.contains(&s));
+                // A group name where services are expected stands for its members
+                // (`/logs infra`); each member is still checked against the policy.
+                let group = GroupName::parse(raw).ok().and_then(|g| cx.groups.get(&g));
+                if let (false, Some(members)) = (is_service && cx.known_services.is_some(), group) {
+                    for m in members {
+                        if !out.contains(m) {
+                            out.push(m.clone());
+                        }
+                    }
+                    continue;
+                }
+                if !is_service {
+                    let mut msg = format!(
                         "unknown service `{s}`; known: {}",
-                        known
-                            .iter()
+                        cx.known_services
+                            .into_iter()
+                            .flatten()
                             .map(|k| format!("`{k}`"))
                             .collect::<Vec<_>>()
                             .join(", ")
-                    )));
+                    );
+                    if opt.multiple && !cx.groups.is_empty() {
+                        msg.push_str(&format!(
+                            "; groups: {}",
+                            cx.groups
+                                .keys()
+                                .map(|g| format!("`{g}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                    return Err(UserError::NotFound(msg));
                 }
                 if !out.contains(&s) {
                     out.push(s);
@@ -460,6 +482,34 @@ mod tests {
         assert!(run("logs", "service:api-1 tail:2001").is_err());
         assert!(run("logs", "service:api-1 tail:lots").is_err());
         assert!(run("logs", "service:api-1 timestamps:maybe").is_err());
+    }
+
+    #[test]
+    fn a_group_name_stands_for_its_services() {
+        let c = catalog();
+        let k = known();
+        let groups: BTreeMap<GroupName, Vec<ServiceName>> = [(
+            GroupName::parse("infra").unwrap(),
+            vec![svc("postgres"), svc("redis")],
+        )]
+        .into_iter()
+        .collect();
+        let cx = ArgContext {
+            max_arg_len: 200,
+            known_services: Some(&k),
+            groups: &groups,
+        };
+        let a = parse(c.get("logs").unwrap(), "infra api-1", &cx).unwrap();
+        assert_eq!(
+            a.services("service").unwrap(),
+            [svc("postgres"), svc("redis"), svc("api-1")]
+        );
+        assert!(
+            parse(c.get("restart").unwrap(), "infra", &cx).is_err(),
+            "one-service commands take no group"
+        );
+        let e = parse(c.get("logs").unwrap(), "edge", &cx).unwrap_err();
+        assert!(e.to_string().contains("groups: `infra`"), "{e}");
     }
 
     #[test]

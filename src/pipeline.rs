@@ -307,9 +307,30 @@ impl Core {
         } else {
             Targets::default()
         };
-        self.operate(cmd, &args, &targets, &trail.roles, &inv.channel, redactor)
-            .instrument(info_span!("operation", op = %cmd.operation))
-            .await
+        let limits = &self.settings.limits;
+        let mut deadline = limits.operation_timeout;
+        if cmd.operation.is_mutation() {
+            deadline += args.duration("timeout").unwrap_or(limits.stop_timeout);
+        }
+        let op = self
+            .operate(cmd, &args, &targets, &trail.roles, &inv.channel, redactor)
+            .instrument(info_span!("operation", op = %cmd.operation));
+        match tokio::time::timeout(deadline, op).await {
+            Ok(result) => result,
+            Err(_) => {
+                let tail = if cmd.operation.is_mutation() {
+                    " It may still complete: check with `/status` before trying again."
+                } else {
+                    ""
+                };
+                Err(UserError::Unavailable(format!(
+                    "`/{}` did not finish within {}.{tail}",
+                    cmd.name,
+                    crate::types::format_duration(deadline)
+                ))
+                .into())
+            }
+        }
     }
 
     async fn containers(&self) -> Result<Vec<ContainerInfo>, PipelineError> {
@@ -318,10 +339,12 @@ impl Core {
             .get()
             .instrument(info_span!("engine_connect"))
             .await?;
-        Ok(engine
-            .containers()
+        let deadline = self.settings.limits.operation_timeout;
+        let listed = tokio::time::timeout(deadline, engine.containers())
             .instrument(info_span!("containers"))
-            .await?)
+            .await
+            .map_err(|_| EngineError::Timeout(deadline))?;
+        Ok(listed?)
     }
 
     fn lookup(&self, typed: &str) -> Result<&Command, PipelineError> {
@@ -668,6 +691,25 @@ mod tests {
             matches!(&e, PipelineError::User(UserError::InvalidArgument(m)) if m.contains("needs `service`")),
             "{e:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_hung_engine_costs_the_deadline_not_the_bot() {
+        let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(30)));
+        let (mut core, audit) = core_with(fake);
+        core.settings.limits.operation_timeout = Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let e = core.run(inv("dave", "/stats api-1")).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(&e, PipelineError::User(UserError::Unavailable(m)) if m.contains("did not finish within")),
+            "{e:?}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Failed);
     }
 
     #[tokio::test]

@@ -68,6 +68,9 @@ pub struct Limits {
     pub message_limit: usize,
     #[serde(deserialize_with = "de_duration")]
     pub stop_timeout: Duration,
+    /// Longest the bot waits for one operation (plus the stop timeout for restarts and stops).
+    #[serde(deserialize_with = "de_duration")]
+    pub operation_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -80,6 +83,7 @@ impl Default for Limits {
             max_arg_len: 200,
             message_limit: 2000,
             stop_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(30),
         }
     }
 }
