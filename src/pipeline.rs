@@ -713,6 +713,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_command_added_as_a_file_runs_through_the_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(repo("commands")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("errors.toml"),
+            "name = \"errors\"\ndescription = \"Recent error lines of a service\"\noperation = \"logs\"\nparams = { grep = \"error\", tail = 500 }\ntarget = { kind = \"service\", option = \"service\" }\n\n[[options]]\nname = \"service\"\ndescription = \"Service\"\ntype = \"service\"\nrequired = true\n",
+        )
+        .unwrap();
+        let mut settings =
+            Settings::parse(Path::new("default"), crate::settings::DEFAULT_SETTINGS).unwrap();
+        settings.commands_dir = dir.path().to_owned();
+        let groups = settings.groups.keys().cloned().collect();
+        let catalog = Catalog::load_dir(&settings.commands_dir, &groups).unwrap();
+        let policy = Policy::load_dir(&repo("permissions")).unwrap();
+        policy.check_catalog(&catalog).unwrap();
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_logs(
+            "worker-1",
+            &[(1, "ok"), (2, "ERROR: activity failed"), (3, "ok")],
+        );
+        let core = Core::new(
+            settings,
+            catalog,
+            policy,
+            LazyEngine::ready(fake),
+            Arc::new(MemoryAudit::new()),
+        );
+        let r = core.run(inv("erin", "/errors worker-1")).await.unwrap();
+        let text = r.all_text();
+        assert!(
+            text.contains("ERROR: activity failed") && text.contains("1 of 3 matched `error`"),
+            "{text}"
+        );
+        // The viewer grant lists commands by name, so the new command is denied to viewers.
+        assert!(matches!(
+            core.run(inv("dave", "/errors worker-1")).await,
+            Err(PipelineError::User(UserError::Denied(_)))
+        ));
+    }
+
+    #[tokio::test]
     async fn approval_gate_needs_no_docker_connection() {
         let fake = Arc::new(FakeEngine::riftwing());
         fake.set_unavailable(true);
