@@ -177,8 +177,8 @@ impl Core {
                 actor: inv.actor.clone(),
                 roles: trail.roles.into_iter().collect(),
                 channel: inv.channel.clone(),
-                command: inv.command.trim_start_matches('/').to_owned(),
-                args: redactor.redact(&inv.args),
+                command: bounded(inv.command.trim_start_matches('/'), 64),
+                args: bounded(&redactor.redact(&inv.args), 2048),
                 target: trail.target,
                 decision,
                 result: redactor.redact(&outcome),
@@ -285,10 +285,13 @@ impl Core {
 
         if cmd.destructive {
             let _g = info_span!("approval_gate").entered();
-            let a = cmd
-                .approval
-                .as_ref()
-                .expect("validated: destructive commands have an approval rule");
+            let Some(a) = cmd.approval.as_ref() else {
+                // The catalog refuses such files at start-up; never run one unguarded anyway.
+                return Err(PipelineError::internal(anyhow::anyhow!(
+                    "destructive command /{} has no approval rule",
+                    cmd.name
+                )));
+            };
             return Err(UserError::NeedsApproval {
                 command: cmd.name.to_string(),
                 approvers: a.approvers.iter().map(|r| r.to_string()).collect(),
@@ -431,7 +434,7 @@ impl Core {
             Operation::Volumes => ops::volumes(engine, project).await,
             Operation::Network => ops::network(engine, project).await,
             Operation::DiskUsage => ops::disk_usage(engine).await,
-            Operation::Help => unreachable!("handled above"),
+            Operation::Help => Ok(ops::help(&self.catalog, &self.policy, roles, channel, args)),
         }
     }
 }
@@ -442,6 +445,18 @@ fn needs_containers(cmd: &Command) -> bool {
             cmd.operation,
             Operation::Volumes | Operation::Network | Operation::DiskUsage | Operation::Help
         )
+}
+
+/// Keeps audit fields bounded whatever was typed, marking (never hiding) the cut.
+fn bounded(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_owned();
+    }
+    format!(
+        "{}… ({n} characters in all)",
+        s.chars().take(max).collect::<String>()
+    )
 }
 
 /// Commands whose arguments or targets need the project's live service list.
@@ -850,6 +865,18 @@ mod tests {
         ));
         let rec = audit.records().pop().unwrap();
         assert!(!rec.args.contains("jwt-very-secret-1"), "{}", rec.args);
+    }
+
+    #[tokio::test]
+    async fn audit_fields_stay_bounded_whatever_is_typed() {
+        let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
+        let huge = "x".repeat(100_000);
+        let _ = core.run(inv("dave", &format!("/{huge} {huge}"))).await;
+        let rec = audit.records().pop().unwrap();
+        assert!(rec.command.chars().count() < 120, "{}", rec.command.len());
+        assert!(rec.args.chars().count() < 2200);
+        assert!(rec.args.ends_with("(100000 characters in all)"));
+        assert_eq!(rec.decision, Decision::Invalid);
     }
 
     #[tokio::test]
