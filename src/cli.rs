@@ -1,6 +1,7 @@
 //! Command-line interface: `console`, `check-config`, `commands`, `serve`.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -81,15 +82,19 @@ pub struct ConsoleArgs {
 
 /// Reads and cross-checks every data file; the bot never runs with part of them.
 pub fn load_config(
-    config: Option<&std::path::Path>,
+    config: Option<&Path>,
+    env: &Env,
 ) -> Result<(Settings, Catalog, Policy), ConfigError> {
-    let settings = Settings::load(config)?;
+    let settings = Settings::load_with_env(config, env)?;
     let groups = settings.groups.keys().cloned().collect();
     let catalog = Catalog::load_dir(&settings.commands_dir, &groups)?;
     let policy = Policy::load_dir(&settings.permissions_dir)?;
     policy.check_catalog(&catalog)?;
     Ok((settings, catalog, policy))
 }
+
+/// The environment as a lookup, so tests need not touch the process's.
+pub type Env = dyn Fn(&str) -> Option<String>;
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -104,14 +109,29 @@ fn init_tracing() {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    let env = |k: &str| std::env::var(k).ok();
+    ExitCode::from(execute(
+        cli,
+        &env,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    ))
+}
+
+/// Runs a parsed command line and returns the exit status (see EXIT CODES in `--help`).
+pub fn execute(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match cli.command {
         CliCommand::Serve => {
-            eprintln!("serve: the Discord adapter is not built yet; use `container-ops console`.");
-            ExitCode::from(2)
+            let _ = writeln!(
+                err,
+                "serve: the Discord adapter is not built yet; use `container-ops console`."
+            );
+            2
         }
-        CliCommand::CheckConfig => match load_config(cli.config.as_deref()) {
+        CliCommand::CheckConfig => match load_config(cli.config.as_deref(), env) {
             Ok((s, c, p)) => {
-                println!(
+                let _ = writeln!(
+                    out,
                     "ok: settings {}, project `{}`, {} command(s) from {}, {} role(s) from {}",
                     s.source,
                     s.project,
@@ -120,24 +140,24 @@ pub fn run() -> ExitCode {
                     p.role_names().count(),
                     s.permissions_dir.display()
                 );
-                ExitCode::SUCCESS
+                0
             }
             Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
+                let _ = writeln!(err, "error: {e}");
+                1
             }
         },
-        CliCommand::Commands => match load_config(cli.config.as_deref()) {
+        CliCommand::Commands => match load_config(cli.config.as_deref(), env) {
             Ok((_, c, _)) => {
-                print!("{}", commands_table(&c));
-                ExitCode::SUCCESS
+                let _ = write!(out, "{}", commands_table(&c));
+                0
             }
             Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
+                let _ = writeln!(err, "error: {e}");
+                1
             }
         },
-        CliCommand::Console(args) => console(cli.config, args),
+        CliCommand::Console(args) => console(cli.config, args, env, out, err),
     }
 }
 
@@ -172,19 +192,25 @@ pub fn commands_table(c: &Catalog) -> String {
     )
 }
 
-fn console(config: Option<PathBuf>, args: ConsoleArgs) -> ExitCode {
-    let (settings, catalog, policy) = match load_config(config.as_deref()) {
+fn console(
+    config: Option<PathBuf>,
+    args: ConsoleArgs,
+    env: &Env,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let (settings, catalog, policy) = match load_config(config.as_deref(), env) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
+            let _ = writeln!(err, "error: {e}");
+            return 1;
         }
     };
     let (user, channel) = match (UserId::parse(&args.user), ChannelId::parse(&args.channel)) {
         (Ok(u), Ok(c)) => (u, c),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+            let _ = writeln!(err, "error: {e}");
+            return 2;
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -193,8 +219,8 @@ fn console(config: Option<PathBuf>, args: ConsoleArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
+            return 1;
         }
     };
     let host = settings.docker_host.clone();
@@ -221,40 +247,41 @@ fn console(config: Option<PathBuf>, args: ConsoleArgs) -> ExitCode {
         channel,
         attachments_dir: args.attachments_dir,
     };
-    let mut stdout = std::io::stdout();
     if let Some(line) = args.command {
-        return match rt.block_on(console.run_line(&line, &mut stdout)) {
-            Ok(code) => ExitCode::from(code),
+        return match rt.block_on(console.run_line(&line, out)) {
+            Ok(code) => code,
             Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
+                let _ = writeln!(err, "error: {e}");
+                1
             }
         };
     }
-    interactive(&rt, &console, args.history.as_deref())
+    interactive(&rt, &console, args.history.as_deref(), out, err)
 }
 
 fn interactive(
     rt: &tokio::runtime::Runtime,
     console: &Console<'_>,
-    history: Option<&std::path::Path>,
-) -> ExitCode {
+    history: Option<&Path>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
     let mut ed = match rustyline::DefaultEditor::new() {
         Ok(ed) => ed,
         Err(e) => {
-            eprintln!("error: cannot open the terminal: {e}");
-            return ExitCode::from(1);
+            let _ = writeln!(err, "error: cannot open the terminal: {e}");
+            return 1;
         }
     };
     if let Some(h) = history {
         let _ = ed.load_history(h);
     }
-    println!(
+    let _ = writeln!(
+        out,
         "container-ops console as `{}` in `{}`; /help lists your commands, Ctrl-D quits.",
         console.user, console.channel
     );
     let prompt = format!("{}@{}> ", console.user, console.channel);
-    let mut stdout = std::io::stdout();
     loop {
         match ed.readline(&prompt) {
             Ok(line) => {
@@ -266,22 +293,22 @@ fn interactive(
                     break;
                 }
                 let _ = ed.add_history_entry(line);
-                if let Err(e) = rt.block_on(console.run_line(line, &mut stdout)) {
-                    eprintln!("error: {e}");
+                if let Err(e) = rt.block_on(console.run_line(line, out)) {
+                    let _ = writeln!(err, "error: {e}");
                 }
             }
             Err(rustyline::error::ReadlineError::Interrupted) => continue,
             Err(rustyline::error::ReadlineError::Eof) => break,
             Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
+                let _ = writeln!(err, "error: {e}");
+                return 1;
             }
         }
     }
     if let Some(h) = history
         && let Err(e) = ed.save_history(h)
     {
-        eprintln!("warning: history not saved to {}: {e}", h.display());
+        let _ = writeln!(err, "warning: history not saved to {}: {e}", h.display());
     }
-    ExitCode::SUCCESS
+    0
 }

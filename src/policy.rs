@@ -268,9 +268,19 @@ impl Policy {
             .any(|g| g.services.is_match(service.as_str()))
     }
 
-    /// May a holder of these roles approve this command? (Being a different person from the
-    /// requester is checked where the request is known.)
-    pub fn may_approve(&self, roles: &BTreeSet<RoleId>, command: &Command) -> bool {
+    /// May `approver` approve `requester`'s request to run `command`? Only a different person
+    /// holding one of the command's approver roles (four eyes; the catalog names the roles).
+    pub fn may_approve(
+        &self,
+        approver: &UserId,
+        approver_platform_roles: &[String],
+        requester: &UserId,
+        command: &Command,
+    ) -> bool {
+        if approver == requester {
+            return false;
+        }
+        let roles = self.roles_of(approver, approver_platform_roles);
         command
             .approval
             .as_ref()
@@ -379,7 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn only_approver_roles_may_approve() {
+    fn only_another_person_with_an_approver_role_may_approve() {
         let p = team();
         let groups: BTreeSet<GroupName> = ["app", "infra"]
             .iter()
@@ -387,8 +397,15 @@ mod tests {
             .collect();
         let c = Catalog::load_dir(&repo("commands"), &groups).unwrap();
         let infra = c.get("restart-infra").unwrap();
-        assert!(p.may_approve(&roles(&p, "carol"), infra));
-        assert!(!p.may_approve(&roles(&p, "alice"), infra));
+        assert!(p.may_approve(&u("carol"), &[], &u("erin"), infra));
+        assert!(
+            !p.may_approve(&u("alice"), &[], &u("erin"), infra),
+            "alice holds no approver role"
+        );
+        assert!(
+            !p.may_approve(&u("erin"), &[], &u("erin"), infra),
+            "nobody approves their own request"
+        );
         p.check_catalog(&c).unwrap();
     }
 

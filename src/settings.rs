@@ -110,6 +110,14 @@ pub struct Settings {
 impl Settings {
     /// Reads `path` (or the embedded default) and applies the process environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, |k| std::env::var(k).ok())
+    }
+
+    /// Like `load`, with the environment given (tests and embedders).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut s = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -118,7 +126,7 @@ impl Settings {
             }
             None => Self::parse(Path::new(DEFAULT_SETTINGS_NAME), DEFAULT_SETTINGS)?,
         };
-        s.apply_env(|k| std::env::var(k).ok())?;
+        s.apply_env(env)?;
         Ok(s)
     }
 

@@ -1,77 +1,72 @@
-//! The binary end to end: check-config, commands, console one-shot exit codes, serve.
+//! The command line end to end, in-process: check-config, commands, console one-shot exit codes, serve.
+//! (In-process because the binary path in the shared target dir is rebuilt by parallel branches.)
 
-use std::process::{Command, Output};
+use clap::{CommandFactory, Parser};
+use container_ops::cli::{Cli, execute};
 
-fn bin(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_container-ops"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR")).args(args);
-    for k in [
-        "CONTAINER_OPS_PROJECT",
-        "CONTAINER_OPS_DOCKER_HOST",
-        "CONTAINER_OPS_COMMANDS_DIR",
-        "CONTAINER_OPS_PERMISSIONS_DIR",
-        "CONTAINER_OPS_STORE_URL",
-        "CONTAINER_OPS_USER",
-    ] {
-        c.env_remove(k);
-    }
-    // Nothing here may reach a real Docker daemon.
-    c.env(
-        "CONTAINER_OPS_DOCKER_HOST",
-        "unix:///nonexistent/container-ops-test.sock",
-    );
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("binary runs")
-}
-
-fn text(o: &Output) -> (String, String) {
+/// Runs the CLI from the repository root with only the given environment overrides.
+fn run(args: &[&str], env: &[(&str, &str)]) -> (u8, String, String) {
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("repo root");
+    let cli = Cli::try_parse_from(std::iter::once("container-ops").chain(args.iter().copied()))
+        .expect("valid command line");
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        // Nothing here may reach a real Docker daemon.
+        .chain([(
+            "CONTAINER_OPS_DOCKER_HOST".to_string(),
+            "unix:///nonexistent/container-ops-test.sock".to_string(),
+        )])
+        .collect();
+    let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = execute(cli, &lookup, &mut out, &mut err);
     (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
+        code,
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
     )
 }
 
 #[test]
 fn check_config_accepts_the_shipped_files() {
-    let o = bin(&["check-config"], &[]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}{err}");
-    assert!(out.contains("13 command(s)"), "{out}");
+    let (code, out, err) = run(&["check-config"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("13 command(s)") && out.contains("4 role(s)"),
+        "{out}"
+    );
 }
 
 #[test]
-fn check_config_names_the_bad_file_and_line_and_fails() {
-    let o = bin(
+fn check_config_names_the_bad_command_file_and_line_and_fails() {
+    let (code, _, err) = run(
         &["check-config"],
         &[(
             "CONTAINER_OPS_COMMANDS_DIR",
             "tests/fixtures/commands-bad-operation",
         )],
     );
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(code, 1);
     assert!(err.contains("reboot.toml:4:"), "{err}");
 }
 
 #[test]
 fn check_config_refuses_a_bad_permissions_file() {
-    let o = bin(
+    let (code, _, err) = run(
         &["check-config"],
         &[(
             "CONTAINER_OPS_PERMISSIONS_DIR",
             "tests/fixtures/permissions-undefined-role",
         )],
     );
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(code, 1);
     assert!(err.contains("ops.toml:6:"), "{err}");
 }
 
 #[test]
 fn check_config_refuses_a_bad_settings_file() {
-    let o = bin(
+    let (code, _, err) = run(
         &[
             "--config",
             "tests/fixtures/settings/bad-rate.toml",
@@ -79,16 +74,14 @@ fn check_config_refuses_a_bad_settings_file() {
         ],
         &[],
     );
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(code, 1);
     assert!(err.contains("bad-rate.toml:7:"), "{err}");
 }
 
 #[test]
 fn commands_prints_the_catalog() {
-    let o = bin(&["commands"], &[]);
-    let (out, _) = text(&o);
-    assert!(o.status.success());
+    let (code, out, _) = run(&["commands"], &[]);
+    assert_eq!(code, 0);
     assert!(
         out.contains("/restart-infra") && out.contains("group infra"),
         "{out}"
@@ -97,50 +90,53 @@ fn commands_prints_the_catalog() {
 
 #[test]
 fn console_help_runs_without_docker() {
-    let o = bin(&["console", "--as", "dave", "--command", "/help"], &[]);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{err}");
-    assert!(out.contains("/status"), "{out}");
+    let (code, out, err) = run(&["console", "--as", "dave", "--command", "/help"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("/status") && !out.contains("/restart"),
+        "{out}"
+    );
 }
 
 #[test]
 fn console_denial_exits_2() {
-    let o = bin(&["console", "--as", "mallory", "--command", "/status"], &[]);
-    let (out, _) = text(&o);
-    assert_eq!(o.status.code(), Some(2));
+    let (code, out, _) = run(&["console", "--as", "mallory", "--command", "/status"], &[]);
+    assert_eq!(code, 2);
     assert!(out.contains("Denied"), "{out}");
 }
 
 #[test]
 fn console_destructive_command_needs_approval_and_exits_2() {
-    let o = bin(
+    let (code, out, _) = run(
         &["console", "--as", "erin", "--command", "/restart-infra"],
         &[],
     );
-    let (out, _) = text(&o);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(code, 2);
     assert!(out.contains("needs approval"), "{out}");
 }
 
 #[test]
 fn console_with_docker_unreachable_exits_1() {
-    let o = bin(&["console", "--as", "dave", "--command", "/status"], &[]);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let (code, out, err) = run(&["console", "--as", "dave", "--command", "/status"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("Unavailable") || out.contains("internal error"),
+        "{out}"
+    );
 }
 
 #[test]
 fn serve_is_not_built_yet() {
-    let o = bin(&["serve"], &[]);
-    assert_eq!(o.status.code(), Some(2));
+    let (code, _, err) = run(&["serve"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not built yet"));
 }
 
 #[test]
 fn help_documents_the_exit_codes() {
-    let o = bin(&["--help"], &[]);
-    let (out, _) = text(&o);
+    let help = Cli::command().render_long_help().to_string();
     assert!(
-        out.contains("EXIT CODES") && out.contains("user error"),
-        "{out}"
+        help.contains("EXIT CODES") && help.contains("user error"),
+        "{help}"
     );
 }
