@@ -259,6 +259,34 @@ fn console(
     interactive(&rt, &console, args.history.as_deref(), out, err)
 }
 
+/// Line editing with completion from the catalog (rustyline's other helper parts stay default).
+struct ConsoleHelper {
+    catalog: Catalog,
+    groups: Vec<String>,
+}
+
+impl rustyline::completion::Completer for ConsoleHelper {
+    type Candidate = String;
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        Ok(crate::console::complete(
+            &self.catalog,
+            &self.groups,
+            line.get(..pos).unwrap_or(line),
+        ))
+    }
+}
+impl rustyline::hint::Hinter for ConsoleHelper {
+    type Hint = String;
+}
+impl rustyline::highlight::Highlighter for ConsoleHelper {}
+impl rustyline::validate::Validator for ConsoleHelper {}
+impl rustyline::Helper for ConsoleHelper {}
+
 fn interactive(
     rt: &tokio::runtime::Runtime,
     console: &Console<'_>,
@@ -266,13 +294,24 @@ fn interactive(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let mut ed = match rustyline::DefaultEditor::new() {
+    let mut ed = match rustyline::Editor::<ConsoleHelper, rustyline::history::DefaultHistory>::new()
+    {
         Ok(ed) => ed,
         Err(e) => {
             let _ = writeln!(err, "error: cannot open the terminal: {e}");
             return 1;
         }
     };
+    ed.set_helper(Some(ConsoleHelper {
+        catalog: console.core.catalog.clone(),
+        groups: console
+            .core
+            .settings
+            .groups
+            .keys()
+            .map(|g| g.to_string())
+            .collect(),
+    }));
     if let Some(h) = history {
         let _ = ed.load_history(h);
     }

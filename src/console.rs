@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::catalog::{Catalog, OptionType};
 use crate::error::{PipelineError, UserError};
 use crate::pipeline::{Core, Invocation};
 use crate::report::{Attachment, Report, render_markdown};
@@ -90,9 +91,101 @@ impl Console<'_> {
         Ok(code)
     }
 }
+/// Tab completion for a console line up to the cursor: command names, then option keys,
+/// then values where they are known without Docker (choices, booleans, groups).
+/// Returns the byte offset where the completed word starts and the candidates.
+pub fn complete(catalog: &Catalog, groups: &[String], before_cursor: &str) -> (usize, Vec<String>) {
+    let start = before_cursor
+        .rfind(char::is_whitespace)
+        .map_or(0, |i| i + 1);
+    let word = &before_cursor[start..];
+    if start == 0 {
+        let w = word.trim_start_matches('/');
+        let names = catalog
+            .names()
+            .filter(|n| n.as_str().starts_with(w))
+            .map(|n| format!("/{n}"))
+            .collect();
+        return (start, names);
+    }
+    let first = before_cursor
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches('/');
+    let Some(cmd) = catalog.get(first) else {
+        return (start, Vec::new());
+    };
+    if let Some((key, partial)) = word.split_once(':') {
+        let Some(opt) = cmd.option(key) else {
+            return (start, Vec::new());
+        };
+        let values: Vec<String> = match opt.kind {
+            OptionType::Boolean => vec!["true".into(), "false".into()],
+            OptionType::Group | OptionType::Service => groups.to_vec(),
+            _ => opt.choices.clone(),
+        };
+        let found = values
+            .into_iter()
+            .filter(|v| v.starts_with(partial))
+            .map(|v| format!("{key}:{v}"))
+            .collect();
+        return (start, found);
+    }
+    let keys = cmd
+        .options
+        .iter()
+        .filter(|o| o.name.starts_with(word))
+        .map(|o| format!("{}:", o.name))
+        .collect();
+    (start, keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn catalog() -> Catalog {
+        let groups = ["app", "infra"]
+            .iter()
+            .map(|g| crate::types::GroupName::parse(g).unwrap())
+            .collect();
+        Catalog::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("commands"),
+            &groups,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn completion_offers_commands_then_options_then_known_values() {
+        let c = catalog();
+        let groups = vec!["app".to_owned(), "infra".to_owned()];
+        assert_eq!(
+            complete(&c, &groups, "/rest"),
+            (
+                0,
+                vec![
+                    "/restart".into(),
+                    "/restart-app".into(),
+                    "/restart-infra".into()
+                ]
+            )
+        );
+        assert_eq!(
+            complete(&c, &groups, "/logs api-1 t"),
+            (12, vec!["tail:".into(), "timestamps:".into()])
+        );
+        assert_eq!(
+            complete(&c, &groups, "/logs api-1 timestamps:t"),
+            (12, vec!["timestamps:true".into()])
+        );
+        assert_eq!(
+            complete(&c, &groups, "/logs service:i"),
+            (6, vec!["service:infra".into()])
+        );
+        assert_eq!(complete(&c, &groups, "/nosuch x"), (8, vec![]));
+    }
     use crate::report::{Block, Severity};
 
     #[test]
