@@ -1,3 +1,5 @@
 //! The `container-ops` binary: a thin shell over the library's CLI.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    container_ops::cli::run()
+}

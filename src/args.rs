@@ -1,0 +1,532 @@
+//! Raw arguments (`key:value` tokens, Discord-style, or a positional first option) → typed values.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::catalog::{Command, OptionSpec, OptionType, ParamValue};
+use crate::error::UserError;
+use crate::types::{GroupName, ServiceName, parse_duration};
+
+/// A typed argument value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgValue {
+    String(String),
+    Integer(i64),
+    Boolean(bool),
+    Duration(Duration),
+    Services(Vec<ServiceName>),
+    Group(GroupName),
+}
+
+impl From<&ParamValue> for ArgValue {
+    fn from(p: &ParamValue) -> Self {
+        match p {
+            ParamValue::Integer(i) => ArgValue::Integer(*i),
+            ParamValue::String(s) => ArgValue::String(s.clone()),
+            ParamValue::Boolean(b) => ArgValue::Boolean(*b),
+            ParamValue::Duration(d) => ArgValue::Duration(*d),
+        }
+    }
+}
+
+/// The arguments of one invocation: options the person gave plus the command's fixed params.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Args {
+    values: BTreeMap<String, ArgValue>,
+}
+
+impl Args {
+    pub fn get(&self, name: &str) -> Option<&ArgValue> {
+        self.values.get(name)
+    }
+    pub fn integer(&self, name: &str) -> Option<i64> {
+        match self.values.get(name) {
+            Some(ArgValue::Integer(i)) => Some(*i),
+            _ => None,
+        }
+    }
+    pub fn string(&self, name: &str) -> Option<&str> {
+        match self.values.get(name) {
+            Some(ArgValue::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn boolean(&self, name: &str) -> Option<bool> {
+        match self.values.get(name) {
+            Some(ArgValue::Boolean(b)) => Some(*b),
+            _ => None,
+        }
+    }
+    pub fn duration(&self, name: &str) -> Option<Duration> {
+        match self.values.get(name) {
+            Some(ArgValue::Duration(d)) => Some(*d),
+            _ => None,
+        }
+    }
+    pub fn services(&self, name: &str) -> Option<&[ServiceName]> {
+        match self.values.get(name) {
+            Some(ArgValue::Services(s)) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn group(&self, name: &str) -> Option<&GroupName> {
+        match self.values.get(name) {
+            Some(ArgValue::Group(g)) => Some(g),
+            _ => None,
+        }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> UserError {
+    UserError::InvalidArgument(msg.into())
+}
+
+/// Splits on whitespace; double or single quotes keep spaces (`grep:"connection refused"`).
+pub fn tokenize(raw: &str) -> Result<Vec<String>, UserError> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_token = false;
+    for c in raw.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => cur.push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                in_token = true;
+            }
+            None if c.is_whitespace() => {
+                if in_token {
+                    out.push(std::mem::take(&mut cur));
+                    in_token = false;
+                }
+            }
+            None => {
+                cur.push(c);
+                in_token = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err(invalid("a quote is not closed"));
+    }
+    if in_token {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// What the parser needs to know about the world.
+pub struct ArgContext<'a> {
+    /// Longest accepted value, in characters (the settings' `max_arg_len`).
+    pub max_arg_len: usize,
+    /// Services of the live project; `None` when the command takes no service.
+    pub known_services: Option<&'a BTreeSet<ServiceName>>,
+    pub groups: &'a BTreeMap<GroupName, Vec<ServiceName>>,
+}
+
+/// Parses raw arguments against the command's options. Never panics on input.
+pub fn parse(cmd: &Command, raw: &str, cx: &ArgContext<'_>) -> Result<Args, UserError> {
+    let total_cap = cx.max_arg_len.saturating_mul(8).max(256);
+    if raw.chars().count() > total_cap {
+        return Err(invalid(format!(
+            "the arguments are {} characters long; the limit is {total_cap}",
+            raw.chars().count()
+        )));
+    }
+    let mut given: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut positional = 0usize;
+    for tok in tokenize(raw)? {
+        let named = tok.split_once(':').filter(|(k, _)| cmd.option(k).is_some());
+        let (opt, value) = match named {
+            Some((k, v)) => (cmd.option(k).expect("checked"), v.to_owned()),
+            None => {
+                if let Some((k, _)) = tok.split_once(':')
+                    && !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '-' || c == '_')
+                {
+                    return Err(invalid(format!(
+                        "`/{}` has no option `{k}`; its options: {}",
+                        cmd.name,
+                        option_list(cmd)
+                    )));
+                }
+                let Some(first) = cmd.options.first() else {
+                    return Err(invalid(format!("`/{}` takes no arguments", cmd.name)));
+                };
+                positional += 1;
+                if positional > 1 && !first.multiple {
+                    return Err(invalid(format!(
+                        "only `{}` may be given without a name; write the others as `name:value` ({})",
+                        first.name,
+                        option_list(cmd)
+                    )));
+                }
+                (first, tok)
+            }
+        };
+        let len = value.chars().count();
+        let cap = opt.max_length.unwrap_or(cx.max_arg_len).min(cx.max_arg_len);
+        if len > cap {
+            return Err(invalid(format!(
+                "`{}` is {len} characters long; the limit is {cap}",
+                opt.name
+            )));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "`{}` contains control characters",
+                opt.name
+            )));
+        }
+        let entry = given.entry(opt.name.as_str()).or_default();
+        if !entry.is_empty() && !opt.multiple {
+            return Err(invalid(format!("`{}` is given twice", opt.name)));
+        }
+        entry.push(value);
+    }
+
+    let mut args = Args::default();
+    for opt in &cmd.options {
+        match given.remove(opt.name.as_str()) {
+            Some(values) => {
+                let v = typed(cmd, opt, values, cx)?;
+                args.values.insert(opt.name.clone(), v);
+            }
+            None if opt.required => {
+                return Err(invalid(format!(
+                    "`/{}` needs `{}` ({}); usage: `{}`",
+                    cmd.name,
+                    opt.name,
+                    opt.description,
+                    cmd.usage()
+                )));
+            }
+            None => {}
+        }
+    }
+    for (k, v) in &cmd.params {
+        args.values.insert(k.clone(), v.into());
+    }
+    Ok(args)
+}
+
+fn option_list(cmd: &Command) -> String {
+    if cmd.options.is_empty() {
+        "none".into()
+    } else {
+        cmd.options
+            .iter()
+            .map(|o| format!("`{}`", o.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn typed(
+    cmd: &Command,
+    opt: &OptionSpec,
+    values: Vec<String>,
+    cx: &ArgContext<'_>,
+) -> Result<ArgValue, UserError> {
+    let single = || values[0].clone();
+    let check_choice = |v: &str| -> Result<(), UserError> {
+        if !opt.choices.is_empty() && !opt.choices.iter().any(|c| c == v) {
+            return Err(invalid(format!(
+                "`{}` must be one of: {}",
+                opt.name,
+                opt.choices.join(", ")
+            )));
+        }
+        Ok(())
+    };
+    Ok(match opt.kind {
+        OptionType::String => {
+            let v = single();
+            check_choice(&v)?;
+            ArgValue::String(v)
+        }
+        OptionType::Integer => {
+            let v = single();
+            let i: i64 = v.parse().map_err(|_| {
+                invalid(format!("`{}` must be a whole number, not `{v}`", opt.name))
+            })?;
+            check_choice(&v)?;
+            if opt.min.is_some_and(|m| i < m) || opt.max.is_some_and(|m| i > m) {
+                return Err(invalid(format!(
+                    "`{}` must be between {} and {}",
+                    opt.name,
+                    opt.min.map_or("…".into(), |m| m.to_string()),
+                    opt.max.map_or("…".into(), |m| m.to_string())
+                )));
+            }
+            ArgValue::Integer(i)
+        }
+        OptionType::Boolean => {
+            let v = single();
+            ArgValue::Boolean(match v.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => true,
+                "false" | "no" | "off" | "0" => false,
+                _ => {
+                    return Err(invalid(format!(
+                        "`{}` must be true or false, not `{v}`",
+                        opt.name
+                    )));
+                }
+            })
+        }
+        OptionType::Duration => {
+            let v = single();
+            ArgValue::Duration(
+                parse_duration(&v).map_err(|e| invalid(format!("`{}`: {e}", opt.name)))?,
+            )
+        }
+        OptionType::Group => {
+            let v = single();
+            let g = GroupName::parse(&v)
+                .ok()
+                .filter(|g| cx.groups.contains_key(g))
+                .ok_or_else(|| {
+                    UserError::NotFound(format!(
+                        "unknown group `{v}`; known: {}",
+                        cx.groups
+                            .keys()
+                            .map(|g| format!("`{g}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            ArgValue::Group(g)
+        }
+        OptionType::Service => {
+            let mut out: Vec<ServiceName> = Vec::new();
+            for raw in values
+                .iter()
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                let s =
+                    ServiceName::parse(raw).map_err(|e| invalid(format!("`{}`: {e}", opt.name)))?;
+                let is_service = cx.known_services.is_none_or(|k| k.contains(&s));
+                // A group name where services are expected stands for its members
+                // (`/logs infra`); each member is still checked against the policy.
+                let group = GroupName::parse(raw).ok().and_then(|g| cx.groups.get(&g));
+                if let (false, Some(members)) = (is_service && cx.known_services.is_some(), group) {
+                    for m in members {
+                        if !out.contains(m) {
+                            out.push(m.clone());
+                        }
+                    }
+                    continue;
+                }
+                if !is_service {
+                    let mut msg = format!(
+                        "unknown service `{s}`; known: {}",
+                        cx.known_services
+                            .into_iter()
+                            .flatten()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    if opt.multiple && !cx.groups.is_empty() {
+                        msg.push_str(&format!(
+                            "; groups: {}",
+                            cx.groups
+                                .keys()
+                                .map(|g| format!("`{g}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                    return Err(UserError::NotFound(msg));
+                }
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+            if out.is_empty() {
+                return Err(invalid(format!("`{}` needs a service name", opt.name)));
+            }
+            if out.len() > 1 && !opt.multiple {
+                return Err(invalid(format!(
+                    "`/{}` takes one service in `{}`",
+                    cmd.name, opt.name
+                )));
+            }
+            ArgValue::Services(out)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::catalog::Catalog;
+
+    fn catalog() -> Catalog {
+        let groups = ["app", "infra"]
+            .iter()
+            .map(|g| GroupName::parse(g).unwrap())
+            .collect();
+        Catalog::load_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("commands"),
+            &groups,
+        )
+        .unwrap()
+    }
+
+    fn known() -> BTreeSet<ServiceName> {
+        ["api-1", "api-2", "worker-1", "postgres"]
+            .iter()
+            .map(|s| ServiceName::parse(s).unwrap())
+            .collect()
+    }
+
+    fn run(cmd: &str, raw: &str) -> Result<Args, UserError> {
+        let c = catalog();
+        let k = known();
+        let groups = BTreeMap::new();
+        parse(
+            c.get(cmd).unwrap(),
+            raw,
+            &ArgContext {
+                max_arg_len: 200,
+                known_services: Some(&k),
+                groups: &groups,
+            },
+        )
+    }
+
+    fn svc(s: &str) -> ServiceName {
+        ServiceName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn named_tokens_become_typed_values() {
+        let a = run(
+            "logs",
+            "service:api-1 tail:50 grep:\"connection refused\" timestamps:yes since:10m",
+        )
+        .unwrap();
+        assert_eq!(a.services("service").unwrap(), [svc("api-1")]);
+        assert_eq!(a.integer("tail"), Some(50));
+        assert_eq!(a.string("grep"), Some("connection refused"));
+        assert_eq!(a.boolean("timestamps"), Some(true));
+        assert_eq!(a.duration("since"), Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn positional_first_option_and_several_services() {
+        let a = run("logs", "api-1 api-2 tail:5").unwrap();
+        assert_eq!(a.services("service").unwrap(), [svc("api-1"), svc("api-2")]);
+        let a = run("logs", "service:api-1,worker-1 service:api-1").unwrap();
+        assert_eq!(
+            a.services("service").unwrap(),
+            [svc("api-1"), svc("worker-1")]
+        );
+    }
+
+    #[test]
+    fn unknown_service_is_refused_with_the_list_of_services() {
+        let e = run("restart", "service:api-3").unwrap_err();
+        let UserError::NotFound(msg) = e else {
+            panic!("expected not found, got {e:?}")
+        };
+        assert!(msg.contains("unknown service `api-3`"), "{msg}");
+        assert!(
+            msg.contains("`api-1`, `api-2`, `postgres`, `worker-1`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn oversized_argument_is_refused() {
+        let e = run("logs", &format!("service:api-1 grep:{}", "e".repeat(101))).unwrap_err();
+        assert!(
+            matches!(&e, UserError::InvalidArgument(m) if m.contains("limit is 100")),
+            "{e:?}"
+        );
+        let e = run("logs", &format!("service:api-1 {}", "x".repeat(5000))).unwrap_err();
+        assert!(
+            matches!(&e, UserError::InvalidArgument(m) if m.contains("limit is")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn missing_required_option_shows_usage() {
+        let e = run("logs", "tail:5").unwrap_err();
+        assert!(
+            matches!(&e, UserError::InvalidArgument(m) if m.contains("needs `service`") && m.contains("/logs service:")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_option_lists_the_options() {
+        let e = run("logs", "service:api-1 follow:true").unwrap_err();
+        assert!(
+            matches!(&e, UserError::InvalidArgument(m) if m.contains("no option `follow`") && m.contains("`tail`")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn integers_respect_their_bounds_and_types() {
+        assert!(run("logs", "service:api-1 tail:0").is_err());
+        assert!(run("logs", "service:api-1 tail:2001").is_err());
+        assert!(run("logs", "service:api-1 tail:lots").is_err());
+        assert!(run("logs", "service:api-1 timestamps:maybe").is_err());
+    }
+
+    #[test]
+    fn a_group_name_stands_for_its_services() {
+        let c = catalog();
+        let k = known();
+        let groups: BTreeMap<GroupName, Vec<ServiceName>> = [(
+            GroupName::parse("infra").unwrap(),
+            vec![svc("postgres"), svc("redis")],
+        )]
+        .into_iter()
+        .collect();
+        let cx = ArgContext {
+            max_arg_len: 200,
+            known_services: Some(&k),
+            groups: &groups,
+        };
+        let a = parse(c.get("logs").unwrap(), "infra api-1", &cx).unwrap();
+        assert_eq!(
+            a.services("service").unwrap(),
+            [svc("postgres"), svc("redis"), svc("api-1")]
+        );
+        assert!(
+            parse(c.get("restart").unwrap(), "infra", &cx).is_err(),
+            "one-service commands take no group"
+        );
+        let e = parse(c.get("logs").unwrap(), "edge", &cx).unwrap_err();
+        assert!(e.to_string().contains("groups: `infra`"), "{e}");
+    }
+
+    #[test]
+    fn one_service_commands_refuse_two() {
+        assert!(run("restart", "service:api-1,api-2").is_err());
+    }
+
+    #[test]
+    fn control_characters_and_open_quotes_are_refused() {
+        assert!(run("logs", "service:api-1 grep:\"a\u{1b}[2J\"").is_err());
+        assert!(run("logs", "service:api-1 grep:\"open").is_err());
+    }
+
+    #[test]
+    fn fixed_params_are_merged_in() {
+        let a = run("restart-app", "").unwrap();
+        assert_eq!(a.duration("timeout"), Some(Duration::from_secs(10)));
+        assert!(run("restart-app", "extra").is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! The audit port: every ending of the pipeline is recorded, with an in-memory sink for tests and the console.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::types::{ChannelId, RoleId, UserId};
+
+/// How a pipeline run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Denied,
+    Limited,
+    Invalid,
+    /// Stopped at the approval gate.
+    Pending,
+    Ran,
+    Failed,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Denied => "denied",
+            Decision::Limited => "limited",
+            Decision::Invalid => "invalid",
+            Decision::Pending => "pending",
+            Decision::Ran => "ran",
+            Decision::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub at: DateTime<Utc>,
+    pub correlation_id: String,
+    pub actor: UserId,
+    pub roles: Vec<RoleId>,
+    pub channel: ChannelId,
+    /// As typed (it may not be a known command).
+    pub command: String,
+    /// Raw arguments after redaction.
+    pub args: String,
+    /// Services (or `project`) the command resolved to, when it got that far.
+    pub target: Vec<String>,
+    pub decision: Decision,
+    /// Short outcome: the report title, the user error, or the internal error reference.
+    pub result: String,
+    pub duration: Duration,
+}
+
+/// Where audit records go. A store-backed sink (Postgres) comes with the store issue.
+#[async_trait]
+pub trait AuditSink: Send + Sync {
+    async fn record(&self, record: AuditRecord) -> anyhow::Result<()>;
+}
+
+/// Keeps records in memory: for tests and the one-shot console.
+#[derive(Debug, Default)]
+pub struct MemoryAudit {
+    records: Mutex<Vec<AuditRecord>>,
+}
+
+impl MemoryAudit {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait]
+impl AuditSink for MemoryAudit {
+    async fn record(&self, record: AuditRecord) -> anyhow::Result<()> {
+        tracing::info!(
+            target: "audit",
+            correlation_id = %record.correlation_id,
+            actor = %record.actor,
+            channel = %record.channel,
+            command = %record.command,
+            decision = record.decision.as_str(),
+            duration_ms = record.duration.as_millis() as u64,
+            "{}",
+            record.result
+        );
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_audit_keeps_records_in_order() {
+        let a = MemoryAudit::new();
+        for (i, d) in [Decision::Denied, Decision::Ran].into_iter().enumerate() {
+            a.record(AuditRecord {
+                at: Utc::now(),
+                correlation_id: format!("c{i}"),
+                actor: UserId::parse("dave").unwrap(),
+                roles: vec![],
+                channel: ChannelId::parse("console").unwrap(),
+                command: "status".into(),
+                args: String::new(),
+                target: vec![],
+                decision: d,
+                result: String::new(),
+                duration: Duration::ZERO,
+            })
+            .await
+            .unwrap();
+        }
+        let r = a.records();
+        assert_eq!(
+            r.iter().map(|r| r.decision).collect::<Vec<_>>(),
+            [Decision::Denied, Decision::Ran]
+        );
+        assert_eq!(r[1].correlation_id, "c1");
+    }
+}

@@ -1,0 +1,353 @@
+//! Command-line interface: `console`, `check-config`, `commands`, `serve`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+use crate::audit::MemoryAudit;
+use crate::catalog::{Catalog, Target};
+use crate::console::Console;
+use crate::docker::DockerEngine;
+use crate::engine::Engine;
+use crate::error::ConfigError;
+use crate::pipeline::{Core, LazyEngine};
+use crate::policy::Policy;
+use crate::report::text_table;
+use crate::settings::Settings;
+use crate::types::{ChannelId, UserId};
+
+const EXIT_CODES: &str = "\
+EXIT CODES (console --command, check-config):
+  0  the command ran (check-config: every file is valid)
+  1  internal error, the Docker Engine is unreachable, or a settings/catalog/permissions file is invalid
+  2  user error: denied, rate limited, needs approval, unknown command/service, invalid argument
+     (serve: the Discord adapter is not built yet)
+
+FILES:
+  settings     --config PATH, else the embedded deploy/container-ops.toml; env CONTAINER_OPS_PROJECT,
+               CONTAINER_OPS_DOCKER_HOST, CONTAINER_OPS_COMMANDS_DIR, CONTAINER_OPS_PERMISSIONS_DIR,
+               CONTAINER_OPS_STORE_URL override it
+  commands/    one TOML file per slash command (adding a file adds a command)
+  permissions/ roles, people and grants (deny by default)";
+
+/// container-ops: run on-call operations (status, logs, stats, restarts, ...) on a Docker
+/// Compose platform through slash commands, with role-based permissions, rate limits,
+/// approvals for destructive commands and an audit of every decision.
+///
+/// Start-up reads and validates every data file; a bad file stops the bot with its file and
+/// line. Docker is contacted only when a command needs it.
+#[derive(Debug, Parser)]
+#[command(name = "container-ops", version, about, long_about, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    /// Settings file (default: the embedded deploy/container-ops.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Type slash commands in the terminal as a given user (one-shot with --command).
+    Console(ConsoleArgs),
+    /// Validate settings, command catalog and permissions; print the first error as file:line.
+    CheckConfig,
+    /// Print the command catalog as a table.
+    Commands,
+    /// Run the Discord adapter (not built yet: exits 2).
+    Serve,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ConsoleArgs {
+    /// Act as this user (a name from permissions/*.toml, e.g. alice).
+    #[arg(long = "as", value_name = "USER", env = "CONTAINER_OPS_USER")]
+    pub user: String,
+    /// The channel the commands are typed in (grants may depend on it).
+    #[arg(long, default_value = "console")]
+    pub channel: String,
+    /// Run this one command (e.g. "/logs api-1 tail:50") and exit with its status.
+    #[arg(long, value_name = "LINE")]
+    pub command: Option<String>,
+    /// Where attachments of long reports are written (default: a new temp directory).
+    #[arg(long, value_name = "DIR")]
+    pub attachments_dir: Option<PathBuf>,
+    /// Keep interactive history in this file.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+}
+
+/// Reads and cross-checks every data file; the bot never runs with part of them.
+pub fn load_config(
+    config: Option<&Path>,
+    env: &Env,
+) -> Result<(Settings, Catalog, Policy), ConfigError> {
+    let settings = Settings::load_with_env(config, env)?;
+    let groups = settings.groups.keys().cloned().collect();
+    let catalog = Catalog::load_dir(&settings.commands_dir, &groups)?;
+    let policy = Policy::load_dir(&settings.permissions_dir)?;
+    policy.check_catalog(&catalog)?;
+    Ok((settings, catalog, policy))
+}
+
+/// The environment as a lookup, so tests need not touch the process's.
+pub type Env = dyn Fn(&str) -> Option<String>;
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Entry point of the binary.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let env = |k: &str| std::env::var(k).ok();
+    ExitCode::from(execute(
+        cli,
+        &env,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    ))
+}
+
+/// Runs a parsed command line and returns the exit status (see EXIT CODES in `--help`).
+pub fn execute(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match cli.command {
+        CliCommand::Serve => {
+            let _ = writeln!(
+                err,
+                "serve: the Discord adapter is not built yet; use `container-ops console`."
+            );
+            2
+        }
+        CliCommand::CheckConfig => match load_config(cli.config.as_deref(), env) {
+            Ok((s, c, p)) => {
+                let _ = writeln!(
+                    out,
+                    "ok: settings {}, project `{}`, {} command(s) from {}, {} role(s) from {}",
+                    s.source,
+                    s.project,
+                    c.len(),
+                    s.commands_dir.display(),
+                    p.role_names().count(),
+                    s.permissions_dir.display()
+                );
+                0
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                1
+            }
+        },
+        CliCommand::Commands => match load_config(cli.config.as_deref(), env) {
+            Ok((_, c, _)) => {
+                let _ = write!(out, "{}", commands_table(&c));
+                0
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                1
+            }
+        },
+        CliCommand::Console(args) => console(cli.config, args, env, out, err),
+    }
+}
+
+/// The catalog as a terminal table.
+pub fn commands_table(c: &Catalog) -> String {
+    let rows: Vec<Vec<String>> = c
+        .iter()
+        .map(|cmd| {
+            let target = match &cmd.target {
+                Target::ServiceOption(o) => format!("service ({o})"),
+                Target::GroupOption(o) => format!("group ({o})"),
+                Target::Group(g) => format!("group {g}"),
+                Target::Project => "project".into(),
+                Target::None => "-".into(),
+            };
+            vec![
+                format!("/{}", cmd.name),
+                cmd.operation.to_string(),
+                target,
+                if cmd.destructive {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                cmd.description.clone(),
+            ]
+        })
+        .collect();
+    text_table(
+        &["command", "operation", "target", "approval", "description"].map(String::from),
+        &rows,
+    )
+}
+
+fn console(
+    config: Option<PathBuf>,
+    args: ConsoleArgs,
+    env: &Env,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let (settings, catalog, policy) = match load_config(config.as_deref(), env) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 1;
+        }
+    };
+    let (user, channel) = match (UserId::parse(&args.user), ChannelId::parse(&args.channel)) {
+        (Ok(u), Ok(c)) => (u, c),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = writeln!(err, "error: {e}");
+            return 2;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let host = settings.docker_host.clone();
+    let project = settings.project.clone();
+    let engine = LazyEngine::new(move || {
+        let host = host.clone();
+        let project = project.clone();
+        Box::pin(async move {
+            DockerEngine::connect(host.as_deref(), &project)
+                .await
+                .map(|e| Arc::new(e) as Arc<dyn Engine>)
+        })
+    });
+    let core = Core::new(
+        settings,
+        catalog,
+        policy,
+        engine,
+        Arc::new(MemoryAudit::new()),
+    );
+    let console = Console {
+        core: &core,
+        user,
+        channel,
+        attachments_dir: args.attachments_dir,
+    };
+    if let Some(line) = args.command {
+        return match rt.block_on(console.run_line(&line, out)) {
+            Ok(code) => code,
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                1
+            }
+        };
+    }
+    interactive(&rt, &console, args.history.as_deref(), out, err)
+}
+
+/// Line editing with completion from the catalog (rustyline's other helper parts stay default).
+struct ConsoleHelper {
+    catalog: Catalog,
+    groups: Vec<String>,
+}
+
+impl rustyline::completion::Completer for ConsoleHelper {
+    type Candidate = String;
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        Ok(crate::console::complete(
+            &self.catalog,
+            &self.groups,
+            line.get(..pos).unwrap_or(line),
+        ))
+    }
+}
+impl rustyline::hint::Hinter for ConsoleHelper {
+    type Hint = String;
+}
+impl rustyline::highlight::Highlighter for ConsoleHelper {}
+impl rustyline::validate::Validator for ConsoleHelper {}
+impl rustyline::Helper for ConsoleHelper {}
+
+fn interactive(
+    rt: &tokio::runtime::Runtime,
+    console: &Console<'_>,
+    history: Option<&Path>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let mut ed = match rustyline::Editor::<ConsoleHelper, rustyline::history::DefaultHistory>::new()
+    {
+        Ok(ed) => ed,
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot open the terminal: {e}");
+            return 1;
+        }
+    };
+    ed.set_helper(Some(ConsoleHelper {
+        catalog: console.core.catalog.clone(),
+        groups: console
+            .core
+            .settings
+            .groups
+            .keys()
+            .map(|g| g.to_string())
+            .collect(),
+    }));
+    if let Some(h) = history {
+        let _ = ed.load_history(h);
+    }
+    let _ = writeln!(
+        out,
+        "container-ops console as `{}` in `{}`; /help lists your commands, Ctrl-D quits.",
+        console.user, console.channel
+    );
+    let prompt = format!("{}@{}> ", console.user, console.channel);
+    loop {
+        match ed.readline(&prompt) {
+            Ok(line) => {
+                let line = line.trim();
+                if line.is_empty() {
+                    continue;
+                }
+                if matches!(line, "exit" | "quit") {
+                    break;
+                }
+                let _ = ed.add_history_entry(line);
+                if let Err(e) = rt.block_on(console.run_line(line, out)) {
+                    let _ = writeln!(err, "error: {e}");
+                }
+            }
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(rustyline::error::ReadlineError::Eof) => break,
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                return 1;
+            }
+        }
+    }
+    if let Some(h) = history
+        && let Err(e) = ed.save_history(h)
+    {
+        let _ = writeln!(err, "warning: history not saved to {}: {e}", h.display());
+    }
+    0
+}

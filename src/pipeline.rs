@@ -1,0 +1,921 @@
+//! The one pipeline: invocation → catalog → policy → args → rate limit → approval gate → operation → report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use tracing::{Instrument, info_span};
+
+use crate::args::{self, ArgContext};
+use crate::audit::{AuditRecord, AuditSink, Decision};
+use crate::catalog::{Catalog, Command, Operation, Target};
+use crate::engine::{ContainerInfo, Engine, EngineError};
+use crate::error::{PipelineError, UserError};
+use crate::ops::{self, Mutation, Targets};
+use crate::policy::Policy;
+use crate::ratelimit::RateLimits;
+use crate::redact::Redactor;
+use crate::report::Report;
+use crate::settings::Settings;
+use crate::types::{ChannelId, CommandName, GroupName, RoleId, ServiceName, UserId};
+
+/// One command as typed by a person, before anything is checked.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub actor: UserId,
+    /// The chat platform's role ids the person carries (Discord roles); empty on the console.
+    pub platform_roles: Vec<String>,
+    pub channel: ChannelId,
+    /// As typed, with or without the leading slash.
+    pub command: String,
+    pub args: String,
+    pub correlation_id: String,
+}
+
+impl Invocation {
+    pub fn new(
+        actor: UserId,
+        channel: ChannelId,
+        command: impl Into<String>,
+        args: impl Into<String>,
+    ) -> Self {
+        Self {
+            actor,
+            platform_roles: Vec::new(),
+            channel,
+            command: command.into(),
+            args: args.into(),
+            correlation_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+        }
+    }
+
+    /// Splits a console line such as `/logs api-1 tail:50` into command and arguments.
+    pub fn from_line(actor: UserId, channel: ChannelId, line: &str) -> Self {
+        let line = line.trim();
+        let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        Self::new(actor, channel, cmd, rest.trim())
+    }
+}
+
+type Connect =
+    Box<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn Engine>, EngineError>> + Send + Sync>;
+
+/// The engine, connected on first use so start-up needs no network; a failed connect is retried next time.
+pub struct LazyEngine {
+    cell: tokio::sync::OnceCell<Arc<dyn Engine>>,
+    connect: Connect,
+}
+
+impl LazyEngine {
+    pub fn new(
+        connect: impl Fn() -> BoxFuture<'static, Result<Arc<dyn Engine>, EngineError>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self {
+            cell: tokio::sync::OnceCell::new(),
+            connect: Box::new(connect),
+        }
+    }
+
+    /// An engine that is already there (tests, adapters that connected themselves).
+    pub fn ready(engine: Arc<dyn Engine>) -> Self {
+        Self {
+            cell: tokio::sync::OnceCell::new_with(Some(engine)),
+            connect: Box::new(|| {
+                Box::pin(async { Err(EngineError::Unavailable("no connector".into())) })
+            }),
+        }
+    }
+
+    pub async fn get(&self) -> Result<Arc<dyn Engine>, EngineError> {
+        self.cell
+            .get_or_try_init(|| (self.connect)())
+            .await
+            .cloned()
+    }
+}
+
+/// Everything the pipeline needs, built once at start-up from validated files.
+pub struct Core {
+    pub settings: Settings,
+    pub catalog: Catalog,
+    pub policy: Policy,
+    limits: RateLimits,
+    engine: LazyEngine,
+    audit: Arc<dyn AuditSink>,
+    redactor: Redactor,
+}
+
+/// What the pipeline learned on the way, for the audit record.
+#[derive(Default)]
+struct Trail {
+    roles: BTreeSet<RoleId>,
+    target: Vec<String>,
+}
+
+impl Core {
+    pub fn new(
+        settings: Settings,
+        catalog: Catalog,
+        policy: Policy,
+        engine: LazyEngine,
+        audit: Arc<dyn AuditSink>,
+    ) -> Self {
+        let l = &settings.limits;
+        let limits = RateLimits::new(
+            &l.per_user,
+            &l.per_user_command,
+            &l.per_service_operation,
+            catalog
+                .iter()
+                .filter_map(|c| c.rate_limit.map(|r| (c.name.clone(), r))),
+        );
+        let mut redactor = Redactor::new();
+        if let Some(s) = &settings.store_url {
+            redactor.learn_secret(s.expose());
+        }
+        Self {
+            settings,
+            catalog,
+            policy,
+            limits,
+            engine,
+            audit,
+            redactor,
+        }
+    }
+
+    /// Runs one invocation to its end and records that end in the audit.
+    pub async fn run(&self, inv: Invocation) -> Result<Report, PipelineError> {
+        let span = info_span!("pipeline", correlation_id = %inv.correlation_id, actor = %inv.actor, channel = %inv.channel, command = %inv.command);
+        async {
+            let started = Instant::now();
+            let mut trail = Trail::default();
+            let mut redactor = self.redactor.clone();
+            let result = self.stages(&inv, &mut trail, &mut redactor).await;
+            let (decision, outcome) = match &result {
+                Ok(r) => (Decision::Ran, r.title.clone()),
+                Err(PipelineError::User(u)) => (
+                    match u {
+                        UserError::Denied(_) => Decision::Denied,
+                        UserError::RateLimited { .. } => Decision::Limited,
+                        UserError::NeedsApproval { .. } => Decision::Pending,
+                        UserError::NotFound(_) | UserError::InvalidArgument(_) => Decision::Invalid,
+                        UserError::Unavailable(_) => Decision::Failed,
+                    },
+                    u.to_string(),
+                ),
+                Err(e @ PipelineError::Internal(_)) => (Decision::Failed, e.to_string()),
+            };
+            let record = AuditRecord {
+                at: Utc::now(),
+                correlation_id: inv.correlation_id.clone(),
+                actor: inv.actor.clone(),
+                roles: trail.roles.into_iter().collect(),
+                channel: inv.channel.clone(),
+                command: bounded(inv.command.trim_start_matches('/'), 64),
+                args: bounded(&redactor.redact(&inv.args), 2048),
+                target: trail.target,
+                decision,
+                result: redactor.redact(&outcome),
+                duration: started.elapsed(),
+            };
+            if let Err(e) = self.audit.record(record).await {
+                // The action has happened (or been refused) either way; losing the record is logged loudly.
+                tracing::error!("audit record lost: {e:#}");
+            }
+            match result {
+                Ok(mut r) => {
+                    r.redact(&redactor);
+                    Ok(r)
+                }
+                Err(PipelineError::User(u)) => Err(PipelineError::User(u.redacted(&redactor))),
+                Err(e) => Err(e),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn stages(
+        &self,
+        inv: &Invocation,
+        trail: &mut Trail,
+        redactor: &mut Redactor,
+    ) -> Result<Report, PipelineError> {
+        trail.roles = self.policy.roles_of(&inv.actor, &inv.platform_roles);
+        let cmd = info_span!("catalog").in_scope(|| self.lookup(&inv.command))?;
+        info_span!("policy").in_scope(|| {
+            if self
+                .policy
+                .may_run(&trail.roles, cmd.name.as_str(), &inv.channel)
+            {
+                Ok(())
+            } else {
+                Err(self.denied(inv, &trail.roles, cmd, None))
+            }
+        })?;
+
+        // Shape, types and required options are checked before Docker is asked anything; only
+        // commands that name services (or act on all of them) then need the live service list.
+        // Group commands know their services from the settings.
+        let parse = |known: Option<&BTreeSet<ServiceName>>| {
+            info_span!("args").in_scope(|| {
+                args::parse(
+                    cmd,
+                    &inv.args,
+                    &ArgContext {
+                        max_arg_len: self.settings.limits.max_arg_len,
+                        known_services: known,
+                        groups: &self.settings.groups,
+                    },
+                )
+            })
+        };
+        let mut args = parse(None)?;
+        let mut containers = None;
+        let mut known = None;
+        if needs_service_list(cmd) {
+            let cs = self.containers().await?;
+            let k = service_set(&cs);
+            args = parse(Some(&k))?;
+            containers = Some(cs);
+            known = Some(k);
+        }
+
+        let (services, explicit) =
+            target_services(cmd, &args, known.as_ref(), &self.settings.groups);
+        trail.target = if services.is_empty() {
+            vec!["project".into()]
+        } else {
+            services.iter().map(|s| s.to_string()).collect()
+        };
+
+        info_span!("policy_services").in_scope(|| {
+            let refused: Vec<&ServiceName> = services
+                .iter()
+                .filter(|s| {
+                    !self
+                        .policy
+                        .may_run_on(&trail.roles, cmd.name.as_str(), &inv.channel, s)
+                })
+                .collect();
+            if refused.is_empty() {
+                Ok(())
+            } else {
+                Err(self.denied(inv, &trail.roles, cmd, Some(&refused)))
+            }
+        })?;
+
+        info_span!("rate_limit").in_scope(|| {
+            let mutations: Vec<(ServiceName, &'static str)> = if cmd.operation.is_mutation() {
+                services
+                    .iter()
+                    .map(|s| (s.clone(), cmd.operation.as_str()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            self.limits.check(&inv.actor, &cmd.name, &mutations)
+        })?;
+
+        if cmd.destructive {
+            let _g = info_span!("approval_gate").entered();
+            let Some(a) = cmd.approval.as_ref() else {
+                // The catalog refuses such files at start-up; never run one unguarded anyway.
+                return Err(PipelineError::internal(anyhow::anyhow!(
+                    "destructive command /{} has no approval rule",
+                    cmd.name
+                )));
+            };
+            return Err(UserError::NeedsApproval {
+                command: cmd.name.to_string(),
+                approvers: a.approvers.iter().map(|r| r.to_string()).collect(),
+                min_approvals: a.min_approvals,
+                ttl: a.ttl,
+            }
+            .into());
+        }
+
+        let targets = if needs_containers(cmd) {
+            let cs = match containers.take() {
+                Some(cs) => cs,
+                None => self.containers().await?,
+            };
+            split_targets(cs, explicit.then_some(services.as_slice()))?
+        } else {
+            Targets::default()
+        };
+        let limits = &self.settings.limits;
+        let mut deadline = limits.operation_timeout;
+        if cmd.operation.is_mutation() {
+            deadline += args.duration("timeout").unwrap_or(limits.stop_timeout);
+        }
+        let op = self
+            .operate(cmd, &args, &targets, &trail.roles, &inv.channel, redactor)
+            .instrument(info_span!("operation", op = %cmd.operation));
+        match tokio::time::timeout(deadline, op).await {
+            Ok(result) => result,
+            Err(_) => {
+                let tail = if cmd.operation.is_mutation() {
+                    " It may still complete: check with `/status` before trying again."
+                } else {
+                    ""
+                };
+                Err(UserError::Unavailable(format!(
+                    "`/{}` did not finish within {}.{tail}",
+                    cmd.name,
+                    crate::types::format_duration(deadline)
+                ))
+                .into())
+            }
+        }
+    }
+
+    async fn containers(&self) -> Result<Vec<ContainerInfo>, PipelineError> {
+        let engine = self
+            .engine
+            .get()
+            .instrument(info_span!("engine_connect"))
+            .await?;
+        let deadline = self.settings.limits.operation_timeout;
+        let listed = tokio::time::timeout(deadline, engine.containers())
+            .instrument(info_span!("containers"))
+            .await
+            .map_err(|_| EngineError::Timeout(deadline))?;
+        Ok(listed?)
+    }
+
+    fn lookup(&self, typed: &str) -> Result<&Command, PipelineError> {
+        let name = typed.trim_start_matches('/');
+        let unknown = || {
+            UserError::NotFound(format!(
+                "unknown command `/{}`; run `/help` to see the commands you may use",
+                name.chars().take(40).collect::<String>()
+            ))
+        };
+        let name = CommandName::parse(name).map_err(|_| unknown())?;
+        Ok(self.catalog.get(name.as_str()).ok_or_else(unknown)?)
+    }
+
+    fn denied(
+        &self,
+        inv: &Invocation,
+        roles: &BTreeSet<RoleId>,
+        cmd: &Command,
+        services: Option<&[&ServiceName]>,
+    ) -> PipelineError {
+        let roles = if roles.is_empty() {
+            "no roles".to_owned()
+        } else {
+            roles
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let what = match services {
+            Some(s) => format!(
+                "`/{}` on {}",
+                cmd.name,
+                s.iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => format!("`/{}`", cmd.name),
+        };
+        UserError::Denied(format!(
+            "`{}` ({roles}) may not run {what} in `{}`.",
+            inv.actor, inv.channel
+        ))
+        .into()
+    }
+
+    async fn operate(
+        &self,
+        cmd: &Command,
+        args: &args::Args,
+        targets: &Targets,
+        roles: &BTreeSet<RoleId>,
+        channel: &ChannelId,
+        redactor: &mut Redactor,
+    ) -> Result<Report, PipelineError> {
+        let project = &self.settings.project;
+        let timeout = args
+            .duration("timeout")
+            .unwrap_or(self.settings.limits.stop_timeout);
+        if cmd.operation == Operation::Help {
+            return Ok(ops::help(&self.catalog, &self.policy, roles, channel, args));
+        }
+        let engine = self.engine.get().await?;
+        let engine = engine.as_ref();
+        match cmd.operation {
+            Operation::Status => Ok(ops::status(project, targets)),
+            Operation::Logs => {
+                ops::logs(
+                    engine,
+                    targets,
+                    args,
+                    self.settings.limits.log_line_cap,
+                    redactor,
+                )
+                .await
+            }
+            Operation::Stats => ops::stats(engine, targets).await,
+            Operation::Restart => ops::mutate(engine, targets, Mutation::Restart, timeout).await,
+            Operation::Stop => ops::mutate(engine, targets, Mutation::Stop, timeout).await,
+            Operation::Start => ops::mutate(engine, targets, Mutation::Start, timeout).await,
+            Operation::Config => ops::config(engine, targets, redactor).await,
+            Operation::Volumes => ops::volumes(engine, project).await,
+            Operation::Network => ops::network(engine, project).await,
+            Operation::DiskUsage => ops::disk_usage(engine).await,
+            Operation::Help => Ok(ops::help(&self.catalog, &self.policy, roles, channel, args)),
+        }
+    }
+}
+
+fn needs_containers(cmd: &Command) -> bool {
+    !matches!(cmd.target, Target::None)
+        && !matches!(
+            cmd.operation,
+            Operation::Volumes | Operation::Network | Operation::DiskUsage | Operation::Help
+        )
+}
+
+/// Keeps audit fields bounded whatever was typed, marking (never hiding) the cut.
+fn bounded(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_owned();
+    }
+    format!(
+        "{}… ({n} characters in all)",
+        s.chars().take(max).collect::<String>()
+    )
+}
+
+/// Commands whose arguments or targets need the project's live service list.
+fn needs_service_list(cmd: &Command) -> bool {
+    needs_containers(cmd) && matches!(cmd.target, Target::ServiceOption(_) | Target::Project)
+}
+
+fn service_set(cs: &[ContainerInfo]) -> BTreeSet<ServiceName> {
+    cs.iter()
+        .filter_map(|c| ServiceName::parse(&c.service).ok())
+        .collect()
+}
+
+/// The services a command acts on (what permissions and rate limits apply to), and whether
+/// they were named (by the person or a group) rather than "every service of the project".
+fn target_services(
+    cmd: &Command,
+    args: &args::Args,
+    known: Option<&BTreeSet<ServiceName>>,
+    groups: &BTreeMap<GroupName, Vec<ServiceName>>,
+) -> (Vec<ServiceName>, bool) {
+    let named = match &cmd.target {
+        Target::ServiceOption(o) => args.services(o).map(<[_]>::to_vec),
+        Target::Group(g) => Some(groups.get(g).cloned().unwrap_or_default()),
+        Target::GroupOption(o) => Some(
+            args.group(o)
+                .and_then(|g| groups.get(g))
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        Target::Project | Target::None => None,
+    };
+    match named {
+        Some(s) => (s, true),
+        None if needs_containers(cmd) => (
+            known
+                .map(|k| k.iter().cloned().collect())
+                .unwrap_or_default(),
+            false,
+        ),
+        None => (Vec::new(), false),
+    }
+}
+
+/// Picks the containers of the named services (all when `named` is None) and lists the
+/// services that have none.
+fn split_targets(
+    containers: Vec<ContainerInfo>,
+    named: Option<&[ServiceName]>,
+) -> Result<Targets, PipelineError> {
+    let Some(wanted) = named else {
+        return Ok(Targets {
+            containers,
+            missing: Vec::new(),
+        });
+    };
+    let present: Vec<ContainerInfo> = containers
+        .into_iter()
+        .filter(|c| wanted.iter().any(|w| w.as_str() == c.service))
+        .collect();
+    let missing: Vec<ServiceName> = wanted
+        .iter()
+        .filter(|w| !present.iter().any(|c| c.service == w.as_str()))
+        .cloned()
+        .collect();
+    if present.is_empty() {
+        return Err(UserError::NotFound(format!(
+            "no container of {} exists in the project; see `/status`",
+            wanted
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    }
+    Ok(Targets {
+        containers: present,
+        missing,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::audit::MemoryAudit;
+    use crate::fake::FakeEngine;
+    use crate::report::{Block, render_markdown};
+
+    fn repo(p: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+    }
+
+    fn core_with(fake: Arc<FakeEngine>) -> (Core, Arc<MemoryAudit>) {
+        let settings =
+            Settings::parse(Path::new("default"), crate::settings::DEFAULT_SETTINGS).unwrap();
+        let groups = settings.groups.keys().cloned().collect();
+        let catalog = Catalog::load_dir(&repo("commands"), &groups).unwrap();
+        let policy = Policy::load_dir(&repo("permissions")).unwrap();
+        policy.check_catalog(&catalog).unwrap();
+        let audit = Arc::new(MemoryAudit::new());
+        let core = Core::new(
+            settings,
+            catalog,
+            policy,
+            LazyEngine::ready(fake),
+            audit.clone(),
+        );
+        (core, audit)
+    }
+
+    fn inv(who: &str, line: &str) -> Invocation {
+        Invocation::from_line(
+            UserId::parse(who).unwrap(),
+            ChannelId::parse("console").unwrap(),
+            line,
+        )
+    }
+
+    #[tokio::test]
+    async fn viewer_gets_status_and_the_run_is_audited() {
+        let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
+        let r = core.run(inv("dave", "/status")).await.unwrap();
+        assert!(
+            r.title.starts_with("Status of riftwing: 11/11 running"),
+            "{}",
+            r.title
+        );
+        let rec = audit.records().pop().unwrap();
+        assert_eq!(rec.decision, Decision::Ran);
+        assert_eq!(rec.roles, [RoleId::parse("viewer").unwrap()]);
+        assert_eq!(rec.command, "status");
+        assert_eq!(rec.target.len(), 11);
+    }
+
+    #[tokio::test]
+    async fn unknown_person_is_denied_without_touching_docker() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_unavailable(true);
+        let (core, audit) = core_with(fake.clone());
+        let e = core.run(inv("mallory", "/status")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::Denied(m)) if m.contains("no roles")),
+            "{e:?}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Denied);
+    }
+
+    #[tokio::test]
+    async fn viewer_may_not_restart() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, audit) = core_with(fake.clone());
+        let e = core.run(inv("dave", "/restart api-1")).await.unwrap_err();
+        assert!(matches!(e, PipelineError::User(UserError::Denied(_))));
+        assert!(fake.calls().is_empty());
+        assert_eq!(audit.records()[0].decision, Decision::Denied);
+    }
+
+    #[tokio::test]
+    async fn operator_restarts_an_app_service_but_not_postgres() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, audit) = core_with(fake.clone());
+        core.run(inv("alice", "/restart service:api-1"))
+            .await
+            .unwrap();
+        assert_eq!(fake.calls(), ["restart riftwing-api-1-1"]);
+        let e = core
+            .run(inv("alice", "/restart postgres"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::Denied(m)) if m.contains("`postgres`")),
+            "{e:?}"
+        );
+        assert_eq!(fake.calls().len(), 1);
+        let decisions: Vec<Decision> = audit.records().iter().map(|r| r.decision).collect();
+        assert_eq!(decisions, [Decision::Ran, Decision::Denied]);
+    }
+
+    #[tokio::test]
+    async fn unknown_service_is_refused_with_the_list_of_services() {
+        let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
+        let e = core
+            .run(inv("dave", "/logs service:api-9"))
+            .await
+            .unwrap_err();
+        let md = e.markdown();
+        assert!(
+            md.contains("unknown service `api-9`; known: `api-1`, `api-2`, `console`"),
+            "{md}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Invalid);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_per_service_and_operation_stops_a_restart_storm() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, audit) = core_with(fake.clone());
+        // Default: 3 restarts of one service per 10 minutes, whoever asks.
+        for who in ["alice", "bob", "erin"] {
+            core.run(inv(who, "/restart api-1")).await.unwrap();
+        }
+        let e = core.run(inv("alice", "/restart api-1")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::RateLimited { retry_after, .. }) if *retry_after > Duration::ZERO),
+            "{e:?}"
+        );
+        assert!(e.markdown().contains("Try again in"), "{}", e.markdown());
+        assert_eq!(fake.calls().len(), 3);
+        assert_eq!(audit.records().last().unwrap().decision, Decision::Limited);
+        // Another service still restarts.
+        core.run(inv("alice", "/restart api-2")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn destructive_command_stops_at_the_gate_and_is_audited_as_pending() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, audit) = core_with(fake.clone());
+        let e = core.run(inv("erin", "/restart-infra")).await.unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                PipelineError::User(UserError::NeedsApproval {
+                    min_approvals: 1,
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        assert!(e.markdown().contains("`approver`"));
+        assert!(fake.calls().is_empty(), "nothing may run before approval");
+        let rec = audit.records().pop().unwrap();
+        assert_eq!(rec.decision, Decision::Pending);
+        assert_eq!(rec.target, ["postgres", "temporal", "redis"]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_required_option_is_reported_without_docker() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_unavailable(true);
+        let (core, _) = core_with(fake);
+        let e = core.run(inv("dave", "/logs tail:5")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::InvalidArgument(m)) if m.contains("needs `service`")),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hung_engine_costs_the_deadline_not_the_bot() {
+        let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(30)));
+        let (mut core, audit) = core_with(fake);
+        core.settings.limits.operation_timeout = Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let e = core.run(inv("dave", "/stats api-1")).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(&e, PipelineError::User(UserError::Unavailable(m)) if m.contains("did not finish within")),
+            "{e:?}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_command_added_as_a_file_runs_through_the_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(repo("commands")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("errors.toml"),
+            "name = \"errors\"\ndescription = \"Recent error lines of a service\"\noperation = \"logs\"\nparams = { grep = \"error\", tail = 500 }\ntarget = { kind = \"service\", option = \"service\" }\n\n[[options]]\nname = \"service\"\ndescription = \"Service\"\ntype = \"service\"\nrequired = true\n",
+        )
+        .unwrap();
+        let mut settings =
+            Settings::parse(Path::new("default"), crate::settings::DEFAULT_SETTINGS).unwrap();
+        settings.commands_dir = dir.path().to_owned();
+        let groups = settings.groups.keys().cloned().collect();
+        let catalog = Catalog::load_dir(&settings.commands_dir, &groups).unwrap();
+        let policy = Policy::load_dir(&repo("permissions")).unwrap();
+        policy.check_catalog(&catalog).unwrap();
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_logs(
+            "worker-1",
+            &[(1, "ok"), (2, "ERROR: activity failed"), (3, "ok")],
+        );
+        let core = Core::new(
+            settings,
+            catalog,
+            policy,
+            LazyEngine::ready(fake),
+            Arc::new(MemoryAudit::new()),
+        );
+        let r = core.run(inv("erin", "/errors worker-1")).await.unwrap();
+        let text = r.all_text();
+        assert!(
+            text.contains("ERROR: activity failed") && text.contains("1 of 3 matched `error`"),
+            "{text}"
+        );
+        // The viewer grant lists commands by name, so the new command is denied to viewers.
+        assert!(matches!(
+            core.run(inv("dave", "/errors worker-1")).await,
+            Err(PipelineError::User(UserError::Denied(_)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn approval_gate_needs_no_docker_connection() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_unavailable(true);
+        let (core, audit) = core_with(fake);
+        let e = core.run(inv("erin", "/restart-infra")).await.unwrap_err();
+        assert!(
+            matches!(e, PipelineError::User(UserError::NeedsApproval { .. })),
+            "{e:?}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Pending);
+    }
+
+    #[tokio::test]
+    async fn group_restart_reports_members_without_a_container() {
+        let fake = Arc::new(FakeEngine::new());
+        for s in ["api-1", "api-2", "worker-1", "worker-2"] {
+            fake.add(crate::fake::container(s, "running"));
+        }
+        let (core, _) = core_with(fake.clone());
+        let r = core.run(inv("bob", "/restart-app")).await.unwrap();
+        assert!(r.title.contains("4/4 ok"), "{}", r.title);
+        assert!(
+            r.all_text().contains("No container for: `console`"),
+            "{}",
+            r.all_text()
+        );
+        assert_eq!(fake.calls().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn restart_app_restarts_the_whole_group() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, _) = core_with(fake.clone());
+        let r = core.run(inv("bob", "/restart-app")).await.unwrap();
+        assert!(r.title.contains("5/5 ok"), "{}", r.title);
+        assert_eq!(fake.calls().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn long_logs_become_an_attachment_not_a_cut() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let lines: Vec<(u32, String)> = (0..800)
+            .map(|i| (i, format!("worker heartbeat {i} ok")))
+            .collect();
+        let refs: Vec<(u32, &str)> = lines.iter().map(|(i, s)| (*i, s.as_str())).collect();
+        fake.set_logs("worker-1", &refs);
+        let (core, _) = core_with(fake);
+        let r = core
+            .run(inv("dave", "/logs worker-1 tail:800"))
+            .await
+            .unwrap();
+        let out = render_markdown(&r, 2000);
+        assert!(out.text.chars().count() <= 2000);
+        let a = out
+            .attachments
+            .iter()
+            .find(|a| a.name == "logs-worker-1.txt")
+            .expect("logs attached");
+        assert_eq!(a.body.lines().count(), 800, "every line is kept");
+        assert!(a.body.ends_with("worker heartbeat 799 ok"));
+        assert!(out.text.contains("attached whole"), "{}", out.text);
+    }
+
+    #[tokio::test]
+    async fn engine_down_is_unavailable_and_audited_as_failed() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_unavailable(true);
+        let (core, audit) = core_with(fake);
+        let e = core.run(inv("dave", "/status")).await.unwrap_err();
+        assert!(matches!(e, PipelineError::User(UserError::Unavailable(_))));
+        assert_eq!(audit.records()[0].decision, Decision::Failed);
+    }
+
+    #[tokio::test]
+    async fn secrets_in_args_and_output_are_redacted_before_leaving_the_core() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_env("api-1", &[("JWT_SECRET", "jwt-very-secret-1")]);
+        fake.set_logs("api-1", &[(1, "token jwt-very-secret-1 rejected")]);
+        let (core, audit) = core_with(fake);
+        let r = core
+            .run(inv("dave", "/logs api-1 grep:jwt-very-secret-1"))
+            .await
+            .unwrap();
+        assert!(
+            !r.all_text().contains("jwt-very-secret-1"),
+            "{}",
+            r.all_text()
+        );
+        assert!(r.blocks.iter().any(
+            |b| matches!(b, Block::Code { text, .. } if text.contains("token **** rejected"))
+        ));
+        let rec = audit.records().pop().unwrap();
+        assert!(!rec.args.contains("jwt-very-secret-1"), "{}", rec.args);
+    }
+
+    #[tokio::test]
+    async fn audit_fields_stay_bounded_whatever_is_typed() {
+        let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
+        let huge = "x".repeat(100_000);
+        let _ = core.run(inv("dave", &format!("/{huge} {huge}"))).await;
+        let rec = audit.records().pop().unwrap();
+        assert!(rec.command.chars().count() < 120, "{}", rec.command.len());
+        assert!(rec.args.chars().count() < 2200);
+        assert!(rec.args.ends_with("(100000 characters in all)"));
+        assert_eq!(rec.decision, Decision::Invalid);
+    }
+
+    #[tokio::test]
+    async fn unknown_command_is_invalid_and_suggests_help() {
+        let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
+        let e = core.run(inv("dave", "/reboot now")).await.unwrap_err();
+        assert!(e.markdown().contains("/help"));
+        assert_eq!(audit.records()[0].decision, Decision::Invalid);
+    }
+
+    #[tokio::test]
+    async fn help_lists_only_what_the_person_may_run() {
+        let (core, _) = core_with(Arc::new(FakeEngine::riftwing()));
+        let dave = core.run(inv("dave", "/help")).await.unwrap().all_text();
+        assert!(
+            dave.contains("/logs") && !dave.contains("/restart"),
+            "{dave}"
+        );
+        let erin = core.run(inv("erin", "/help")).await.unwrap().all_text();
+        assert!(erin.contains("/restart-infra ⚠"), "{erin}");
+    }
+
+    #[tokio::test]
+    async fn lazy_engine_connects_once_and_retries_after_failure() {
+        let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let a = attempts.clone();
+        let lazy = LazyEngine::new(move || {
+            let n = a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if n == 0 {
+                    Err(EngineError::Unavailable("first try".into()))
+                } else {
+                    Ok(Arc::new(FakeEngine::riftwing()) as Arc<dyn Engine>)
+                }
+            })
+        });
+        assert!(lazy.get().await.is_err());
+        assert!(lazy.get().await.is_ok());
+        assert!(lazy.get().await.is_ok());
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+}

@@ -1,0 +1,142 @@
+//! The command line end to end, in-process: check-config, commands, console one-shot exit codes, serve.
+//! (In-process because the binary path in the shared target dir is rebuilt by parallel branches.)
+
+use clap::{CommandFactory, Parser};
+use container_ops::cli::{Cli, execute};
+
+/// Runs the CLI from the repository root with only the given environment overrides.
+fn run(args: &[&str], env: &[(&str, &str)]) -> (u8, String, String) {
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("repo root");
+    let cli = Cli::try_parse_from(std::iter::once("container-ops").chain(args.iter().copied()))
+        .expect("valid command line");
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        // Nothing here may reach a real Docker daemon.
+        .chain([(
+            "CONTAINER_OPS_DOCKER_HOST".to_string(),
+            "unix:///nonexistent/container-ops-test.sock".to_string(),
+        )])
+        .collect();
+    let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = execute(cli, &lookup, &mut out, &mut err);
+    (
+        code,
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_the_shipped_files() {
+    let (code, out, err) = run(&["check-config"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("13 command(s)") && out.contains("4 role(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_names_the_bad_command_file_and_line_and_fails() {
+    let (code, _, err) = run(
+        &["check-config"],
+        &[(
+            "CONTAINER_OPS_COMMANDS_DIR",
+            "tests/fixtures/commands-bad-operation",
+        )],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("reboot.toml:4:"), "{err}");
+}
+
+#[test]
+fn check_config_refuses_a_bad_permissions_file() {
+    let (code, _, err) = run(
+        &["check-config"],
+        &[(
+            "CONTAINER_OPS_PERMISSIONS_DIR",
+            "tests/fixtures/permissions-undefined-role",
+        )],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("ops.toml:6:"), "{err}");
+}
+
+#[test]
+fn check_config_refuses_a_bad_settings_file() {
+    let (code, _, err) = run(
+        &[
+            "--config",
+            "tests/fixtures/settings/bad-rate.toml",
+            "check-config",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("bad-rate.toml:7:"), "{err}");
+}
+
+#[test]
+fn commands_prints_the_catalog() {
+    let (code, out, _) = run(&["commands"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("/restart-infra") && out.contains("group infra"),
+        "{out}"
+    );
+}
+
+#[test]
+fn console_help_runs_without_docker() {
+    let (code, out, err) = run(&["console", "--as", "dave", "--command", "/help"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("/status") && !out.contains("/restart"),
+        "{out}"
+    );
+}
+
+#[test]
+fn console_denial_exits_2() {
+    let (code, out, _) = run(&["console", "--as", "mallory", "--command", "/status"], &[]);
+    assert_eq!(code, 2);
+    assert!(out.contains("Denied"), "{out}");
+}
+
+#[test]
+fn console_destructive_command_needs_approval_and_exits_2() {
+    let (code, out, _) = run(
+        &["console", "--as", "erin", "--command", "/restart-infra"],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(out.contains("needs approval"), "{out}");
+}
+
+#[test]
+fn console_with_docker_unreachable_exits_1() {
+    let (code, out, err) = run(&["console", "--as", "dave", "--command", "/status"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("Unavailable") || out.contains("internal error"),
+        "{out}"
+    );
+}
+
+#[test]
+fn serve_is_not_built_yet() {
+    let (code, _, err) = run(&["serve"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not built yet"));
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let help = Cli::command().render_long_help().to_string();
+    assert!(
+        help.contains("EXIT CODES") && help.contains("user error"),
+        "{help}"
+    );
+}
