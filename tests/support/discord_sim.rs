@@ -145,8 +145,7 @@ impl Sim {
         self.wait_for(timeout, |rs| {
             rs.iter()
                 .skip(after)
-                .filter(|r| r.method == "PUT" && r.path.ends_with("/commands") && r.status == 200)
-                .next_back()
+                .rfind(|r| r.method == "PUT" && r.path.ends_with("/commands") && r.status == 200)
                 .cloned()
         })
         .await
