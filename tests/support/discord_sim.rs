@@ -118,6 +118,11 @@ impl Sim {
         );
     }
 
+    /// Takes the violations recorded so far (for tests of the simulator itself).
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().violations)
+    }
+
     fn violation(&self, what: String) {
         eprintln!("discord-sim: REJECTED: {what}");
         self.lock().violations.push(what);
@@ -311,7 +316,7 @@ fn check_gateway(frame: &Value) {
 }
 
 /// A dispatch serenity would read as `Event::Unknown` is silently dropped by the bot; fail here.
-fn check_event(frame: &Value) {
+pub fn check_event(frame: &Value) {
     match serde_json::from_value::<GatewayEvent>(frame.clone()) {
         Ok(GatewayEvent::Dispatch(_, Event::Unknown(u))) => {
             let detail = if u.kind == "INTERACTION_CREATE" {
