@@ -479,6 +479,58 @@ async fn a_slow_command_is_deferred_within_three_seconds_then_the_original_respo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_killed_mid_command_the_bot_reconnects_and_answers_exactly_once() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(3)));
+    let bot = start_bot(&sim, core(dir.path(), fake.clone())).await;
+    let (id, token) = ids();
+    sim.dispatch_interaction(interaction(
+        2,
+        id,
+        &token,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        "restart",
+        json!([opt("service", 3, json!("api-2"))]),
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sim.kill_gateway();
+    let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
+    assert!(
+        fin.embeds[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("api-2")
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while sim.handshakes().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        sim.handshakes().len() >= 2,
+        "handshakes: {:?}",
+        sim.handshakes()
+    );
+    // Nothing more arrives for the token after the reconnect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let for_token: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains(&token))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(for_token.len(), 2, "one ack and one edit: {for_token:#?}");
+    assert_eq!(
+        fake.calls(),
+        ["restart riftwing-api-2-1"],
+        "ran exactly once"
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_rejects_what_discord_would_reject_with_code_50035() {
     let sim = Sim::start(TOKEN).await;
     let cb = "/api/v10/interactions/1/tok/callback";

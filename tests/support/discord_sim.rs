@@ -20,6 +20,7 @@ pub const APP_ID: u64 = 1_100_000_000_000_000_001;
 pub const BOT_USER_ID: u64 = 1_100_000_000_000_000_002;
 pub const GUILD_ID: u64 = 1_100_000_000_000_000_003;
 pub const CHANNEL_ID: u64 = 1_100_000_000_000_000_004;
+const KILL: &str = "\u{0}kill";
 
 /// One request the bot made, as the simulator saw it.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ struct Inner {
     gateway: Option<mpsc::UnboundedSender<String>>,
     seq: u64,
     message_id: u64,
+    /// IDENTIFY (op 2) and RESUME (op 6) frames received, in order.
+    handshakes: Vec<u64>,
 }
 
 pub struct Sim {
@@ -126,6 +129,18 @@ impl Sim {
     fn violation(&self, what: String) {
         eprintln!("discord-sim: REJECTED: {what}");
         self.lock().violations.push(what);
+    }
+
+    /// Drops the bot's gateway connection abruptly, as a network cut would.
+    pub fn kill_gateway(&self) {
+        if let Some(tx) = self.lock().gateway.take() {
+            let _ = tx.send(KILL.into());
+        }
+    }
+
+    /// IDENTIFY (2) and RESUME (6) opcodes received so far.
+    pub fn handshakes(&self) -> Vec<u64> {
+        self.lock().handshakes.clone()
     }
 
     /// Waits until `pred` holds over the recorded requests.
@@ -255,6 +270,10 @@ impl Sim {
             tokio::select! {
                 out = rx.recv() => {
                     let Some(out) = out else { return };
+                    if out == KILL {
+                        // No close frame: the TCP connection just goes away.
+                        return;
+                    }
                     if sink.send(WsMessage::Text(out)).await.is_err() { return; }
                 }
                 frame = source.next() => {
@@ -283,12 +302,24 @@ impl Sim {
                             }
                             let ready = {
                                 let mut inner = self.lock();
+                                inner.handshakes.push(2);
                                 inner.seq += 1;
                                 inner.gateway = Some(tx.clone());
                                 ready_frame(inner.seq, self.gateway)
                             };
                             check_event(&ready);
                             if sink.send(WsMessage::Text(ready.to_string())).await.is_err() { return; }
+                        }
+                        Some(6) => {
+                            let resumed = {
+                                let mut inner = self.lock();
+                                inner.handshakes.push(6);
+                                inner.seq += 1;
+                                inner.gateway = Some(tx.clone());
+                                json!({"op": 0, "t": "RESUMED", "s": inner.seq, "d": {}})
+                            };
+                            check_event(&resumed);
+                            if sink.send(WsMessage::Text(resumed.to_string())).await.is_err() { return; }
                         }
                         Some(1) => {
                             let ack = json!({"op": 11});
