@@ -298,6 +298,62 @@ async fn status_on_the_platform_is_acked_within_three_seconds_and_matches_the_co
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_of_a_finished_job_on_the_platform_match_the_console() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let core = core(dir.path(), platform().await);
+    let bot = start_bot(&sim, core.clone()).await;
+    // An exited init job's log no longer changes, so both sides read the same lines.
+    let (id, token) = ids();
+    sim.dispatch_interaction(interaction(
+        2,
+        id,
+        &token,
+        VIEWER,
+        &[],
+        "logs",
+        json!([
+            opt("service", 3, json!("minio-init")),
+            opt("tail", 4, json!(10))
+        ]),
+    ));
+    let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
+    assert!(
+        fin.ack_after < Duration::from_secs(3),
+        "acked after {:?}",
+        fin.ack_after
+    );
+    let description = fin.embeds[0]["description"].as_str().unwrap().to_owned();
+    let console = Console {
+        core: &core,
+        user: UserId::parse("dave").unwrap(),
+        channel: ChannelId::parse("console").unwrap(),
+        attachments_dir: Some(dir.path().join("attachments")),
+    };
+    let mut out = Vec::new();
+    assert_eq!(
+        console
+            .run_line("/logs service:minio-init tail:10", &mut out)
+            .await
+            .unwrap(),
+        0
+    );
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        !out.contains("📎"),
+        "precondition: inline on the console: {out}"
+    );
+    assert!(description.contains("minio-init"), "{description}");
+    assert!(
+        description.contains("bucket rewst-artifacts ready"),
+        "{description}"
+    );
+    assert_eq!(description, out.trim_end());
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_of_mcp_server_from_discord_is_acked_in_time_and_reports_the_result() {
     let sim = Sim::start(TOKEN).await;
     let dir = config_dir();
@@ -737,6 +793,11 @@ async fn the_interactions_endpoint_runs_only_correctly_signed_fresh_requests() {
     assert_eq!(st, 200, "{resp}");
     let resp: Value = serde_json::from_str(&resp).unwrap();
     assert_eq!(resp["type"], 4, "{resp}");
+    let problems = discord_sim::message_problems(&resp["data"], &[], true);
+    assert!(
+        problems.is_empty(),
+        "the endpoint's answer breaks Discord's rules: {problems:?}"
+    );
     assert!(
         resp["data"]["embeds"][0]["description"]
             .as_str()

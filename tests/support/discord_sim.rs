@@ -475,7 +475,7 @@ fn len(v: &Value) -> usize {
 }
 
 /// Discord's message rules (create, edit, interaction response data).
-fn message_problems(m: &Value, files: &[(String, Vec<u8>)], creating: bool) -> Vec<String> {
+pub fn message_problems(m: &Value, files: &[(String, Vec<u8>)], creating: bool) -> Vec<String> {
     let mut p = Vec::new();
     if len(&m["content"]) > 2000 {
         p.push(format!("content: {} > 2000", len(&m["content"])));
