@@ -84,7 +84,12 @@ fn config_dir() -> tempfile::TempDir {
 }
 
 fn core(dir: &Path, engine: Arc<dyn Engine>) -> Arc<Core> {
+    core_with(dir, engine, |_| {})
+}
+
+fn core_with(dir: &Path, engine: Arc<dyn Engine>, tweak: impl FnOnce(&mut Settings)) -> Arc<Core> {
     let mut settings = Settings::parse(Path::new("default"), DEFAULT_SETTINGS).unwrap();
+    tweak(&mut settings);
     settings.commands_dir = dir.join("commands");
     settings.permissions_dir = dir.join("permissions");
     let groups = settings.groups.keys().cloned().collect();
@@ -581,6 +586,62 @@ async fn gateway_killed_mid_command_the_bot_reconnects_and_answers_exactly_once(
         fake.calls(),
         ["restart riftwing-api-2-1"],
         "ran exactly once"
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_deferral_replaces_the_public_placeholder_with_an_ephemeral_answer() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    // The restart takes 6 s, the bot waits 2 s + 1 s stop timeout: deferred, then timed out.
+    let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(6)));
+    let core = core_with(dir.path(), fake, |s| {
+        s.limits.operation_timeout = Duration::from_secs(2);
+        s.limits.stop_timeout = Duration::from_secs(1);
+    });
+    let bot = start_bot(&sim, core).await;
+    let (id, token) = ids();
+    sim.dispatch_interaction(interaction(
+        2,
+        id,
+        &token,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        "restart",
+        json!([opt("service", 3, json!("api-1"))]),
+    ));
+    let follow_up = sim
+        .wait_for(WAIT, |rs| {
+            rs.iter()
+                .find(|r| {
+                    r.method == "POST" && r.path.ends_with(&format!("/webhooks/{APP_ID}/{token}"))
+                })
+                .cloned()
+        })
+        .await
+        .expect("an ephemeral follow-up");
+    assert_eq!(
+        follow_up.json["flags"].as_u64().unwrap_or(0) & 64,
+        64,
+        "ephemeral"
+    );
+    let content = follow_up.json["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("**Unavailable.**") && content.contains("/status"),
+        "{content}"
+    );
+    let methods: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains(&token))
+        .map(|r| r.method.clone())
+        .collect();
+    assert_eq!(
+        methods,
+        ["POST", "DELETE", "POST"],
+        "defer, remove placeholder, answer"
     );
     bot.abort();
     sim.assert_no_violations();

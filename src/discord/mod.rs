@@ -175,8 +175,17 @@ impl Bot {
                 if !send_ack(&self.http, Some(&c), ack, defer).await {
                     return;
                 }
-                let msgs = messages(joined(run.await));
-                self.edit_and_follow(&c, msgs).await;
+                let result = joined(run.await);
+                if let Err(e) = &result {
+                    // The deferral was public; a refusal or failure is for the invoker only,
+                    // so the placeholder goes and the answer follows ephemerally.
+                    if let Err(d) = c.delete_response(&*self.http).await {
+                        tracing::warn!("could not remove the deferred response: {d:#}");
+                    }
+                    self.follow_ups(&c, &render::error(e)).await;
+                    return;
+                }
+                self.edit_and_follow(&c, messages(result)).await;
             }
         }
     }

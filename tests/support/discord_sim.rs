@@ -787,6 +787,15 @@ fn route(
                 StatusCode::NO_CONTENT.into_response(),
             )
         }
+        ("DELETE", ["webhooks", app, _, "messages", "@original"]) => {
+            if *app != APP_ID.to_string() {
+                return invalid(vec![format!("unknown application {app}")]);
+            }
+            (
+                StatusCode::NO_CONTENT,
+                StatusCode::NO_CONTENT.into_response(),
+            )
+        }
         ("PATCH", ["webhooks", app, _, "messages", "@original"])
         | ("POST", ["webhooks", app, _]) => {
             if *app != APP_ID.to_string() {
