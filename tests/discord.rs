@@ -705,6 +705,57 @@ fn an_interaction_serenity_would_not_understand_fails_the_simulator_loudly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_and_bad_argument_refusals_are_ephemeral_and_say_what_to_do() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let fake = Arc::new(FakeEngine::riftwing());
+    let bot = start_bot(&sim, core(dir.path(), fake.clone())).await;
+    let mut last = None;
+    // Default limit: 3 restarts of one service per 10 minutes; the fourth is refused.
+    for _ in 0..4 {
+        let (id, token) = ids();
+        sim.dispatch_interaction(interaction(
+            2,
+            id,
+            &token,
+            ADMIN_USER,
+            &[ADMIN_ROLE],
+            "restart",
+            json!([opt("service", 3, json!("worker-1"))]),
+        ));
+        last = sim.final_answer(&token, WAIT).await;
+    }
+    let limited = last.expect("an answer");
+    assert!(limited.ephemeral);
+    assert!(
+        limited.content.starts_with("**Rate limited**") && limited.content.contains("Try again in"),
+        "{}",
+        limited.content
+    );
+    assert_eq!(fake.calls().len(), 3);
+
+    let (id, token) = ids();
+    sim.dispatch_interaction(interaction(
+        2,
+        id,
+        &token,
+        VIEWER,
+        &[],
+        "logs",
+        json!([opt("service", 3, json!("no-such-service"))]),
+    ));
+    let bad = sim.final_answer(&token, WAIT).await.expect("an answer");
+    assert!(bad.ephemeral);
+    assert!(
+        bad.content.contains("unknown service `no-such-service`"),
+        "{}",
+        bad.content
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_is_refused_and_nothing_is_registered() {
     let sim = Sim::start(TOKEN).await;
     let dir = config_dir();
