@@ -491,3 +491,50 @@ pub async fn serve(core: Arc<Core>, config: DiscordConfig) -> anyhow::Result<()>
     client.start().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_values_are_quoted_so_the_core_reads_them_back_whole() {
+        assert_eq!(quote("service", "api-1").unwrap(), "api-1");
+        assert_eq!(
+            quote("grep", "connection refused").unwrap(),
+            "\"connection refused\""
+        );
+        assert_eq!(quote("grep", "say \"hi\"").unwrap(), "'say \"hi\"'");
+        assert_eq!(quote("grep", "").unwrap(), "\"\"");
+        for v in ["connection refused", "say \"hi\" now", "it's"] {
+            let toks =
+                crate::args::tokenize(&format!("grep:{}", quote("grep", v).unwrap())).unwrap();
+            assert_eq!(toks, [format!("grep:{v}")]);
+        }
+        let e = quote("grep", "both \" and '").unwrap_err();
+        assert!(e.to_string().contains("both kinds of quotes"), "{e}");
+    }
+
+    #[test]
+    fn the_token_never_prints_and_a_missing_token_says_what_to_set() {
+        let env = |k: &str| match k {
+            "DISCORD_TOKEN" => Some("very-secret-token".to_owned()),
+            "DISCORD_GUILD_ID" => Some("123".to_owned()),
+            _ => None,
+        };
+        let cfg = DiscordConfig::from_env(&env).unwrap();
+        assert!(!format!("{cfg:?}").contains("very-secret-token"));
+        assert_eq!(cfg.guild, Some(GuildId::new(123)));
+        let e = DiscordConfig::from_env(&|_: &str| None).unwrap_err();
+        assert!(e.contains("DISCORD_TOKEN"), "{e}");
+        let bad = |k: &str| match k {
+            "DISCORD_TOKEN" => Some("t".to_owned()),
+            "DISCORD_GUILD_ID" => Some("guild".to_owned()),
+            _ => None,
+        };
+        assert!(
+            DiscordConfig::from_env(&bad)
+                .unwrap_err()
+                .contains("DISCORD_GUILD_ID")
+        );
+    }
+}
