@@ -24,14 +24,21 @@ EXIT CODES (console --command, check-config):
   0  the command ran (check-config: every file is valid)
   1  internal error, the Docker Engine is unreachable, or a settings/catalog/permissions file is invalid
   2  user error: denied, rate limited, needs approval, unknown command/service, invalid argument
-     (serve: the Discord adapter is not built yet)
+     (serve: DISCORD_TOKEN missing or a DISCORD_* variable malformed)
 
 FILES:
   settings     --config PATH, else the embedded deploy/container-ops.toml; env CONTAINER_OPS_PROJECT,
                CONTAINER_OPS_DOCKER_HOST, CONTAINER_OPS_COMMANDS_DIR, CONTAINER_OPS_PERMISSIONS_DIR,
                CONTAINER_OPS_STORE_URL override it
   commands/    one TOML file per slash command (adding a file adds a command)
-  permissions/ roles, people and grants (deny by default)";
+  permissions/ roles, people and grants (deny by default)
+
+DISCORD (serve):
+  DISCORD_TOKEN             bot token (required; never logged)
+  DISCORD_GUILD_ID          register guild commands there (instant); global commands otherwise
+  DISCORD_APPLICATION_ID    application id (needed by the HTTP interactions endpoint)
+  DISCORD_PUBLIC_KEY        application public key (hex) for Ed25519 request verification
+  DISCORD_INTERACTIONS_ADDR host:port of the HTTP interactions endpoint (with DISCORD_PUBLIC_KEY)";
 
 /// container-ops: run on-call operations (status, logs, stats, restarts, ...) on a Docker
 /// Compose platform through slash commands, with role-based permissions, rate limits,
@@ -57,7 +64,7 @@ pub enum CliCommand {
     CheckConfig,
     /// Print the command catalog as a table.
     Commands,
-    /// Run the Discord adapter (not built yet: exits 2).
+    /// Run the Discord bot: gateway, slash commands from the catalog, optional HTTP interactions endpoint.
     Serve,
 }
 
@@ -121,13 +128,7 @@ pub fn run() -> ExitCode {
 /// Runs a parsed command line and returns the exit status (see EXIT CODES in `--help`).
 pub fn execute(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match cli.command {
-        CliCommand::Serve => {
-            let _ = writeln!(
-                err,
-                "serve: the Discord adapter is not built yet; use `container-ops console`."
-            );
-            2
-        }
+        CliCommand::Serve => serve(cli.config, env, err),
         CliCommand::CheckConfig => match load_config(cli.config.as_deref(), env) {
             Ok((s, c, p)) => {
                 let _ = writeln!(
@@ -192,6 +193,63 @@ pub fn commands_table(c: &Catalog) -> String {
     )
 }
 
+/// The engine for the configured project, connected on first use.
+fn lazy_engine(settings: &Settings) -> LazyEngine {
+    let host = settings.docker_host.clone();
+    let project = settings.project.clone();
+    LazyEngine::new(move || {
+        let host = host.clone();
+        let project = project.clone();
+        Box::pin(async move {
+            DockerEngine::connect(host.as_deref(), &project)
+                .await
+                .map(|e| Arc::new(e) as Arc<dyn Engine>)
+        })
+    })
+}
+
+fn serve(config: Option<PathBuf>, env: &Env, err: &mut dyn Write) -> u8 {
+    let (settings, catalog, policy) = match load_config(config.as_deref(), env) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 1;
+        }
+    };
+    let discord = match crate::discord::DiscordConfig::from_env(env) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 2;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let engine = lazy_engine(&settings);
+    let core = Arc::new(Core::new(
+        settings,
+        catalog,
+        policy,
+        engine,
+        Arc::new(MemoryAudit::new()),
+    ));
+    match rt.block_on(crate::discord::serve(core, discord)) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e:#}");
+            1
+        }
+    }
+}
+
 fn console(
     config: Option<PathBuf>,
     args: ConsoleArgs,
@@ -223,17 +281,7 @@ fn console(
             return 1;
         }
     };
-    let host = settings.docker_host.clone();
-    let project = settings.project.clone();
-    let engine = LazyEngine::new(move || {
-        let host = host.clone();
-        let project = project.clone();
-        Box::pin(async move {
-            DockerEngine::connect(host.as_deref(), &project)
-                .await
-                .map(|e| Arc::new(e) as Arc<dyn Engine>)
-        })
-    });
+    let engine = lazy_engine(&settings);
     let core = Core::new(
         settings,
         catalog,

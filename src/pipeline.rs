@@ -336,6 +336,11 @@ impl Core {
         }
     }
 
+    /// The live project's services (for chat autocomplete), sorted.
+    pub async fn service_names(&self) -> Result<Vec<ServiceName>, PipelineError> {
+        Ok(service_set(&self.containers().await?).into_iter().collect())
+    }
+
     async fn containers(&self) -> Result<Vec<ContainerInfo>, PipelineError> {
         let engine = self
             .engine

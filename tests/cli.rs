@@ -126,10 +126,10 @@ fn console_with_docker_unreachable_exits_1() {
 }
 
 #[test]
-fn serve_is_not_built_yet() {
+fn serve_without_a_token_says_which_variable_to_set() {
     let (code, _, err) = run(&["serve"], &[]);
     assert_eq!(code, 2);
-    assert!(err.contains("not built yet"));
+    assert!(err.contains("DISCORD_TOKEN is not set"), "{err}");
 }
 
 #[test]

@@ -1,0 +1,820 @@
+//! A protocol-level Discord simulator: REST (axum) and gateway (tokio-tungstenite) on 127.0.0.1 that
+//! records every request the bot makes and rejects what Discord would reject.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use serenity::model::event::{Event, GatewayEvent};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+pub const APP_ID: u64 = 1_100_000_000_000_000_001;
+pub const BOT_USER_ID: u64 = 1_100_000_000_000_000_002;
+pub const GUILD_ID: u64 = 1_100_000_000_000_000_003;
+pub const CHANNEL_ID: u64 = 1_100_000_000_000_000_004;
+const KILL: &str = "\u{0}kill";
+
+/// One request the bot made, as the simulator saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub at: Instant,
+    pub method: String,
+    pub path: String,
+    pub json: Value,
+    /// (file name, bytes) of multipart uploads.
+    pub files: Vec<(String, Vec<u8>)>,
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<Recorded>,
+    violations: Vec<String>,
+    dispatched: Vec<(String, Instant)>,
+    gateway: Option<mpsc::UnboundedSender<String>>,
+    seq: u64,
+    message_id: u64,
+    /// IDENTIFY (op 2) and RESUME (op 6) frames received, in order.
+    handshakes: Vec<u64>,
+}
+
+pub struct Sim {
+    pub rest: SocketAddr,
+    pub gateway: SocketAddr,
+    token: String,
+    inner: Mutex<Inner>,
+    changed: Notify,
+}
+
+/// What a command interaction finally showed the user.
+#[derive(Debug, Clone)]
+pub struct Final {
+    /// Time from dispatch to the first callback.
+    pub ack_after: Duration,
+    /// 4 (answered) or 5 (deferred, then the original response was edited).
+    pub ack_type: u64,
+    pub ephemeral: bool,
+    pub content: String,
+    pub embeds: Vec<Value>,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl Sim {
+    /// Starts REST and gateway listeners; `token` is the only one accepted.
+    pub async fn start(token: &str) -> Arc<Sim> {
+        let rest_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gw_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim = Arc::new(Sim {
+            rest: rest_l.local_addr().unwrap(),
+            gateway: gw_l.local_addr().unwrap(),
+            token: token.to_owned(),
+            inner: Mutex::new(Inner::default()),
+            changed: Notify::new(),
+        });
+        // Discord takes up to 25 MiB a request; axum's default body limit is 2 MB.
+        let app = Router::new()
+            .fallback(rest)
+            .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
+            .with_state(sim.clone());
+        tokio::spawn(async move { axum::serve(rest_l, app).await.unwrap() });
+        let s = sim.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = gw_l.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move { s.gateway_session(stream).await });
+            }
+        });
+        sim
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.rest)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    /// Every refusal the simulator made because the bot broke a Discord rule.
+    pub fn violations(&self) -> Vec<String> {
+        self.lock().violations.clone()
+    }
+
+    /// The suite-wide rule: no request of a test broke a Discord limit or rule.
+    pub fn assert_no_violations(&self) {
+        let v = self.violations();
+        assert!(
+            v.is_empty(),
+            "the bot sent what Discord would reject: {v:#?}"
+        );
+    }
+
+    /// Takes the violations recorded so far (for tests of the simulator itself).
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().violations)
+    }
+
+    fn violation(&self, what: String) {
+        eprintln!("discord-sim: REJECTED: {what}");
+        self.lock().violations.push(what);
+    }
+
+    /// Drops the bot's gateway connection abruptly, as a network cut would.
+    pub fn kill_gateway(&self) {
+        if let Some(tx) = self.lock().gateway.take() {
+            let _ = tx.send(KILL.into());
+        }
+    }
+
+    /// IDENTIFY (2) and RESUME (6) opcodes received so far.
+    pub fn handshakes(&self) -> Vec<u64> {
+        self.lock().handshakes.clone()
+    }
+
+    /// Waits until `pred` holds over the recorded requests.
+    pub async fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&[Recorded]) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            if let Some(t) = pred(&self.lock().requests) {
+                return Some(t);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
+        }
+    }
+
+    /// The last successful command registration (guild or global), with its route.
+    pub async fn registration(&self, after: usize, timeout: Duration) -> Option<Recorded> {
+        self.wait_for(timeout, |rs| {
+            rs.iter()
+                .skip(after)
+                .rfind(|r| r.method == "PUT" && r.path.ends_with("/commands") && r.status == 200)
+                .cloned()
+        })
+        .await
+    }
+
+    /// Sends INTERACTION_CREATE over the gateway. The payload is first read back with serenity's
+    /// own types: a payload serenity would turn into `Event::Unknown` fails the test here, loudly.
+    pub fn dispatch_interaction(&self, d: Value) {
+        let token = d["token"].as_str().unwrap().to_owned();
+        let mut inner = self.lock();
+        inner.seq += 1;
+        let frame = json!({"op": 0, "t": "INTERACTION_CREATE", "s": inner.seq, "d": d});
+        check_event(&frame);
+        let tx = inner
+            .gateway
+            .clone()
+            .expect("the bot is not connected to the gateway");
+        inner.dispatched.push((token, Instant::now()));
+        tx.send(frame.to_string()).unwrap();
+    }
+
+    /// Waits for the user-visible end of an interaction: an immediate answer (type 4), or a
+    /// deferral (type 5) followed by the edit of the original response.
+    pub async fn final_answer(&self, token: &str, timeout: Duration) -> Option<Final> {
+        let sent = self
+            .lock()
+            .dispatched
+            .iter()
+            .find(|(t, _)| t == token)
+            .map(|(_, at)| *at)?;
+        self.wait_for(timeout, |rs| {
+            let cb = rs.iter().find(|r| {
+                r.method == "POST"
+                    && r.path.contains(&format!("/{token}/callback"))
+                    && r.status < 300
+            })?;
+            let ack_type = cb.json["type"].as_u64()?;
+            let flags = cb.json["data"]["flags"].as_u64().unwrap_or(0);
+            let (body, files) = match ack_type {
+                4 => (cb.json["data"].clone(), cb.files.clone()),
+                5 => {
+                    let edit = rs.iter().find(|r| {
+                        r.method == "PATCH"
+                            && r.path.contains(&format!("/{token}/messages/@original"))
+                            && r.status < 300
+                    })?;
+                    (edit.json.clone(), edit.files.clone())
+                }
+                _ => return None,
+            };
+            Some(Final {
+                ack_after: cb.at.duration_since(sent),
+                ack_type,
+                ephemeral: flags & 64 != 0,
+                content: body["content"].as_str().unwrap_or("").to_owned(),
+                embeds: body["embeds"].as_array().cloned().unwrap_or_default(),
+                files,
+            })
+        })
+        .await
+    }
+
+    /// Autocomplete answer (callback type 8) for an interaction token.
+    pub async fn autocomplete_choices(
+        &self,
+        token: &str,
+        timeout: Duration,
+    ) -> Option<Vec<String>> {
+        self.wait_for(timeout, |rs| {
+            let cb = rs.iter().find(|r| {
+                r.method == "POST"
+                    && r.path.contains(&format!("/{token}/callback"))
+                    && r.status < 300
+            })?;
+            assert_eq!(
+                cb.json["type"], 8,
+                "autocomplete must be answered with type 8"
+            );
+            Some(
+                cb.json["data"]["choices"]
+                    .as_array()?
+                    .iter()
+                    .map(|c| c["value"].as_str().unwrap_or("").to_owned())
+                    .collect(),
+            )
+        })
+        .await
+    }
+
+    async fn gateway_session(self: Arc<Self>, stream: tokio::net::TcpStream) {
+        let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+            return;
+        };
+        let (mut sink, mut source) = ws.split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let hello = json!({"op": 10, "d": {"heartbeat_interval": 41250}});
+        check_gateway(&hello);
+        if sink.send(WsMessage::Text(hello.to_string())).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                out = rx.recv() => {
+                    let Some(out) = out else { return };
+                    if out == KILL {
+                        // No close frame: the TCP connection just goes away.
+                        return;
+                    }
+                    if sink.send(WsMessage::Text(out)).await.is_err() { return; }
+                }
+                frame = source.next() => {
+                    let Some(Ok(frame)) = frame else { return };
+                    let text = match frame {
+                        WsMessage::Text(t) => t,
+                        WsMessage::Close(_) => return,
+                        _ => continue,
+                    };
+                    let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                        self.violation(format!("gateway: not JSON: {text}"));
+                        continue;
+                    };
+                    match v["op"].as_u64() {
+                        Some(2) => {
+                            let sent = v["d"]["token"].as_str().unwrap_or("");
+                            if sent.trim_start_matches("Bot ") != self.token {
+                                // Discord closes with 4004 "Authentication failed".
+                                let _ = sink.send(WsMessage::Close(Some(
+                                    tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                                        code: 4004.into(),
+                                        reason: "Authentication failed.".into(),
+                                    },
+                                ))).await;
+                                return;
+                            }
+                            let ready = {
+                                let mut inner = self.lock();
+                                inner.handshakes.push(2);
+                                inner.seq += 1;
+                                inner.gateway = Some(tx.clone());
+                                ready_frame(inner.seq, self.gateway)
+                            };
+                            check_event(&ready);
+                            if sink.send(WsMessage::Text(ready.to_string())).await.is_err() { return; }
+                        }
+                        Some(6) => {
+                            let resumed = {
+                                let mut inner = self.lock();
+                                inner.handshakes.push(6);
+                                inner.seq += 1;
+                                inner.gateway = Some(tx.clone());
+                                json!({"op": 0, "t": "RESUMED", "s": inner.seq, "d": {}})
+                            };
+                            check_event(&resumed);
+                            if sink.send(WsMessage::Text(resumed.to_string())).await.is_err() { return; }
+                        }
+                        Some(1) => {
+                            let ack = json!({"op": 11});
+                            check_gateway(&ack);
+                            if sink.send(WsMessage::Text(ack.to_string())).await.is_err() { return; }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_message_id(&self) -> u64 {
+        let mut inner = self.lock();
+        inner.message_id += 1;
+        1_200_000_000_000_000_000 + inner.message_id
+    }
+}
+
+fn check_gateway(frame: &Value) {
+    if let Err(e) = serde_json::from_value::<GatewayEvent>(frame.clone()) {
+        panic!("discord-sim: serenity cannot read our own gateway frame ({e}): {frame}");
+    }
+}
+
+/// A dispatch serenity would read as `Event::Unknown` is silently dropped by the bot; fail here.
+pub fn check_event(frame: &Value) {
+    match serde_json::from_value::<GatewayEvent>(frame.clone()) {
+        Ok(GatewayEvent::Dispatch(_, Event::Unknown(u))) => {
+            let detail = if u.kind == "INTERACTION_CREATE" {
+                serde_json::from_value::<serenity::all::Interaction>(frame["d"].clone())
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            panic!(
+                "discord-sim: our {} would be Event::Unknown to serenity: {detail}",
+                u.kind
+            )
+        }
+        Ok(GatewayEvent::Dispatch(..)) => {}
+        Ok(other) => panic!("discord-sim: expected a dispatch, built {other:?}"),
+        Err(e) => panic!("discord-sim: serenity cannot read our dispatch ({e}): {frame}"),
+    }
+}
+
+fn user(id: u64, name: &str, bot: bool) -> Value {
+    json!({"id": id.to_string(), "username": name, "discriminator": "0", "global_name": name,
+           "avatar": null, "bot": bot, "public_flags": 0})
+}
+
+fn ready_frame(seq: u64, gw: SocketAddr) -> Value {
+    json!({"op": 0, "t": "READY", "s": seq, "d": {
+        "v": 10,
+        "user": {"id": BOT_USER_ID.to_string(), "username": "container-ops", "discriminator": "0",
+                 "avatar": null, "bot": true, "verified": true, "mfa_enabled": false, "flags": 0},
+        "guilds": [{"id": GUILD_ID.to_string(), "unavailable": true}],
+        "session_id": "sim-session",
+        "resume_gateway_url": format!("ws://{gw}"),
+        "application": {"id": APP_ID.to_string(), "flags": 0}
+    }})
+}
+
+/// An INTERACTION_CREATE payload with every field serenity requires.
+pub fn interaction(
+    kind: u8,
+    id: u64,
+    token: &str,
+    user_id: u64,
+    roles: &[u64],
+    name: &str,
+    options: Value,
+) -> Value {
+    json!({
+        "id": id.to_string(),
+        "application_id": APP_ID.to_string(),
+        "type": kind,
+        "data": {"id": "1300000000000000001", "name": name, "type": 1, "options": options},
+        "guild_id": GUILD_ID.to_string(),
+        "channel_id": CHANNEL_ID.to_string(),
+        "member": {
+            "user": user(user_id, "oncall", false),
+            "roles": roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "joined_at": "2026-01-01T00:00:00.000000+00:00",
+            "deaf": false, "mute": false, "flags": 0, "pending": false,
+            "permissions": "2147483647"
+        },
+        "token": token,
+        "version": 1,
+        "app_permissions": "2147483647",
+        "locale": "en-US",
+        "guild_locale": "en-US",
+        "entitlements": [],
+        "authorizing_integration_owners": {"0": GUILD_ID.to_string()},
+        "context": 0,
+        "attachment_size_limit": 10_485_760
+    })
+}
+
+fn discord_error(status: StatusCode, code: u64, message: &str, errors: Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        json!({"code": code, "message": message, "errors": errors}).to_string(),
+    )
+        .into_response()
+}
+
+/// Reads a JSON body or a multipart body (`payload_json` + `files[n]`).
+async fn read_body(req: Request) -> Result<(Value, Vec<(String, Vec<u8>)>), String> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if ct.starts_with("multipart/form-data") {
+        let mut mp = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut json = Value::Null;
+        let mut files = Vec::new();
+        while let Some(field) = mp.next_field().await.map_err(|e| e.to_string())? {
+            let name = field.name().unwrap_or("").to_owned();
+            let file_name = field.file_name().map(str::to_owned);
+            let bytes = field.bytes().await.map_err(|e| e.to_string())?;
+            if name == "payload_json" {
+                json = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            } else {
+                files.push((file_name.unwrap_or(name), bytes.to_vec()));
+            }
+        }
+        Ok((json, files))
+    } else {
+        let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024 * 1024)
+            .await
+            .map_err(|e| e.to_string())?;
+        if bytes.is_empty() {
+            return Ok((Value::Null, Vec::new()));
+        }
+        Ok((
+            serde_json::from_slice(&bytes).map_err(|e| e.to_string())?,
+            Vec::new(),
+        ))
+    }
+}
+
+fn len(v: &Value) -> usize {
+    v.as_str().map_or(0, |s| s.chars().count())
+}
+
+/// Discord's message rules (create, edit, interaction response data).
+pub fn message_problems(m: &Value, files: &[(String, Vec<u8>)], creating: bool) -> Vec<String> {
+    let mut p = Vec::new();
+    if len(&m["content"]) > 2000 {
+        p.push(format!("content: {} > 2000", len(&m["content"])));
+    }
+    let embeds = m["embeds"].as_array().cloned().unwrap_or_default();
+    if embeds.len() > 10 {
+        p.push(format!("embeds: {} > 10", embeds.len()));
+    }
+    let mut total = 0;
+    for (i, e) in embeds.iter().enumerate() {
+        let checks = [
+            ("title", len(&e["title"]), 256),
+            ("description", len(&e["description"]), 4096),
+            ("footer.text", len(&e["footer"]["text"]), 2048),
+            ("author.name", len(&e["author"]["name"]), 256),
+        ];
+        for (what, n, max) in checks {
+            total += n;
+            if n > max {
+                p.push(format!("embeds[{i}].{what}: {n} > {max}"));
+            }
+        }
+        let fields = e["fields"].as_array().cloned().unwrap_or_default();
+        if fields.len() > 25 {
+            p.push(format!("embeds[{i}].fields: {} > 25", fields.len()));
+        }
+        for (j, f) in fields.iter().enumerate() {
+            let (n, v) = (len(&f["name"]), len(&f["value"]));
+            total += n + v;
+            if n == 0 || n > 256 {
+                p.push(format!("embeds[{i}].fields[{j}].name: {n}"));
+            }
+            if v == 0 || v > 1024 {
+                p.push(format!("embeds[{i}].fields[{j}].value: {v}"));
+            }
+        }
+    }
+    if total > 6000 {
+        p.push(format!("embeds total: {total} > 6000"));
+    }
+    let rows = m["components"].as_array().cloned().unwrap_or_default();
+    if rows.len() > 5 {
+        p.push(format!("components: {} rows > 5", rows.len()));
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let items = row["components"].as_array().cloned().unwrap_or_default();
+        if items.len() > 5 {
+            p.push(format!("components[{i}]: {} buttons > 5", items.len()));
+        }
+        for b in items {
+            let n = len(&b["custom_id"]);
+            if b.get("custom_id").is_some() && !(1..=100).contains(&n) {
+                p.push(format!("components[{i}].custom_id: {n} not in 1..=100"));
+            }
+        }
+    }
+    if files.len() > 10 {
+        p.push(format!("files: {} > 10", files.len()));
+    }
+    let mut bytes = 0;
+    for (name, f) in files {
+        bytes += f.len();
+        if f.len() > 10 * 1024 * 1024 {
+            p.push(format!("file {name}: {} bytes > 10 MiB", f.len()));
+        }
+    }
+    if bytes > 25 * 1024 * 1024 {
+        p.push(format!("files total {bytes} bytes > 25 MiB"));
+    }
+    if creating
+        && len(&m["content"]) == 0
+        && embeds.is_empty()
+        && files.is_empty()
+        && rows.is_empty()
+    {
+        p.push("empty message (50006)".into());
+    }
+    p
+}
+
+fn command_problems(cmds: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let Some(cmds) = cmds.as_array() else {
+        return vec!["body is not an array of commands".into()];
+    };
+    if cmds.len() > 100 {
+        p.push(format!("{} commands > 100", cmds.len()));
+    }
+    let name_ok = |s: &str| {
+        (1..=32).contains(&s.chars().count())
+            && s.chars()
+                .all(|c| c.is_lowercase() || c.is_numeric() || c == '-' || c == '_')
+    };
+    let mut names = std::collections::BTreeSet::new();
+    for c in cmds {
+        let name = c["name"].as_str().unwrap_or("");
+        if !name_ok(name) {
+            p.push(format!("command name `{name}`"));
+        }
+        if !names.insert(name.to_owned()) {
+            p.push(format!("duplicate command `{name}`"));
+        }
+        if !(1..=100).contains(&len(&c["description"])) {
+            p.push(format!(
+                "/{name}: description length {}",
+                len(&c["description"])
+            ));
+        }
+        let opts = c["options"].as_array().cloned().unwrap_or_default();
+        if opts.len() > 25 {
+            p.push(format!("/{name}: {} options > 25", opts.len()));
+        }
+        let mut seen_optional = false;
+        for o in &opts {
+            let on = o["name"].as_str().unwrap_or("");
+            if !name_ok(on) {
+                p.push(format!("/{name}: option name `{on}`"));
+            }
+            if !(1..=100).contains(&len(&o["description"])) {
+                p.push(format!(
+                    "/{name} {on}: description length {}",
+                    len(&o["description"])
+                ));
+            }
+            let required = o["required"].as_bool().unwrap_or(false);
+            if required && seen_optional {
+                p.push(format!(
+                    "/{name}: required option `{on}` after an optional one"
+                ));
+            }
+            seen_optional |= !required;
+            let choices = o["choices"].as_array().map_or(0, Vec::len);
+            if choices > 25 {
+                p.push(format!("/{name} {on}: {choices} choices > 25"));
+            }
+            if choices > 0 && o["autocomplete"].as_bool().unwrap_or(false) {
+                p.push(format!("/{name} {on}: choices and autocomplete together"));
+            }
+            if !matches!(o["type"].as_u64(), Some(1..=11)) {
+                p.push(format!("/{name} {on}: option type {}", o["type"]));
+            }
+        }
+    }
+    p
+}
+
+fn message_json(sim: &Sim, m: &Value, files: &[(String, Vec<u8>)], flags: u64) -> Value {
+    let attachments: Vec<Value> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (name, b))| {
+            json!({"id": (1_400_000_000_000_000_000u64 + i as u64).to_string(), "filename": name,
+                   "size": b.len(), "url": format!("https://cdn.invalid/{name}"),
+                   "proxy_url": format!("https://cdn.invalid/{name}")})
+        })
+        .collect();
+    let msg = json!({
+        "id": sim.next_message_id().to_string(),
+        "channel_id": CHANNEL_ID.to_string(),
+        "author": user(BOT_USER_ID, "container-ops", true),
+        "content": m["content"].as_str().unwrap_or(""),
+        "timestamp": "2026-11-30T04:00:00.000000+00:00",
+        "edited_timestamp": null,
+        "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
+        "attachments": attachments,
+        "embeds": m["embeds"].as_array().cloned().unwrap_or_default(),
+        "pinned": false, "type": 20, "flags": flags,
+        "components": m["components"].as_array().cloned().unwrap_or_default(),
+    });
+    if let Err(e) = serde_json::from_value::<serenity::all::Message>(msg.clone()) {
+        panic!("discord-sim: serenity cannot read our message object ({e}): {msg}");
+    }
+    msg
+}
+
+async fn rest(State(sim): State<Arc<Sim>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let (json, files) = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => {
+            sim.violation(format!("{method} {path}: unreadable body: {e}"));
+            return discord_error(
+                StatusCode::BAD_REQUEST,
+                50109,
+                "The request body contains invalid JSON.",
+                json!({}),
+            );
+        }
+    };
+    let (status, resp) = route(&sim, &method, &path, &auth, &json, &files);
+    sim.lock().requests.push(Recorded {
+        at: Instant::now(),
+        method: method.to_string(),
+        path,
+        json,
+        files,
+        status: status.as_u16(),
+    });
+    sim.changed.notify_waiters();
+    resp
+}
+
+fn route(
+    sim: &Sim,
+    method: &Method,
+    path: &str,
+    auth: &str,
+    json: &Value,
+    files: &[(String, Vec<u8>)],
+) -> (StatusCode, Response) {
+    let Some(p) = path.strip_prefix("/api/v10/") else {
+        sim.violation(format!("{method} {path}: not an API v10 path"));
+        return (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND.into_response());
+    };
+    let parts: Vec<&str> = p.split('/').collect();
+    // Interaction callbacks and webhook routes are authorised by the interaction token;
+    // everything else needs the bot token.
+    let token_routes = matches!(parts.first(), Some(&"interactions") | Some(&"webhooks"));
+    if !token_routes && auth != format!("Bot {}", sim.token) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            discord_error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized", json!({})),
+        );
+    }
+    let invalid = |problems: Vec<String>| {
+        for pr in &problems {
+            sim.violation(format!("{method} {path}: {pr}"));
+        }
+        (
+            StatusCode::BAD_REQUEST,
+            discord_error(
+                StatusCode::BAD_REQUEST,
+                50035,
+                "Invalid Form Body",
+                json!({"_errors": problems}),
+            ),
+        )
+    };
+    let ok = |v: Value| (StatusCode::OK, axum::Json(v).into_response());
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["gateway"]) => ok(json!({"url": format!("ws://{}", sim.gateway)})),
+        ("PUT", ["applications", app, "commands"])
+        | ("PUT", ["applications", app, "guilds", _, "commands"]) => {
+            if *app != APP_ID.to_string() {
+                return invalid(vec![format!("unknown application {app}")]);
+            }
+            let problems = command_problems(json);
+            if !problems.is_empty() {
+                return invalid(problems);
+            }
+            let guild = parts.get(3).map(|g| g.to_string());
+            let out: Vec<Value> = json
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut c = c.clone();
+                    c["id"] = json!((1_300_000_000_000_000_100u64 + i as u64).to_string());
+                    c["application_id"] = json!(APP_ID.to_string());
+                    c["version"] = json!("1");
+                    c["type"] = json!(1);
+                    c["default_member_permissions"] = Value::Null;
+                    if let Some(g) = &guild {
+                        c["guild_id"] = json!(g);
+                    }
+                    c
+                })
+                .collect();
+            if let Err(e) = serde_json::from_value::<Vec<serenity::all::Command>>(json!(out)) {
+                panic!("discord-sim: serenity cannot read our command list: {e}");
+            }
+            ok(json!(out))
+        }
+        ("POST", ["interactions", _, _, "callback"]) => {
+            let kind = json["type"].as_u64().unwrap_or(0);
+            let data = &json["data"];
+            let problems = match kind {
+                1 | 6 => Vec::new(),
+                4 | 7 => message_problems(data, files, kind == 4),
+                5 => Vec::new(),
+                8 => {
+                    let ch = data["choices"].as_array().cloned().unwrap_or_default();
+                    let mut p = Vec::new();
+                    if ch.len() > 25 {
+                        p.push(format!("{} choices > 25", ch.len()));
+                    }
+                    for c in ch {
+                        if !(1..=100).contains(&len(&c["name"])) || len(&c["value"]) > 100 {
+                            p.push(format!("choice {c} out of bounds"));
+                        }
+                    }
+                    p
+                }
+                other => vec![format!("interaction response type {other}")],
+            };
+            if !problems.is_empty() {
+                return invalid(problems);
+            }
+            (
+                StatusCode::NO_CONTENT,
+                StatusCode::NO_CONTENT.into_response(),
+            )
+        }
+        ("DELETE", ["webhooks", app, _, "messages", "@original"]) => {
+            if *app != APP_ID.to_string() {
+                return invalid(vec![format!("unknown application {app}")]);
+            }
+            (
+                StatusCode::NO_CONTENT,
+                StatusCode::NO_CONTENT.into_response(),
+            )
+        }
+        ("PATCH", ["webhooks", app, _, "messages", "@original"])
+        | ("POST", ["webhooks", app, _]) => {
+            if *app != APP_ID.to_string() {
+                return invalid(vec![format!("unknown application {app}")]);
+            }
+            let creating = method == Method::POST;
+            let problems = message_problems(json, files, creating);
+            if !problems.is_empty() {
+                return invalid(problems);
+            }
+            let flags = json["flags"].as_u64().unwrap_or(0);
+            ok(message_json(sim, json, files, flags))
+        }
+        _ => {
+            sim.violation(format!("{method} {path}: a route the bot should not need"));
+            (
+                StatusCode::NOT_FOUND,
+                discord_error(StatusCode::NOT_FOUND, 0, "404: Not Found", json!({})),
+            )
+        }
+    }
+}
