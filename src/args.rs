@@ -529,4 +529,111 @@ mod tests {
         assert_eq!(a.duration("timeout"), Some(Duration::from_secs(10)));
         assert!(run("restart-app", "extra").is_err());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn groups() -> BTreeMap<GroupName, Vec<ServiceName>> {
+            [(
+                GroupName::parse("app").unwrap(),
+                vec![svc("api-1"), svc("worker-1")],
+            )]
+            .into_iter()
+            .collect()
+        }
+
+        /// Text that looks like what people type: option keys, quotes, separators, shell
+        /// metacharacters, path pieces, control characters, U+FFFD and other non-ASCII.
+        fn typed_text() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("service:".to_owned()),
+                Just("tail:".to_owned()),
+                Just("grep:".to_owned()),
+                Just("since:".to_owned()),
+                Just("timestamps:".to_owned()),
+                Just("api-1".to_owned()),
+                Just("app".to_owned()),
+                Just("../x".to_owned()),
+                Just("; rm -rf /".to_owned()),
+                Just("\"".to_owned()),
+                Just("'".to_owned()),
+                Just(",".to_owned()),
+                Just(" ".to_owned()),
+                Just("\u{fffd}\u{0}\u{1b}[2J\u{7f}".to_owned()),
+                Just("\\ud800".to_owned()),
+                "[0-9]{1,25}".prop_map(|s| s),
+                any::<String>(),
+            ];
+            prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever is typed, every command either parses or refuses with a short user
+            /// error: never a panic, never an internal error, never a wall of text.
+            #[test]
+            fn any_text_parses_or_is_a_short_user_error(
+                raw in prop_oneof![any::<String>(), typed_text()],
+            ) {
+                let c = catalog();
+                let k = known();
+                let g = groups();
+                let cx = ArgContext { max_arg_len: 200, known_services: Some(&k), groups: &g };
+                for cmd in c.iter() {
+                    match parse(cmd, &raw, &cx) {
+                        Ok(_) => {}
+                        Err(e @ (UserError::InvalidArgument(_) | UserError::NotFound(_))) => {
+                            let md = e.markdown();
+                            prop_assert!(md.chars().count() < 700, "/{}: {} chars: {md}", cmd.name, md.chars().count());
+                        }
+                        Err(other) => prop_assert!(false, "/{}: unexpected {other:?}", cmd.name),
+                    }
+                }
+            }
+
+            /// Valid `/logs` arguments, in any order and either form of the service option,
+            /// parse back to exactly the values they were written from.
+            #[test]
+            fn valid_logs_arguments_round_trip(
+                services in prop::sample::subsequence(vec!["api-1", "api-2", "postgres", "worker-1"], 1..=4),
+                tail in prop::option::of(1i64..=2000),
+                grep in prop::option::of("[a-zA-Z0-9=._-][a-zA-Z0-9 =._-]{0,98}"),
+                since_minutes in prop::option::of(1u64..=10_000),
+                timestamps in prop::option::of(any::<bool>()),
+                positional in any::<bool>(),
+                order in any::<u64>(),
+            ) {
+                let service_token = if positional {
+                    services.join(" ")
+                } else {
+                    format!("service:{}", services.join(","))
+                };
+                let mut named = Vec::new();
+                if let Some(t) = tail { named.push(format!("tail:{t}")); }
+                if let Some(g) = &grep { named.push(format!("grep:\"{g}\"")); }
+                if let Some(m) = since_minutes { named.push(format!("since:{m}m")); }
+                if let Some(b) = timestamps { named.push(format!("timestamps:{b}")); }
+                // Named options may come in any order, before or after the services.
+                if !named.is_empty() {
+                    let k = (order / 7) as usize % named.len();
+                    named.rotate_left(k);
+                }
+                let mut slots = named;
+                let at = (order as usize) % (slots.len() + 1);
+                slots.insert(at, service_token);
+                let raw = slots.join(" ");
+
+                let a = run("logs", &raw).map_err(|e| TestCaseError::fail(format!("{raw:?}: {e}")))?;
+                let want: Vec<ServiceName> = services.iter().map(|s| svc(s)).collect();
+                prop_assert_eq!(a.services("service"), Some(want.as_slice()), "{}", raw);
+                prop_assert_eq!(a.integer("tail"), tail);
+                prop_assert_eq!(a.string("grep"), grep.as_deref());
+                prop_assert_eq!(a.duration("since"), since_minutes.map(|m| Duration::from_secs(m * 60)));
+                prop_assert_eq!(a.boolean("timestamps"), timestamps);
+            }
+        }
+    }
 }

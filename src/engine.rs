@@ -51,6 +51,10 @@ pub struct LogQuery {
     /// Lines from the end; the Engine reads from the end, so this bounds memory.
     pub tail: u32,
     pub since: Option<DateTime<Utc>>,
+    /// Whether the adapter keeps the Engine's RFC 3339 timestamp at the start of `LogLine::text`.
+    /// The adapter always asks the Engine for timestamps and parses them into `LogLine::at`; with
+    /// `false` it strips them from the text. The core passes `false` and, for `/logs
+    /// timestamps:true`, prints its own timestamp from `at`, so a line never shows two.
     pub timestamps: bool,
 }
 

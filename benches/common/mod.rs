@@ -1,0 +1,144 @@
+//! What the benchmarks share: the bot on the real Engine, the docker CLI, timing and machine facts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use container_ops::audit::MemoryAudit;
+use container_ops::cli::load_config;
+use container_ops::docker::DockerEngine;
+use container_ops::pipeline::{Core, Invocation, LazyEngine};
+use container_ops::ratelimit::RateSpec;
+use container_ops::report::{Rendered, render_markdown};
+use container_ops::types::{ChannelId, UserId};
+
+pub fn project() -> String {
+    std::env::var("CONTAINER_OPS_TEST_PROJECT").unwrap_or_else(|_| "riftwing".into())
+}
+
+pub fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// Runs per side: `CONTAINER_OPS_BENCH_RUNS`, at least 10.
+pub fn runs() -> usize {
+    std::env::var("CONTAINER_OPS_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20usize)
+        .max(10)
+}
+
+/// The bot as the console builds it: shipped settings, commands and permissions, real Engine.
+pub async fn core() -> Core {
+    let env: Vec<(String, String)> = vec![
+        ("CONTAINER_OPS_PROJECT".into(), project()),
+        (
+            "CONTAINER_OPS_COMMANDS_DIR".into(),
+            repo("commands").display().to_string(),
+        ),
+        (
+            "CONTAINER_OPS_PERMISSIONS_DIR".into(),
+            repo("permissions").display().to_string(),
+        ),
+    ];
+    let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let (mut settings, catalog, policy) = load_config(None, &lookup).expect("shipped config");
+    // The limiter is still consulted on every run; only its quotas are raised so that N runs by
+    // one person are not refused (the shipped 10 per minute per command would stop the bench).
+    let lots = RateSpec::new(1_000_000, Duration::from_secs(1));
+    settings.limits.per_user = lots;
+    settings.limits.per_user_command = lots;
+    let engine = DockerEngine::connect(settings.docker_host.as_deref(), &project())
+        .await
+        .expect("the Docker Engine must be reachable: run deploy/dev/platform up");
+    Core::new(
+        settings,
+        catalog,
+        policy,
+        LazyEngine::ready(Arc::new(engine)),
+        Arc::new(MemoryAudit::new()),
+    )
+}
+
+/// The adapter alone, to show what the Engine costs apart from the pipeline.
+pub async fn engine() -> DockerEngine {
+    DockerEngine::connect(None, &project())
+        .await
+        .expect("the Docker Engine must be reachable: run deploy/dev/platform up")
+}
+
+/// One console line through the whole pipeline and the Markdown renderer, as the person sees it.
+pub async fn say(core: &Core, who: &str, line: &str) -> Rendered {
+    let inv = Invocation::from_line(
+        UserId::parse(who).expect("user"),
+        ChannelId::parse("console").expect("channel"),
+        line,
+    );
+    match core.run(inv).await {
+        Ok(r) => render_markdown(&r, core.settings.limits.message_limit),
+        Err(e) => panic!("{line} failed: {}", e.markdown()),
+    }
+}
+
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Median, min and max of `n` timed runs of `f`.
+pub struct Timing {
+    pub median: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+pub fn time_runs(n: usize, mut f: impl FnMut()) -> Timing {
+    let mut t: Vec<Duration> = (0..n)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed()
+        })
+        .collect();
+    t.sort();
+    Timing {
+        median: t[t.len() / 2],
+        min: t[0],
+        max: t[t.len() - 1],
+    }
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The facts a reader needs to judge the figures: cores, Docker version, load, build profile.
+pub fn machine_facts() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let docker = docker(&[
+        "version",
+        "-f",
+        "{{.Server.Version}} (API {{.Server.APIVersion}})",
+    ]);
+    let profile = if cfg!(debug_assertions) {
+        "unoptimised (debug assertions on)"
+    } else {
+        "optimised"
+    };
+    format!(
+        "{cores} cores, Docker {docker}, load average {} at start, bot built {profile}",
+        load.join(" ")
+    )
+}
