@@ -105,11 +105,20 @@ fn core_with(dir: &Path, engine: Arc<dyn Engine>, tweak: impl FnOnce(&mut Settin
     ))
 }
 
+/// The replica's Compose project these tests run against (CI may run its own instance).
+fn test_project() -> String {
+    std::env::var("CONTAINER_OPS_TEST_PROJECT").unwrap_or_else(|_| "riftwing".into())
+}
+
+fn on_test_project(settings: &mut Settings) {
+    settings.project = test_project();
+}
+
 async fn platform() -> Arc<dyn Engine> {
     Arc::new(
-        DockerEngine::connect(None, "riftwing")
+        DockerEngine::connect(None, &test_project())
             .await
-            .expect("the riftwing replica's Docker Engine"),
+            .expect("the replica's Docker Engine (deploy/dev/platform up)"),
     )
 }
 
@@ -254,7 +263,7 @@ async fn registration_publishes_exactly_the_catalog_and_a_new_file_adds_a_comman
 async fn status_on_the_platform_is_acked_within_three_seconds_and_matches_the_console() {
     let sim = Sim::start(TOKEN).await;
     let dir = config_dir();
-    let core = core(dir.path(), platform().await);
+    let core = core_with(dir.path(), platform().await, on_test_project);
     let bot = start_bot(&sim, core.clone()).await;
     let console = Console {
         core: &core,
@@ -277,7 +286,10 @@ async fn status_on_the_platform_is_acked_within_three_seconds_and_matches_the_co
         );
         assert!(!fin.ephemeral);
         let description = fin.embeds[0]["description"].as_str().unwrap().to_owned();
-        assert!(description.contains("Status of riftwing"), "{description}");
+        assert!(
+            description.contains(&format!("Status of {}", test_project())),
+            "{description}"
+        );
 
         let mut out = Vec::new();
         assert_eq!(console.run_line("/status", &mut out).await.unwrap(), 0);
@@ -306,7 +318,7 @@ async fn status_on_the_platform_is_acked_within_three_seconds_and_matches_the_co
 async fn logs_of_a_finished_job_on_the_platform_match_the_console() {
     let sim = Sim::start(TOKEN).await;
     let dir = config_dir();
-    let core = core(dir.path(), platform().await);
+    let core = core_with(dir.path(), platform().await, on_test_project);
     let bot = start_bot(&sim, core.clone()).await;
     // An exited init job's log no longer changes, so both sides read the same lines.
     let (id, token) = ids();
@@ -362,7 +374,11 @@ async fn logs_of_a_finished_job_on_the_platform_match_the_console() {
 async fn restart_of_mcp_server_from_discord_is_acked_in_time_and_reports_the_result() {
     let sim = Sim::start(TOKEN).await;
     let dir = config_dir();
-    let bot = start_bot(&sim, core(dir.path(), platform().await)).await;
+    let bot = start_bot(
+        &sim,
+        core_with(dir.path(), platform().await, on_test_project),
+    )
+    .await;
     let (id, token) = ids();
     sim.dispatch_interaction(interaction(
         2,
@@ -397,7 +413,7 @@ async fn restart_of_mcp_server_from_discord_is_acked_in_time_and_reports_the_res
 async fn autocomplete_for_service_offers_the_live_services_that_start_with_what_was_typed() {
     let sim = Sim::start(TOKEN).await;
     let dir = config_dir();
-    let core = core(dir.path(), platform().await);
+    let core = core_with(dir.path(), platform().await, on_test_project);
     let bot = start_bot(&sim, core.clone()).await;
     let (id, token) = ids();
     let mut focused = opt("service", 3, json!("api"));
