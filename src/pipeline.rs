@@ -575,6 +575,14 @@ impl Core {
                 ready_to_run: false,
                 approvals,
                 needed,
+            } if approvals >= needed => Ok(Report::new(
+                format!("Approved {id}; a simultaneous approval completed it and runs it (once)"),
+                Severity::Info,
+            )),
+            Outcome::Approved {
+                ready_to_run: false,
+                approvals,
+                needed,
             } => Ok(Report::new(
                 format!("Approved {id} ({approvals} of {needed}); waiting for more approvals"),
                 Severity::Info,
