@@ -1305,6 +1305,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_expired_request_cannot_be_approved_and_nothing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(repo("commands")).unwrap() {
+            let f = f.unwrap().path();
+            let text = std::fs::read_to_string(&f)
+                .unwrap()
+                .replace("ttl = \"15m\"", "ttl = \"1s\"");
+            std::fs::write(dir.path().join(f.file_name().unwrap()), text).unwrap();
+        }
+        let mut settings =
+            Settings::parse(Path::new("default"), crate::settings::DEFAULT_SETTINGS).unwrap();
+        settings.commands_dir = dir.path().to_owned();
+        let groups = settings.groups.keys().cloned().collect();
+        let catalog = Catalog::load_dir(&settings.commands_dir, &groups).unwrap();
+        let policy = Policy::load_dir(&repo("permissions")).unwrap();
+        let fake = Arc::new(FakeEngine::riftwing());
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(":memory:").await.unwrap());
+        let core = Core::new(
+            settings,
+            catalog,
+            policy,
+            LazyEngine::ready(fake.clone()),
+            Arc::new(crate::audit::StoreAudit::new(store.clone())),
+        )
+        .with_store(store);
+        let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let e = core
+            .run(inv("bob", &format!("/approve {id}")))
+            .await
+            .unwrap_err();
+        assert!(e.markdown().contains("expired"), "{}", e.markdown());
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        let listed = core.run(inv("bob", "/pending")).await.unwrap().all_text();
+        assert!(!listed.contains(&id), "{listed}");
+        let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
+        assert_eq!(req.state, crate::approvals::ApprovalState::Expired);
+    }
+
+    #[tokio::test]
     async fn approval_gate_needs_no_docker_connection() {
         let fake = Arc::new(FakeEngine::riftwing());
         fake.set_unavailable(true);
