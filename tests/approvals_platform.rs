@@ -481,3 +481,41 @@ async fn a_postgres_reset_leaves_a_backup_that_restores_the_rows_from_before() {
     assert_eq!(count(&marker), "1", "the row from before the reset is back");
     platform_wait(180);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_container_was_recreated_fails_closed_and_says_why() {
+    require_platform().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let core = core(store.clone()).await;
+    let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
+    let old = container_name("redis");
+    let recreated = Proc::new(repo().join("deploy/dev/platform"))
+        .args([
+            "compose",
+            "up",
+            "-d",
+            "--no-deps",
+            "--force-recreate",
+            "redis",
+        ])
+        .env("COMPOSE_PROJECT_NAME", project())
+        .status()
+        .unwrap();
+    assert!(recreated.success());
+    assert_ne!(container_name("redis"), old, "redis has a new container");
+    let before = flushall_calls();
+    let e = core
+        .run(inv("bob", &format!("/approve {id}")))
+        .await
+        .unwrap_err();
+    let md = e.markdown();
+    assert!(
+        md.contains("failed closed") && md.contains("target changed") && md.contains(&old[..12]),
+        "{md}"
+    );
+    assert_eq!(flushall_calls(), before, "FLUSHALL did not run");
+    let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
+    assert_eq!(req.state, ApprovalState::Failed);
+    platform_wait(120);
+}
