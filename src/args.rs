@@ -36,6 +36,26 @@ pub struct Args {
 }
 
 impl Args {
+    /// Every value as text, by name: what an approval is bound to.
+    pub fn canonical(&self) -> BTreeMap<String, String> {
+        self.values
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    ArgValue::String(s) => s.clone(),
+                    ArgValue::Integer(i) => i.to_string(),
+                    ArgValue::Boolean(b) => b.to_string(),
+                    ArgValue::Duration(d) => format!("{}ms", d.as_millis()),
+                    ArgValue::Services(s) => {
+                        s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+                    }
+                    ArgValue::Group(g) => g.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
+
     pub fn get(&self, name: &str) -> Option<&ArgValue> {
         self.values.get(name)
     }

@@ -52,7 +52,7 @@ pub struct AuditRecord {
     pub duration: Duration,
 }
 
-/// Where audit records go. A store-backed sink (Postgres) comes with the store issue.
+/// Where audit records go: [`StoreAudit`] in the bot, [`MemoryAudit`] in tests.
 #[async_trait]
 pub trait AuditSink: Send + Sync {
     async fn record(&self, record: AuditRecord) -> anyhow::Result<()>;
@@ -99,6 +99,51 @@ impl AuditSink for MemoryAudit {
     }
 }
 
+/// Appends pipeline endings to the store's hash-chained audit log.
+pub struct StoreAudit {
+    store: std::sync::Arc<dyn crate::store::Store>,
+}
+
+impl StoreAudit {
+    pub fn new(store: std::sync::Arc<dyn crate::store::Store>) -> Self {
+        Self { store }
+    }
+}
+
+impl From<AuditRecord> for crate::store::NewAuditEntry {
+    fn from(r: AuditRecord) -> Self {
+        use crate::store::AuditDecision as D;
+        Self {
+            at: r.at,
+            actor: r.actor.to_string(),
+            roles: r.roles.iter().map(|r| r.to_string()).collect(),
+            channel: r.channel.to_string(),
+            command: r.command,
+            args: r.args,
+            target: r.target,
+            decision: match r.decision {
+                Decision::Denied => D::Denied,
+                Decision::Limited => D::Limited,
+                Decision::Invalid => D::Invalid,
+                Decision::Pending => D::Pending,
+                Decision::Ran => D::Ran,
+                Decision::Failed => D::Failed,
+            },
+            result: r.result,
+            duration_ms: r.duration.as_millis() as u64,
+            correlation_id: r.correlation_id,
+        }
+    }
+}
+
+#[async_trait]
+impl AuditSink for StoreAudit {
+    async fn record(&self, record: AuditRecord) -> anyhow::Result<()> {
+        self.store.append_audit(record.into()).await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +174,35 @@ mod tests {
             [Decision::Denied, Decision::Ran]
         );
         assert_eq!(r[1].correlation_id, "c1");
+    }
+
+    #[tokio::test]
+    async fn store_audit_appends_a_verifiable_entry() {
+        let store: std::sync::Arc<dyn crate::store::Store> =
+            std::sync::Arc::new(crate::store::SqliteStore::open(":memory:").await.unwrap());
+        StoreAudit::new(store.clone())
+            .record(AuditRecord {
+                at: Utc::now(),
+                correlation_id: "c9".into(),
+                actor: UserId::parse("alice").unwrap(),
+                roles: vec![RoleId::parse("operator").unwrap()],
+                channel: ChannelId::parse("console").unwrap(),
+                command: "reset".into(),
+                args: "redis".into(),
+                target: vec!["redis".into()],
+                decision: Decision::Pending,
+                result: "pending approval".into(),
+                duration: Duration::from_millis(7),
+            })
+            .await
+            .unwrap();
+        let got = store
+            .query_audit(&crate::store::AuditQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].entry.actor, "alice");
+        assert_eq!(got[0].entry.decision, crate::store::AuditDecision::Pending);
+        assert!(crate::store::verify_audit(&*store).await.unwrap().is_ok());
     }
 }

@@ -27,6 +27,22 @@ pub enum Operation {
     Network,
     DiskUsage,
     Help,
+    /// Review and list approval requests, and read the audit log.
+    Approve,
+    Deny,
+    Cancel,
+    Pending,
+    Audit,
+    /// Destructive: recreate a stateful service with fresh volumes and re-run its init job.
+    Reset,
+    /// Destructive: run the backup script in `db-backup`.
+    Backup,
+    /// Destructive: `pg_restore -c` a dump from /backups with the app services stopped.
+    Restore,
+    /// Destructive: Redis FLUSHALL.
+    FlushRedis,
+    /// Destructive: terminate the app's Postgres backends.
+    TerminateBackends,
 }
 
 /// The type of an operation parameter, which an option or a fixed `params` value fills.
@@ -52,6 +68,16 @@ impl Operation {
             Operation::Network => "network",
             Operation::DiskUsage => "disk_usage",
             Operation::Help => "help",
+            Operation::Approve => "approve",
+            Operation::Deny => "deny",
+            Operation::Cancel => "cancel",
+            Operation::Pending => "pending",
+            Operation::Audit => "audit",
+            Operation::Reset => "reset",
+            Operation::Backup => "backup",
+            Operation::Restore => "restore",
+            Operation::FlushRedis => "flush_redis",
+            Operation::TerminateBackends => "terminate_backends",
         }
     }
 
@@ -74,6 +100,16 @@ impl Operation {
             ],
             Operation::Restart | Operation::Stop => &[("timeout", ParamKind::Duration)],
             Operation::Help => &[("command", ParamKind::String)],
+            Operation::Approve | Operation::Cancel => &[("id", ParamKind::String)],
+            Operation::Deny => &[("id", ParamKind::String), ("reason", ParamKind::String)],
+            Operation::Audit => &[
+                ("user", ParamKind::String),
+                ("service", ParamKind::String),
+                ("command", ParamKind::String),
+                ("since", ParamKind::Duration),
+                ("limit", ParamKind::Integer),
+            ],
+            Operation::Restore => &[("file", ParamKind::String)],
             _ => &[],
         }
     }
@@ -86,7 +122,17 @@ impl Operation {
             }
             Operation::Restart | Operation::Stop | Operation::Start => &[Service, Group],
             Operation::Volumes | Operation::Network | Operation::DiskUsage => &[Project],
-            Operation::Help => &[None],
+            Operation::Help
+            | Operation::Approve
+            | Operation::Deny
+            | Operation::Cancel
+            | Operation::Pending
+            | Operation::Audit
+            | Operation::Backup
+            | Operation::Restore
+            | Operation::FlushRedis
+            | Operation::TerminateBackends => &[None],
+            Operation::Reset => &[Service],
         }
     }
 }

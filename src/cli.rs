@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
-use crate::audit::MemoryAudit;
+use crate::approvals::Approvals;
+use crate::audit::StoreAudit;
 use crate::catalog::{Catalog, Target};
 use crate::console::Console;
 use crate::docker::DockerEngine;
@@ -17,6 +18,7 @@ use crate::pipeline::{Core, LazyEngine};
 use crate::policy::Policy;
 use crate::report::text_table;
 use crate::settings::Settings;
+use crate::store::Store;
 use crate::types::{ChannelId, UserId};
 
 const EXIT_CODES: &str = "\
@@ -25,11 +27,14 @@ EXIT CODES (console --command, check-config):
   1  internal error, the Docker Engine is unreachable, or a settings/catalog/permissions file is invalid
   2  user error: denied, rate limited, needs approval, unknown command/service, invalid argument
      (serve: DISCORD_TOKEN missing or a DISCORD_* variable malformed)
+EXIT CODES (audit verify): 0 the chain is intact, 1 it is broken (the first bad entry is named)
 
 FILES:
   settings     --config PATH, else the embedded deploy/container-ops.toml; env CONTAINER_OPS_PROJECT,
                CONTAINER_OPS_DOCKER_HOST, CONTAINER_OPS_COMMANDS_DIR, CONTAINER_OPS_PERMISSIONS_DIR,
                CONTAINER_OPS_STORE_URL override it
+  store        store_url (postgres://… for several replicas), else sqlite file
+               $CONTAINER_OPS_DATA_DIR/state.db (default .container-ops/state.db)
   commands/    one TOML file per slash command (adding a file adds a command)
   permissions/ roles, people and grants (deny by default)
 
@@ -66,6 +71,15 @@ pub enum CliCommand {
     Commands,
     /// Run the Discord bot: gateway, slash commands from the catalog, optional HTTP interactions endpoint.
     Serve,
+    /// The audit log in the store.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: exit 0 when intact, 1 naming the first changed or missing entry.
+    Verify,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -159,6 +173,67 @@ pub fn execute(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) ->
             }
         },
         CliCommand::Console(args) => console(cli.config, args, env, out, err),
+        CliCommand::Audit(AuditCommand::Verify) => audit_verify(cli.config, env, out, err),
+    }
+}
+
+/// The store the bot keeps its audit and approvals in: `store_url`, else an SQLite file in
+/// `$CONTAINER_OPS_DATA_DIR` (default `.container-ops/`), so two consoles on one machine share it.
+pub fn store_url(settings: &Settings, env: &Env) -> std::io::Result<String> {
+    if let Some(u) = &settings.store_url {
+        return Ok(u.expose().to_owned());
+    }
+    let dir =
+        PathBuf::from(env("CONTAINER_OPS_DATA_DIR").unwrap_or_else(|| ".container-ops".into()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(format!("sqlite:{}", dir.join("state.db").display()))
+}
+
+fn runtime(err: &mut dyn Write) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+async fn open_store(settings: &Settings, env: &Env) -> anyhow::Result<Arc<dyn Store>> {
+    let url = store_url(settings, env)?;
+    crate::store::open(&url).await
+}
+
+fn audit_verify(
+    config: Option<PathBuf>,
+    env: &Env,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let settings = match Settings::load_with_env(config.as_deref(), env) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 1;
+        }
+    };
+    let Some(rt) = runtime(err) else { return 1 };
+    let checked = rt.block_on(async {
+        let store = open_store(&settings, env).await?;
+        crate::store::verify_audit(&*store).await
+    });
+    match checked {
+        Ok(report) => {
+            let _ = writeln!(out, "{report}");
+            if report.is_ok() { 0 } else { 1 }
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot read the audit log: {e:#}");
+            1
+        }
     }
 }
 
@@ -223,24 +298,11 @@ fn serve(config: Option<PathBuf>, env: &Env, err: &mut dyn Write) -> u8 {
             return 2;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
-            return 1;
-        }
+    let Some(rt) = runtime(err) else { return 1 };
+    let Some(core) = store_backed_core(&rt, settings, catalog, policy, env, err) else {
+        return 1;
     };
-    let engine = lazy_engine(&settings);
-    let core = Arc::new(Core::new(
-        settings,
-        catalog,
-        policy,
-        engine,
-        Arc::new(MemoryAudit::new()),
-    ));
+    let core = Arc::new(core);
     match rt.block_on(crate::discord::serve(core, discord)) {
         Ok(()) => 0,
         Err(e) => {
@@ -271,24 +333,10 @@ fn console(
             return 2;
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
-            return 1;
-        }
+    let Some(rt) = runtime(err) else { return 1 };
+    let Some(core) = store_backed_core(&rt, settings, catalog, policy, env, err) else {
+        return 1;
     };
-    let engine = lazy_engine(&settings);
-    let core = Core::new(
-        settings,
-        catalog,
-        policy,
-        engine,
-        Arc::new(MemoryAudit::new()),
-    );
     let console = Console {
         core: &core,
         user,
@@ -398,4 +446,52 @@ fn interactive(
         let _ = writeln!(err, "warning: history not saved to {}: {e}", h.display());
     }
     0
+}
+
+/// The core on the bot's store (audit, approvals): opened, and interrupted requests marked
+/// failed before anything runs. Errors are written to `err`.
+fn store_backed_core(
+    rt: &tokio::runtime::Runtime,
+    settings: Settings,
+    catalog: Catalog,
+    policy: Policy,
+    env: &Env,
+    err: &mut dyn Write,
+) -> Option<Core> {
+    let store = match rt.block_on(open_store(&settings, env)) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot open the store: {e:#}");
+            return None;
+        }
+    };
+    // A request left `executing` by a killed bot is marked failed, never re-run.
+    match rt.block_on(Approvals::new(store.clone()).recover_interrupted(chrono::Utc::now())) {
+        Ok(ids) if !ids.is_empty() => {
+            let _ = writeln!(
+                err,
+                "warning: approved request(s) {} were interrupted while executing and are now `failed: interrupted`; check what they left behind",
+                ids.join(", ")
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "error: start-up recovery of approval requests failed: {e:#}"
+            );
+            return None;
+        }
+    }
+    let engine = lazy_engine(&settings);
+    Some(
+        Core::new(
+            settings,
+            catalog,
+            policy,
+            engine,
+            Arc::new(StoreAudit::new(store.clone())),
+        )
+        .with_store(store),
+    )
 }

@@ -162,7 +162,7 @@ mod tests {
         let c = catalog();
         let groups = vec!["app".to_owned(), "infra".to_owned()];
         assert_eq!(
-            complete(&c, &groups, "/rest"),
+            complete(&c, &groups, "/resta"),
             (
                 0,
                 vec![

@@ -597,6 +597,217 @@ impl Engine for DockerEngine {
         }
         result
     }
+
+    #[instrument(skip_all, fields(project = %self.project, container = container_id))]
+    async fn recreate_with_fresh_volumes(
+        &self,
+        container_id: &str,
+        volumes: &[String],
+        timeout: Duration,
+    ) -> Result<String, EngineError> {
+        let (full, i) = self.owned_id(container_id).await?;
+        let mounted: HashSet<String> = i
+            .mounts
+            .iter()
+            .flatten()
+            .filter_map(|m| m.name.clone())
+            .collect();
+        // Every volume is checked before anything is stopped, so a refusal changes nothing.
+        let mut specs = Vec::new();
+        for v in volumes {
+            if !mounted.contains(v) {
+                return Err(EngineError::Other(format!(
+                    "volume {v} is not mounted by container {container_id}"
+                )));
+            }
+            let vi = within(CALL_DEADLINE, async {
+                self.docker.inspect_volume(v).await.map_err(engine_error)
+            })
+            .await?;
+            if vi.labels.get(PROJECT_LABEL) != Some(&self.project) {
+                warn!(volume = %v, project = %self.project, "refused a volume outside the project");
+                return Err(EngineError::Other(format!(
+                    "volume {v} does not belong to project {}",
+                    self.project
+                )));
+            }
+            specs.push(vi);
+        }
+        let name = i
+            .name
+            .clone()
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .ok_or_else(|| EngineError::Other(format!("inspect of {container_id} has no name")))?;
+        let config = i.config.clone().ok_or_else(|| {
+            EngineError::Other(format!("inspect of {container_id} has no config"))
+        })?;
+        let short = full.chars().take(12).collect::<String>();
+        let mut networks: Vec<(String, bollard::models::EndpointSettings)> = i
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(net, e)| {
+                // Only the names the endpoint was given survive; addresses and the old id alias do not.
+                let aliases = e
+                    .aliases
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|a| *a != short && !full.starts_with(a.as_str()))
+                    .collect::<Vec<_>>();
+                (
+                    net,
+                    bollard::models::EndpointSettings {
+                        aliases: Some(aliases),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        networks.sort_by(|a, b| a.0.cmp(&b.0));
+        let first = networks.first().cloned();
+
+        self.stop(&full, timeout).await?;
+        within(CALL_DEADLINE, async {
+            self.docker
+                .remove_container(
+                    &full,
+                    Some(bollard::query_parameters::RemoveContainerOptions {
+                        v: false,
+                        force: true,
+                        link: false,
+                    }),
+                )
+                .await
+                .map_err(|e| container_error(container_id, e))
+        })
+        .await?;
+        for vi in &specs {
+            within(CALL_DEADLINE, async {
+                self.docker
+                    .remove_volume(
+                        &vi.name,
+                        Some(bollard::query_parameters::RemoveVolumeOptions { force: false }),
+                    )
+                    .await
+                    .map_err(engine_error)?;
+                self.docker
+                    .create_volume(bollard::models::VolumeCreateRequest {
+                        name: Some(vi.name.clone()),
+                        driver: Some(vi.driver.clone()),
+                        driver_opts: Some(vi.options.clone()),
+                        labels: Some(vi.labels.clone()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?;
+        }
+        let body = bollard::models::ContainerCreateBody {
+            hostname: config.hostname,
+            domainname: config.domainname,
+            user: config.user,
+            attach_stdin: config.attach_stdin,
+            attach_stdout: config.attach_stdout,
+            attach_stderr: config.attach_stderr,
+            exposed_ports: config.exposed_ports,
+            tty: config.tty,
+            open_stdin: config.open_stdin,
+            stdin_once: config.stdin_once,
+            env: config.env,
+            cmd: config.cmd,
+            healthcheck: config.healthcheck,
+            args_escaped: config.args_escaped,
+            image: config.image,
+            volumes: config.volumes,
+            working_dir: config.working_dir,
+            entrypoint: config.entrypoint,
+            network_disabled: config.network_disabled,
+            on_build: config.on_build,
+            labels: config.labels,
+            stop_signal: config.stop_signal,
+            stop_timeout: config.stop_timeout,
+            shell: config.shell,
+            host_config: i.host_config.clone(),
+            networking_config: first.map(|(net, e)| bollard::models::NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(net, e)])),
+            }),
+        };
+        let created = within(CALL_DEADLINE, async {
+            self.docker
+                .create_container(
+                    Some(bollard::query_parameters::CreateContainerOptions {
+                        name: Some(name.clone()),
+                        platform: String::new(),
+                    }),
+                    body,
+                )
+                .await
+                .map_err(engine_error)
+        })
+        .await?;
+        // API 1.41 attaches one network at creation; the others are connected afterwards.
+        for (net, e) in networks.into_iter().skip(1) {
+            within(CALL_DEADLINE, async {
+                self.docker
+                    .connect_network(
+                        &net,
+                        bollard::models::NetworkConnectRequest {
+                            container: created.id.clone(),
+                            endpoint_config: Some(e),
+                        },
+                    )
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?;
+        }
+        self.start(&created.id).await?;
+        Ok(created.id)
+    }
+
+    #[instrument(skip_all, fields(project = %self.project, container = container_id))]
+    async fn run_one_shot(
+        &self,
+        container_id: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, EngineError> {
+        let (full, _) = self.owned_id(container_id).await?;
+        self.start(&full).await?;
+        let finished = within(timeout, async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let i = self.owned(&full).await?;
+                let state = i.state.clone().unwrap_or_default();
+                if state.running != Some(true) {
+                    return Ok::<_, EngineError>(state.exit_code);
+                }
+            }
+        })
+        .await?;
+        let lines = self
+            .logs(
+                &full,
+                &LogQuery {
+                    tail: 20,
+                    since: None,
+                    timestamps: false,
+                },
+            )
+            .await
+            .unwrap_or_default();
+        Ok(ExecOutput {
+            exit_code: finished,
+            stdout: lines
+                .into_iter()
+                .map(|l| l.text)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            stderr: String::new(),
+        })
+    }
 }
 
 /// Docker takes whole seconds; a sub-second timeout still gets one second.

@@ -159,4 +159,20 @@ pub trait Engine: Send + Sync {
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, EngineError>;
+    /// Stops and removes the container, removes `volumes` (each must be mounted by it and
+    /// belong to the project), recreates them empty with the same labels, recreates the
+    /// container from its own inspected configuration, starts it and returns the new id.
+    async fn recreate_with_fresh_volumes(
+        &self,
+        container_id: &str,
+        volumes: &[String],
+        timeout: Duration,
+    ) -> Result<String, EngineError>;
+    /// Starts a stopped one-shot container (an init job) and waits for it to exit, bounded
+    /// by `timeout`; returns its exit code and the tail of its output.
+    async fn run_one_shot(
+        &self,
+        container_id: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, EngineError>;
 }

@@ -304,4 +304,33 @@ impl Engine for FakeEngine {
             stderr: String::new(),
         })
     }
+
+    async fn recreate_with_fresh_volumes(
+        &self,
+        id: &str,
+        volumes: &[String],
+        _timeout: Duration,
+    ) -> Result<String, EngineError> {
+        self.up()?;
+        let c = self.find(id)?;
+        let new_id = format!("{}-new", c.id);
+        let mut st = self.lock();
+        st.calls
+            .push(format!("recreate {} {}", c.name, volumes.join(",")));
+        if let Some(x) = st.containers.iter_mut().find(|x| x.id == id) {
+            x.id = new_id.clone();
+        }
+        Ok(new_id)
+    }
+
+    async fn run_one_shot(&self, id: &str, _timeout: Duration) -> Result<ExecOutput, EngineError> {
+        self.up()?;
+        let c = self.find(id)?;
+        self.lock().calls.push(format!("run {}", c.name));
+        Ok(ExecOutput {
+            exit_code: Some(0),
+            stdout: String::new(),
+            stderr: String::new(),
+        })
+    }
 }

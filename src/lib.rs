@@ -6,6 +6,7 @@ pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod console;
+pub mod destructive;
 pub mod discord;
 pub mod docker;
 pub mod engine;

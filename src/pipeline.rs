@@ -8,9 +8,11 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use tracing::{Instrument, info_span};
 
+use crate::approvals::{ApprovalRequest, Approvals, NewRequest, Outcome};
 use crate::args::{self, ArgContext};
 use crate::audit::{AuditRecord, AuditSink, Decision};
 use crate::catalog::{Catalog, Command, Operation, Target};
+use crate::destructive;
 use crate::engine::{ContainerInfo, Engine, EngineError};
 use crate::error::{PipelineError, UserError};
 use crate::ops::{self, Mutation, Targets};
@@ -18,7 +20,9 @@ use crate::policy::Policy;
 use crate::ratelimit::RateLimits;
 use crate::redact::Redactor;
 use crate::report::Report;
+use crate::report::{Block, Severity};
 use crate::settings::Settings;
+use crate::store::Store;
 use crate::types::{ChannelId, CommandName, GroupName, RoleId, ServiceName, UserId};
 
 /// One command as typed by a person, before anything is checked.
@@ -108,6 +112,9 @@ pub struct Core {
     engine: LazyEngine,
     audit: Arc<dyn AuditSink>,
     redactor: Redactor,
+    /// Without a store, destructive commands stop at the gate with nothing to approve.
+    store: Option<Arc<dyn Store>>,
+    approvals: Option<Approvals>,
 }
 
 /// What the pipeline learned on the way, for the audit record.
@@ -115,6 +122,8 @@ pub struct Core {
 struct Trail {
     roles: BTreeSet<RoleId>,
     target: Vec<String>,
+    /// The run ended by creating an approval request.
+    pending: bool,
 }
 
 impl Core {
@@ -146,7 +155,21 @@ impl Core {
             engine,
             audit,
             redactor,
+            store: None,
+            approvals: None,
         }
+    }
+
+    /// Keeps approval requests (and reads the audit) in `store`; pair it with a
+    /// [`crate::audit::StoreAudit`] on the same store so one log holds everything.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.approvals = Some(Approvals::new(store.clone()));
+        self.store = Some(store);
+        self
+    }
+
+    pub fn approvals(&self) -> Option<&Approvals> {
+        self.approvals.as_ref()
     }
 
     /// Runs one invocation to its end and records that end in the audit.
@@ -158,6 +181,7 @@ impl Core {
             let mut redactor = self.redactor.clone();
             let result = self.stages(&inv, &mut trail, &mut redactor).await;
             let (decision, outcome) = match &result {
+                Ok(r) if trail.pending => (Decision::Pending, r.title.clone()),
                 Ok(r) => (Decision::Ran, r.title.clone()),
                 Err(PipelineError::User(u)) => (
                     match u {
@@ -284,7 +308,8 @@ impl Core {
         })?;
 
         if cmd.destructive {
-            let _g = info_span!("approval_gate").entered();
+            // A span guard is not Send; the gate awaits, so its futures carry the span instead.
+            let gate = info_span!("approval_gate");
             let Some(a) = cmd.approval.as_ref() else {
                 // The catalog refuses such files at start-up; never run one unguarded anyway.
                 return Err(PipelineError::internal(anyhow::anyhow!(
@@ -292,15 +317,45 @@ impl Core {
                     cmd.name
                 )));
             };
-            return Err(UserError::NeedsApproval {
-                command: cmd.name.to_string(),
-                approvers: a.approvers.iter().map(|r| r.to_string()).collect(),
-                min_approvals: a.min_approvals,
-                ttl: a.ttl,
-            }
-            .into());
+            let Some(approvals) = &self.approvals else {
+                return Err(UserError::NeedsApproval {
+                    command: cmd.name.to_string(),
+                    approvers: a.approvers.iter().map(|r| r.to_string()).collect(),
+                    min_approvals: a.min_approvals,
+                    ttl: a.ttl,
+                }
+                .into());
+            };
+            let all = match containers.take() {
+                Some(cs) => cs,
+                None => self.containers().instrument(gate.clone()).await?,
+            };
+            let bound = destructive::bind(cmd, &args, &services, &all)?;
+            let req = approvals
+                .create(
+                    NewRequest {
+                        operation: bound.op.clone(),
+                        args_display: bounded(&redactor.redact(&inv.args), 2048),
+                        requester: inv.actor.to_string(),
+                        requester_roles: trail.roles.iter().map(|r| r.to_string()).collect(),
+                        approver_roles: a.approvers.iter().map(|r| r.to_string()).collect(),
+                        min_approvals: a.min_approvals,
+                        ttl: a.ttl,
+                        channel: inv.channel.to_string(),
+                        correlation_id: inv.correlation_id.clone(),
+                    },
+                    Utc::now(),
+                )
+                .instrument(gate)
+                .await
+                .map_err(PipelineError::internal)?;
+            trail.pending = true;
+            return Ok(pending_report(&req, a.min_approvals));
         }
 
+        if let Some(r) = self.review_ops(cmd, &args, &trail.roles, &inv.actor).await {
+            return r;
+        }
         let targets = if needs_containers(cmd) {
             let cs = match containers.take() {
                 Some(cs) => cs,
@@ -440,7 +495,318 @@ impl Core {
             Operation::Network => ops::network(engine, project).await,
             Operation::DiskUsage => ops::disk_usage(engine).await,
             Operation::Help => Ok(ops::help(&self.catalog, &self.policy, roles, channel, args)),
+            other => Err(PipelineError::internal(anyhow::anyhow!(
+                "operation {other} reached the engine stage"
+            ))),
         }
+    }
+}
+
+impl Core {
+    fn store_or_refuse(&self) -> Result<(&Approvals, &Arc<dyn Store>), PipelineError> {
+        match (&self.approvals, &self.store) {
+            (Some(a), Some(s)) => Ok((a, s)),
+            _ => Err(UserError::Unavailable(
+                "this bot runs without a store, so there are no approval requests or audit log to read"
+                    .into(),
+            )
+            .into()),
+        }
+    }
+
+    /// The approval and audit commands; `None` for every other operation.
+    async fn review_ops(
+        &self,
+        cmd: &Command,
+        args: &args::Args,
+        roles: &BTreeSet<RoleId>,
+        actor: &UserId,
+    ) -> Option<Result<Report, PipelineError>> {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let id = args.string("id").unwrap_or_default().trim().to_owned();
+        let who = actor.as_str();
+        let result = match cmd.operation {
+            Operation::Approve => self.approve(&id, who, &roles).await,
+            Operation::Deny => {
+                let reason = args.string("reason").unwrap_or_default();
+                self.review_outcome(&id, |a| a.deny(&id, who, &roles, reason, Utc::now()))
+                    .await
+            }
+            Operation::Cancel => {
+                self.review_outcome(&id, |a| a.cancel(&id, who, Utc::now()))
+                    .await
+            }
+            Operation::Pending => self.pending().await,
+            Operation::Audit => self.audit_query(args).await,
+            _ => return None,
+        };
+        Some(result)
+    }
+
+    async fn review_outcome<'a, F, Fut>(&'a self, id: &str, f: F) -> Result<Report, PipelineError>
+    where
+        F: FnOnce(&'a Approvals) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
+    {
+        let (a, _) = self.store_or_refuse()?;
+        match f(a).await.map_err(PipelineError::internal)? {
+            Outcome::Refused(r) => Err(UserError::Denied(r.markdown()).into()),
+            Outcome::Denied => Ok(Report::new(
+                format!("Request {id} denied; it will not run"),
+                Severity::Info,
+            )),
+            Outcome::Cancelled => Ok(Report::new(
+                format!("Request {id} cancelled; it will not run"),
+                Severity::Info,
+            )),
+            Outcome::Approved { .. } => Err(PipelineError::internal(anyhow::anyhow!(
+                "unexpected approval outcome for {id}"
+            ))),
+        }
+    }
+
+    async fn approve(
+        &self,
+        id: &str,
+        who: &str,
+        roles: &[String],
+    ) -> Result<Report, PipelineError> {
+        let (a, _) = self.store_or_refuse()?;
+        let outcome = a
+            .approve(id, who, roles, Utc::now())
+            .await
+            .map_err(PipelineError::internal)?;
+        match outcome {
+            Outcome::Refused(r) => Err(UserError::Denied(r.markdown()).into()),
+            Outcome::Approved {
+                ready_to_run: false,
+                approvals,
+                needed,
+            } if approvals >= needed => Ok(Report::new(
+                format!("Approved {id}; a simultaneous approval completed it and runs it (once)"),
+                Severity::Info,
+            )),
+            Outcome::Approved {
+                ready_to_run: false,
+                approvals,
+                needed,
+            } => Ok(Report::new(
+                format!("Approved {id} ({approvals} of {needed}); waiting for more approvals"),
+                Severity::Info,
+            )),
+            Outcome::Approved {
+                ready_to_run: true, ..
+            } => self.execute_approved(id).await,
+            Outcome::Denied | Outcome::Cancelled => Err(PipelineError::internal(anyhow::anyhow!(
+                "unexpected review outcome for {id}"
+            ))),
+        }
+    }
+
+    /// Claims the request (one caller ever wins), binds it again, checks the binding against
+    /// the approved digest, runs it and records how it ended.
+    pub async fn execute_approved(&self, id: &str) -> Result<Report, PipelineError> {
+        let (a, _) = self.store_or_refuse()?;
+        if !a
+            .claim_for_execution(id, Utc::now())
+            .await
+            .map_err(PipelineError::internal)?
+        {
+            let state = a
+                .get(id)
+                .await
+                .map_err(PipelineError::internal)?
+                .map(|r| r.state.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            return Err(UserError::Denied(format!(
+                "Request {id} was approved but is **{state}**: it runs once, and not from here."
+            ))
+            .into());
+        }
+        let started = Instant::now();
+        let result = match a.get(id).await.map_err(PipelineError::internal)? {
+            Some(req) => {
+                match tokio::time::timeout(destructive::DEADLINE, self.run_approved(&req)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(UserError::Unavailable(format!(
+                        "the operation did not finish within {}; check `/status` before anything else",
+                        crate::types::format_duration(destructive::DEADLINE)
+                    ))
+                    .into()),
+                }
+            }
+            None => Err(PipelineError::internal(anyhow::anyhow!(
+                "request {id} vanished after its claim"
+            ))),
+        };
+        let summary = match &result {
+            Ok(r) => Ok(r.title.clone()),
+            Err(PipelineError::User(u)) => Err(self.redactor.redact(&u.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = a.finish(id, summary, started.elapsed(), Utc::now()).await {
+            tracing::error!(
+                approval = id,
+                "could not record the end of an approved run: {e:#}"
+            );
+        }
+        match result {
+            Ok(mut r) => {
+                r.title = format!("Approved request {id} ran: {}", r.title);
+                Ok(r)
+            }
+            Err(PipelineError::User(u)) => Err(PipelineError::User(match u {
+                UserError::Unavailable(m) => {
+                    UserError::Unavailable(format!("Approved request {id} failed: {m}"))
+                }
+                UserError::NotFound(m) | UserError::InvalidArgument(m) | UserError::Denied(m) => {
+                    UserError::Denied(format!("Approved request {id} failed closed: {m}"))
+                }
+                other => other,
+            })),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn run_approved(&self, req: &ApprovalRequest) -> Result<Report, PipelineError> {
+        let cmd = self.catalog.get(&req.command).ok_or_else(|| {
+            UserError::NotFound(format!(
+                "command `/{}` is no longer in the catalog",
+                req.command
+            ))
+        })?;
+        let all = self.containers().await?;
+        let known = service_set(&all);
+        let args = args::parse(
+            cmd,
+            &req.args,
+            &ArgContext {
+                max_arg_len: self.settings.limits.max_arg_len,
+                known_services: Some(&known),
+                groups: &self.settings.groups,
+            },
+        )?;
+        let (services, _) = target_services(cmd, &args, Some(&known), &self.settings.groups);
+        let bound = destructive::bind(cmd, &args, &services, &all).map_err(|e| match e {
+            PipelineError::User(u) => PipelineError::User(UserError::Denied(format!(
+                "the target changed since approval: {}",
+                u.markdown()
+            ))),
+            e => e,
+        })?;
+        if !req.matches(&bound.op) {
+            return Err(UserError::Denied(destructive::explain_change(
+                &req.targets,
+                &bound.op.targets,
+            ))
+            .into());
+        }
+        let engine = self.engine.get().await?;
+        destructive::execute(
+            engine.as_ref(),
+            cmd,
+            &args,
+            &bound,
+            self.settings.limits.stop_timeout,
+        )
+        .await
+    }
+
+    async fn pending(&self) -> Result<Report, PipelineError> {
+        let (a, _) = self.store_or_refuse()?;
+        let now = Utc::now();
+        let expired = a.expire_due(now).await.map_err(PipelineError::internal)?;
+        let open = a.pending().await.map_err(PipelineError::internal)?;
+        let mut r = Report::new(
+            format!("{} approval request(s) waiting", open.len()),
+            Severity::Info,
+        );
+        if !open.is_empty() {
+            r.push(Block::Table {
+                headers: [
+                    "id",
+                    "command",
+                    "targets",
+                    "requester",
+                    "approvals",
+                    "expires",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows: open
+                    .iter()
+                    .map(|q| {
+                        vec![
+                            q.id.clone(),
+                            format!("/{} {}", q.command, q.args).trim_end().to_owned(),
+                            q.targets.join(", "),
+                            q.requester.clone(),
+                            format!("{}/{}", q.approvals(), q.min_approvals),
+                            q.expires_at.format("%H:%M:%S UTC").to_string(),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+        if !expired.is_empty() {
+            r.push(Block::Text(format!(
+                "Expired just now: {}",
+                expired.join(", ")
+            )));
+        }
+        Ok(r)
+    }
+
+    async fn audit_query(&self, args: &args::Args) -> Result<Report, PipelineError> {
+        let (_, store) = self.store_or_refuse()?;
+        let q = crate::store::AuditQuery {
+            actor: args.string("user").map(str::to_owned),
+            target: args.string("service").map(str::to_owned),
+            command: args
+                .string("command")
+                .map(|c| c.trim_start_matches('/').to_owned()),
+            since: args
+                .duration("since")
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .map(|d| Utc::now() - d),
+            limit: args.integer("limit").unwrap_or(25).clamp(1, 200) as u32,
+            ..Default::default()
+        };
+        let entries = store
+            .query_audit(&q)
+            .await
+            .map_err(PipelineError::internal)?;
+        let mut r = Report::new(
+            format!(
+                "{} audit entr{}",
+                entries.len(),
+                if entries.len() == 1 { "y" } else { "ies" }
+            ),
+            Severity::Info,
+        );
+        if !entries.is_empty() {
+            r.push(Block::Table {
+                headers: ["id", "at", "actor", "command", "decision", "result"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: entries
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.id.to_string(),
+                            e.entry.at.format("%m-%d %H:%M:%S").to_string(),
+                            e.entry.actor.clone(),
+                            format!("/{} {}", e.entry.command, e.entry.args)
+                                .trim_end()
+                                .to_owned(),
+                            e.entry.decision.to_string(),
+                            e.entry.result.chars().take(120).collect(),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+        Ok(r)
     }
 }
 
@@ -450,6 +816,38 @@ fn needs_containers(cmd: &Command) -> bool {
             cmd.operation,
             Operation::Volumes | Operation::Network | Operation::DiskUsage | Operation::Help
         )
+}
+
+/// What the requester sees: what will run, on what, bound to which digest, and how to approve.
+fn pending_report(req: &ApprovalRequest, needed: u32) -> Report {
+    Report::new(
+        format!(
+            "Pending approval {}: /{} {}",
+            req.id, req.command, req.args
+        )
+        .trim_end()
+        .to_owned(),
+        Severity::Warning,
+    )
+    .with(Block::Fields(vec![
+        ("request".into(), req.id.clone()),
+        ("what".into(), format!("/{} {}", req.command, req.args).trim_end().to_owned()),
+        ("targets".into(), req.targets.join(", ")),
+        ("digest".into(), req.digest.clone()),
+        ("requester".into(), req.requester.clone()),
+        ("expires".into(), req.expires_at.to_rfc3339()),
+    ]))
+    .with(Block::Text(format!(
+        "Nothing has run. {needed} approval(s) needed from someone else with the role {}: `/approve {}` (or `/deny {} reason:…`); the requester can `/cancel {}`.",
+        req.approver_roles
+            .iter()
+            .map(|r| format!("`{r}`"))
+            .collect::<Vec<_>>()
+            .join(" or "),
+        req.id,
+        req.id,
+        req.id
+    )))
 }
 
 /// Keeps audit fields bounded whatever was typed, marking (never hiding) the cut.
@@ -774,6 +1172,184 @@ mod tests {
             core.run(inv("dave", "/errors worker-1")).await,
             Err(PipelineError::User(UserError::Denied(_)))
         ));
+    }
+
+    async fn core_with_store(fake: Arc<FakeEngine>) -> (Core, Arc<dyn crate::store::Store>) {
+        let (core, _) = core_with(fake);
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(":memory:").await.unwrap());
+        let core = Core {
+            audit: Arc::new(crate::audit::StoreAudit::new(store.clone())),
+            ..core
+        }
+        .with_store(store.clone());
+        (core, store)
+    }
+
+    fn pending_id(r: &Report) -> String {
+        r.title
+            .strip_prefix("Pending approval ")
+            .and_then(|t| t.split(':').next())
+            .expect("a pending report")
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn reset_waits_for_another_approver_and_then_runs_once() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.update("redis", |c| c.volumes = vec!["riftwing_redis-data".into()]);
+        let (core, store) = core_with_store(fake.clone()).await;
+        let r = core.run(inv("alice", "/reset redis")).await.unwrap();
+        let id = pending_id(&r);
+        let text = r.all_text();
+        assert!(
+            text.contains("volume:riftwing_redis-data") && text.contains("digest"),
+            "{text}"
+        );
+        assert!(fake.calls().is_empty(), "nothing runs before approval");
+        let own = core
+            .run(inv("alice", &format!("/approve {id}")))
+            .await
+            .unwrap_err();
+        assert!(
+            own.markdown().contains("your own request"),
+            "{}",
+            own.markdown()
+        );
+        let dave = core
+            .run(inv("dave", &format!("/approve {id}")))
+            .await
+            .unwrap_err();
+        assert!(
+            dave.markdown().contains("`approver`"),
+            "{}",
+            dave.markdown()
+        );
+        let ran = core
+            .run(inv("bob", &format!("/approve {id}")))
+            .await
+            .unwrap();
+        assert!(ran.title.contains("Reset `redis`"), "{}", ran.title);
+        assert_eq!(
+            fake.calls(),
+            ["recreate riftwing-redis-1 riftwing_redis-data"]
+        );
+        let again = core
+            .run(inv("carol", &format!("/approve {id}")))
+            .await
+            .unwrap_err();
+        assert!(again.markdown().contains("already"), "{}", again.markdown());
+        assert_eq!(fake.calls().len(), 1);
+        let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
+        assert_eq!(req.state, crate::approvals::ApprovalState::Succeeded);
+        assert!(crate::store::verify_audit(&*store).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_recreated_target_fails_closed_and_says_why() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, _) = core_with_store(fake.clone()).await;
+        let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
+        fake.update("redis", |c| c.id = "id-redis-recreated".into());
+        let e = core
+            .run(inv("bob", &format!("/approve {id}")))
+            .await
+            .unwrap_err();
+        let md = e.markdown();
+        assert!(
+            md.contains("failed closed") && md.contains("container:redis:id-redis"),
+            "{md}"
+        );
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
+        assert_eq!(req.state, crate::approvals::ApprovalState::Failed);
+        assert!(req.result.unwrap().contains("target changed"));
+    }
+
+    #[tokio::test]
+    async fn a_restore_of_a_path_outside_backups_is_refused_before_any_request() {
+        let (core, store) = core_with_store(Arc::new(FakeEngine::riftwing())).await;
+        let e = core
+            .run(inv("erin", "/restore file:../../etc/passwd"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, PipelineError::User(UserError::InvalidArgument(_))),
+            "{e:?}"
+        );
+        assert!(
+            core.approvals()
+                .unwrap()
+                .pending()
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let audit = store.query_audit(&Default::default()).await.unwrap();
+        assert_eq!(
+            audit[0].entry.decision,
+            crate::store::AuditDecision::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_and_audit_list_what_happened() {
+        let (core, _) = core_with_store(Arc::new(FakeEngine::riftwing())).await;
+        let id = pending_id(&core.run(inv("alice", "/backup")).await.unwrap());
+        let p = core.run(inv("bob", "/pending")).await.unwrap().all_text();
+        assert!(p.contains(&id) && p.contains("alice"), "{p}");
+        let d = core
+            .run(inv("carol", &format!("/deny {id} reason:later")))
+            .await
+            .unwrap();
+        assert!(d.title.contains("denied"), "{}", d.title);
+        let a = core
+            .run(inv("carol", "/audit user:alice command:backup since:1h"))
+            .await
+            .unwrap()
+            .all_text();
+        assert!(a.contains("pending") && a.contains("alice"), "{a}");
+    }
+
+    #[tokio::test]
+    async fn an_expired_request_cannot_be_approved_and_nothing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(repo("commands")).unwrap() {
+            let f = f.unwrap().path();
+            let text = std::fs::read_to_string(&f)
+                .unwrap()
+                .replace("ttl = \"15m\"", "ttl = \"1s\"");
+            std::fs::write(dir.path().join(f.file_name().unwrap()), text).unwrap();
+        }
+        let mut settings =
+            Settings::parse(Path::new("default"), crate::settings::DEFAULT_SETTINGS).unwrap();
+        settings.commands_dir = dir.path().to_owned();
+        let groups = settings.groups.keys().cloned().collect();
+        let catalog = Catalog::load_dir(&settings.commands_dir, &groups).unwrap();
+        let policy = Policy::load_dir(&repo("permissions")).unwrap();
+        let fake = Arc::new(FakeEngine::riftwing());
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(":memory:").await.unwrap());
+        let core = Core::new(
+            settings,
+            catalog,
+            policy,
+            LazyEngine::ready(fake.clone()),
+            Arc::new(crate::audit::StoreAudit::new(store.clone())),
+        )
+        .with_store(store);
+        let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let e = core
+            .run(inv("bob", &format!("/approve {id}")))
+            .await
+            .unwrap_err();
+        assert!(e.markdown().contains("expired"), "{}", e.markdown());
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        let listed = core.run(inv("bob", "/pending")).await.unwrap().all_text();
+        assert!(!listed.contains(&id), "{listed}");
+        let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
+        assert_eq!(req.state, crate::approvals::ApprovalState::Expired);
     }
 
     #[tokio::test]

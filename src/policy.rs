@@ -447,8 +447,8 @@ mod tests {
             .collect();
         let c = Catalog::load_dir(&repo("commands"), &groups).unwrap();
         let e = p.check_catalog(&c).unwrap_err();
-        assert!(e.path.ends_with("restart-infra.toml"), "{e}");
-        assert_eq!(e.line, Some(10), "{e}");
+        assert!(e.path.ends_with("backup.toml"), "{e}");
+        assert_eq!(e.line, Some(8), "{e}");
     }
 
     #[test]

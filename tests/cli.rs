@@ -13,10 +13,20 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (u8, String, String) {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         // Nothing here may reach a real Docker daemon.
-        .chain([(
-            "CONTAINER_OPS_DOCKER_HOST".to_string(),
-            "unix:///nonexistent/container-ops-test.sock".to_string(),
-        )])
+        .chain([
+            (
+                "CONTAINER_OPS_DOCKER_HOST".to_string(),
+                "unix:///nonexistent/container-ops-test.sock".to_string(),
+            ),
+            // The default SQLite store goes to a scratch directory, not the repository.
+            (
+                "CONTAINER_OPS_DATA_DIR".to_string(),
+                std::env::temp_dir()
+                    .join(format!("container-ops-cli-{}", std::process::id()))
+                    .display()
+                    .to_string(),
+            ),
+        ])
         .collect();
     let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -33,7 +43,7 @@ fn check_config_accepts_the_shipped_files() {
     let (code, out, err) = run(&["check-config"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("13 command(s)") && out.contains("4 role(s)"),
+        out.contains("23 command(s)") && out.contains("4 role(s)"),
         "{out}"
     );
 }
@@ -106,13 +116,41 @@ fn console_denial_exits_2() {
 }
 
 #[test]
-fn console_destructive_command_needs_approval_and_exits_2() {
+fn a_destructive_command_is_not_requested_when_its_targets_cannot_be_resolved() {
     let (code, out, _) = run(
         &["console", "--as", "erin", "--command", "/restart-infra"],
         &[],
     );
-    assert_eq!(code, 2);
-    assert!(out.contains("needs approval"), "{out}");
+    assert_eq!(
+        code, 1,
+        "the request binds container ids, so Docker must answer: {out}"
+    );
+    assert!(!out.contains("Pending approval"), "{out}");
+}
+
+#[test]
+fn audit_verify_passes_on_a_clean_log_and_names_the_first_tampered_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let url = format!("sqlite:{}", db.display());
+    let env = [("CONTAINER_OPS_STORE_URL", url.as_str())];
+    for who in ["alice", "bob", "carol"] {
+        // Each refused run is audited in the store.
+        let (code, _, _) = run(&["console", "--as", who, "--command", "/nosuch"], &env);
+        assert_eq!(code, 2);
+    }
+    let (code, out, err) = run(&["audit", "verify"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("audit log OK: 3 entries"), "{out}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let changed = conn
+        .execute("UPDATE audit_log SET actor = 'mallory' WHERE id = 2", [])
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+    let (code, out, _) = run(&["audit", "verify"], &env);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKEN at entry 2"), "{out}");
 }
 
 #[test]

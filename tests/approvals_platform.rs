@@ -1,0 +1,521 @@
+//! Approvals and destructive operations against a live platform replica.
+//!
+//! The Compose project comes from `CONTAINER_OPS_TEST_PROJECT` (default `riftwing`, what CI
+//! starts with `deploy/dev/platform up`); the Postgres store from `CONTAINER_OPS_TEST_STORE_URL`
+//! (default: `deploy/dev/bot-store`). A platform that is not up fails these tests; it never
+//! skips them. Effects are checked on the platform side (Docker, redis-cli, psql), not in the bot.
+
+use std::path::Path;
+use std::process::Command as Proc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use container_ops::approvals::{ApprovalState, Approvals, INTERRUPTED};
+use container_ops::audit::StoreAudit;
+use container_ops::cli::{Cli, execute, load_config};
+use container_ops::docker::DockerEngine;
+use container_ops::engine::Engine;
+use container_ops::pipeline::{Core, Invocation, LazyEngine};
+use container_ops::report::Report;
+use container_ops::store::postgres::PostgresOptions;
+use container_ops::store::{AuditDecision, AuditQuery, PostgresStore, SqliteStore, Store};
+use container_ops::types::{ChannelId, UserId};
+
+const DEFAULT_PG_URL: &str = "postgres://app:container-ops-dev@127.0.0.1:55432/app";
+
+fn project() -> String {
+    std::env::var("CONTAINER_OPS_TEST_PROJECT")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "riftwing".into())
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The environment the bot sees in these tests: only the project is overridden.
+fn env_lookup(extra: Vec<(String, String)>) -> impl Fn(&str) -> Option<String> {
+    let mut vars = vec![("CONTAINER_OPS_PROJECT".to_string(), project())];
+    vars.extend(extra);
+    move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+}
+
+/// Fails loudly unless every long-running service of the project is up.
+async fn require_platform() -> Arc<dyn Engine> {
+    let p = project();
+    let engine = DockerEngine::connect(None, &p)
+        .await
+        .unwrap_or_else(|e| panic!("Docker is not reachable ({e}); these tests need the platform replica `{p}`: deploy/dev/platform up"));
+    let cs = engine.containers().await.unwrap();
+    let running = cs.iter().filter(|c| c.state == "running").count();
+    assert!(
+        running >= 13,
+        "the platform replica `{p}` is not up ({running} running containers); start it with `deploy/dev/platform up` (COMPOSE_PROJECT_NAME={p})"
+    );
+    Arc::new(engine)
+}
+
+async fn core(store: Arc<dyn Store>) -> Core {
+    std::env::set_current_dir(repo()).unwrap();
+    let env = env_lookup(vec![]);
+    let (settings, catalog, policy) = load_config(None, &env).unwrap();
+    let p = settings.project.clone();
+    let engine = LazyEngine::new(move || {
+        let p = p.clone();
+        Box::pin(async move {
+            DockerEngine::connect(None, &p)
+                .await
+                .map(|e| Arc::new(e) as Arc<dyn Engine>)
+        })
+    });
+    Core::new(
+        settings,
+        catalog,
+        policy,
+        engine,
+        Arc::new(StoreAudit::new(store.clone())),
+    )
+    .with_store(store)
+}
+
+fn inv(who: &str, line: &str) -> Invocation {
+    Invocation::from_line(
+        UserId::parse(who).unwrap(),
+        ChannelId::parse("console").unwrap(),
+        line,
+    )
+}
+
+fn pending_id(r: &Report) -> String {
+    r.title
+        .strip_prefix("Pending approval ")
+        .and_then(|t| t.split(':').next())
+        .unwrap_or_else(|| panic!("not a pending report: {}", r.title))
+        .to_owned()
+}
+
+fn container_name(service: &str) -> String {
+    let out = Proc::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", project()),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no container of {service}"))
+        .to_owned()
+}
+
+/// Runs a program in a service's container from the outside, as an operator would check.
+fn docker_exec(service: &str, argv: &[&str]) -> String {
+    let out = Proc::new("docker")
+        .arg("exec")
+        .arg(container_name(service))
+        .args(argv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker exec {service} {argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn volume_created_at(name: &str) -> String {
+    let out = Proc::new("docker")
+        .args(["volume", "inspect", "-f", "{{.CreatedAt}}", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "volume {name} missing");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn platform_wait(secs: u32) {
+    let status = Proc::new(repo().join("deploy/dev/platform"))
+        .args(["wait", &secs.to_string()])
+        .env("COMPOSE_PROJECT_NAME", project())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the platform did not become healthy again"
+    );
+}
+
+async fn sqlite_store(dir: &Path) -> Arc<dyn Store> {
+    Arc::new(
+        SqliteStore::open(dir.join("state.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    )
+}
+
+async fn audit_of(store: &dyn Store, id: &str) -> Vec<(AuditDecision, String)> {
+    let mut all = store
+        .query_audit(&AuditQuery {
+            limit: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    all.reverse();
+    all.into_iter()
+        .filter(|e| e.entry.result.contains(id) || e.entry.args.contains(id))
+        .map(|e| (e.entry.decision, e.entry.result))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reset_of_redis_needs_another_approver_and_recreates_the_volume() {
+    require_platform().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let core = core(store.clone()).await;
+    let volume = format!("{}_redis-data", project());
+    docker_exec(
+        "redis",
+        &["redis-cli", "SET", "approvals-test-key", "before-reset"],
+    );
+    let created_before = volume_created_at(&volume);
+
+    let r = core.run(inv("alice", "/reset redis")).await.unwrap();
+    let id = pending_id(&r);
+    let text = r.all_text();
+    assert!(text.contains(&format!("volume:{volume}")), "{text}");
+    let own = core
+        .run(inv("alice", &format!("/approve {id}")))
+        .await
+        .unwrap_err();
+    assert!(own.markdown().contains("own request"), "{}", own.markdown());
+    assert_eq!(
+        docker_exec("redis", &["redis-cli", "GET", "approvals-test-key"]).trim(),
+        "before-reset",
+        "nothing ran on a refused approval"
+    );
+
+    // Volume timestamps have one-second resolution.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let ran = core
+        .run(inv("bob", &format!("/approve {id}")))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.markdown()));
+    assert!(ran.title.contains("Reset `redis`"), "{}", ran.title);
+    assert_ne!(volume_created_at(&volume), created_before, "a new volume");
+    assert_eq!(
+        docker_exec("redis", &["redis-cli", "GET", "approvals-test-key"]).trim(),
+        "",
+        "the key set before the reset is gone"
+    );
+    platform_wait(120);
+
+    let decisions: Vec<AuditDecision> = audit_of(&*store, &id)
+        .await
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    for want in [
+        AuditDecision::Pending,
+        AuditDecision::Refused,
+        AuditDecision::Approved,
+        AuditDecision::Executing,
+        AuditDecision::Ran,
+    ] {
+        assert!(
+            decisions.contains(&want),
+            "{want} missing from {decisions:?}"
+        );
+    }
+    let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
+    assert_eq!(req.state, ApprovalState::Succeeded);
+}
+
+fn flushall_calls() -> u64 {
+    docker_exec("redis", &["redis-cli", "INFO", "commandstats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_flushall:calls="))
+        .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+        .unwrap_or(0)
+}
+
+async fn pg_store(url: &str, schema: &str) -> Arc<dyn Store> {
+    Arc::new(
+        PostgresStore::connect_with(
+            url,
+            PostgresOptions {
+                schema: Some(schema.to_owned()),
+                pool_size: 8,
+                ..PostgresOptions::default()
+            },
+        )
+        .await
+        .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_approvals_from_two_replicas_run_flushall_once() {
+    require_platform().await;
+    let url = std::env::var("CONTAINER_OPS_TEST_STORE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_PG_URL.to_owned());
+    let schema = format!("co_appr_{}", uuid::Uuid::new_v4().simple());
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("the bot store is unreachable ({e}); deploy/dev/bot-store up"));
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    // Two replicas: separate pools on the same database, as two bot processes would have.
+    let a = core(pg_store(&url, &schema).await).await;
+    let b = core(pg_store(&url, &schema).await).await;
+    let id = pending_id(&a.run(inv("alice", "/flush-redis")).await.unwrap());
+    let before = flushall_calls();
+
+    let approvers = ["bob", "carol", "erin"];
+    let calls = (0..200).map(|i| {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        replica.run(inv(approvers[i % 3], &format!("/approve {id}")))
+    });
+    let results = futures::future::join_all(calls).await;
+    let ran = results
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .is_ok_and(|r| r.title.starts_with(&format!("Approved request {id} ran")))
+        })
+        .count();
+    assert_eq!(ran, 1, "exactly one approval call runs it");
+    assert_eq!(
+        flushall_calls(),
+        before + 1,
+        "Redis counted exactly one FLUSHALL"
+    );
+    let req = a.approvals().unwrap().get(&id).await.unwrap().unwrap();
+    assert_eq!(req.state, ApprovalState::Succeeded);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// Runs one console line as a child process (this test binary in child mode), so it can be killed.
+fn spawn_console(who: &str, line: &str, store_url: &str) -> std::process::Child {
+    Proc::new(std::env::current_exe().unwrap())
+        .args(["--exact", "console_child", "--ignored", "--nocapture"])
+        .env("CHILD_AS", who)
+        .env("CHILD_LINE", line)
+        .env("CHILD_STORE_URL", store_url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Child mode of [`spawn_console`]; run only by it.
+#[test]
+#[ignore = "child process of the kill test"]
+fn console_child() {
+    let who = std::env::var("CHILD_AS").expect("run by spawn_console");
+    let line = std::env::var("CHILD_LINE").unwrap();
+    let env = env_lookup(vec![(
+        "CONTAINER_OPS_STORE_URL".into(),
+        std::env::var("CHILD_STORE_URL").unwrap(),
+    )]);
+    std::env::set_current_dir(repo()).unwrap();
+    let cli = <Cli as clap::Parser>::try_parse_from([
+        "container-ops",
+        "console",
+        "--as",
+        &who,
+        "--command",
+        &line,
+    ])
+    .unwrap();
+    let code = execute(cli, &env, &mut std::io::stdout(), &mut std::io::stderr());
+    std::process::exit(code.into());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_killed_while_executing_leaves_the_request_failed_interrupted_and_never_reruns_it() {
+    require_platform().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("state.db").display());
+    let store = sqlite_store(dir.path()).await;
+    let requester = core(store.clone()).await;
+    let id = pending_id(
+        &requester
+            .run(inv("alice", "/reset redis"))
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.markdown())),
+    );
+    let mut child = spawn_console("bob", &format!("/approve {id}"), &url);
+    let approvals = Approvals::new(store.clone());
+    let started = Instant::now();
+    loop {
+        let state = approvals.get(&id).await.unwrap().unwrap().state;
+        if state == ApprovalState::Executing {
+            break;
+        }
+        assert!(
+            !state.is_final() && started.elapsed() < Duration::from_secs(60),
+            "never saw it executing (state {state})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        approvals.get(&id).await.unwrap().unwrap().state,
+        ApprovalState::Executing,
+        "killed before it could finish"
+    );
+
+    // The bot starts again (any command): start-up recovery marks it, and never re-runs it.
+    let out = spawn_console("carol", "/pending", &url)
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let req = approvals.get(&id).await.unwrap().unwrap();
+    assert_eq!(req.state, ApprovalState::Failed);
+    assert_eq!(req.result.as_deref(), Some(INTERRUPTED));
+    let again = requester
+        .run(inv("carol", &format!("/approve {id}")))
+        .await
+        .unwrap_err();
+    assert!(again.markdown().contains("failed"), "{}", again.markdown());
+    let trail = audit_of(&*store, &id).await;
+    let executions = trail
+        .iter()
+        .filter(|(d, _)| *d == AuditDecision::Executing)
+        .count();
+    assert_eq!(executions, 1, "{trail:?}");
+    assert!(
+        trail
+            .iter()
+            .any(|(d, t)| *d == AuditDecision::Failed && t.contains("interrupted")),
+        "{trail:?}"
+    );
+    // The reset was cut off half-way; a person repairs it (here: Compose brings redis back).
+    let up = Proc::new(repo().join("deploy/dev/platform"))
+        .arg("up")
+        .env("COMPOSE_PROJECT_NAME", project())
+        .status()
+        .unwrap();
+    assert!(up.success());
+    platform_wait(120);
+}
+
+fn psql(sql: &str) -> String {
+    docker_exec(
+        "postgres",
+        &["psql", "-U", "postgres", "-d", "app", "-At", "-c", sql],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_reset_leaves_a_backup_that_restores_the_rows_from_before() {
+    require_platform().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let core = core(store.clone()).await;
+    let marker = format!("before-reset-{}", uuid::Uuid::new_v4().simple());
+    psql(&format!(
+        "INSERT INTO tenant_records (tenant_id, payload) VALUES ('approvals-test', '{marker}')"
+    ));
+    let count = |m: &str| {
+        psql(&format!(
+            "SELECT count(*) FROM tenant_records WHERE payload = '{m}'"
+        ))
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(count(&marker), "1");
+
+    let id = pending_id(&core.run(inv("alice", "/reset postgres")).await.unwrap());
+    let reset = core
+        .run(inv("bob", &format!("/approve {id}")))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.markdown()));
+    let text = reset.all_text();
+    let file = text
+        .split_whitespace()
+        .find_map(|w| {
+            w.trim_matches(|c: char| {
+                !c.is_ascii_alphanumeric() && c != '_' && c != '.' && c != '-' && c != '/'
+            })
+            .strip_prefix("/backups/")
+            .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("the reset report names its backup: {text}"));
+    platform_wait(180);
+    assert_eq!(count(&marker), "0", "the reset emptied the database");
+
+    let id = pending_id(
+        &core
+            .run(inv("alice", &format!("/restore file:{file}")))
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.markdown())),
+    );
+    let restored = core
+        .run(inv("carol", &format!("/approve {id}")))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.markdown()));
+    assert!(restored.title.contains("restored"), "{}", restored.title);
+    assert_eq!(count(&marker), "1", "the row from before the reset is back");
+    platform_wait(180);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_container_was_recreated_fails_closed_and_says_why() {
+    require_platform().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let core = core(store.clone()).await;
+    let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
+    let old = container_name("redis");
+    let recreated = Proc::new(repo().join("deploy/dev/platform"))
+        .args([
+            "compose",
+            "up",
+            "-d",
+            "--no-deps",
+            "--force-recreate",
+            "redis",
+        ])
+        .env("COMPOSE_PROJECT_NAME", project())
+        .status()
+        .unwrap();
+    assert!(recreated.success());
+    assert_ne!(container_name("redis"), old, "redis has a new container");
+    let before = flushall_calls();
+    let e = core
+        .run(inv("bob", &format!("/approve {id}")))
+        .await
+        .unwrap_err();
+    let md = e.markdown();
+    assert!(
+        md.contains("failed closed") && md.contains("target changed") && md.contains(&old[..12]),
+        "{md}"
+    );
+    assert_eq!(flushall_calls(), before, "FLUSHALL did not run");
+    let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
+    assert_eq!(req.state, ApprovalState::Failed);
+    platform_wait(120);
+}
