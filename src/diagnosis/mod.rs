@@ -1,0 +1,1 @@
+//! Diagnosis: rules turning probe outcomes into a Container Operations Report.
