@@ -161,3 +161,18 @@ fn one_line(s: &str) -> String {
         .collect();
     flat.replace("```", "'''")
 }
+
+/// `/diagnose`: every probe concurrently, then the rules. Returns the outcomes too, for audit.
+pub async fn run(
+    probes: &crate::probes::Probes,
+    engine: std::sync::Arc<dyn crate::engine::Engine>,
+) -> (OpsReport, Vec<crate::probes::ProbeOutcome>) {
+    use tracing::Instrument as _;
+    let outcomes = probes
+        .run_all(engine)
+        .instrument(tracing::info_span!("diagnose", project = %probes.project))
+        .await;
+    let report =
+        tracing::info_span!("diagnosis_rules").in_scope(|| diagnose(&outcomes, &probes.config));
+    (report, outcomes)
+}

@@ -174,6 +174,12 @@ where
     }
 }
 
+/// Client libraries get their own timeouts a little past the probe deadline: the probe's
+/// deadline fires first (a clean `TimedOut`), and direct command use is still bounded.
+pub fn library_timeout(deadline: Duration) -> Duration {
+    deadline + Duration::from_millis(500)
+}
+
 pub fn fmt_duration(d: Duration) -> String {
     if d.as_millis() < 1000 {
         format!("{} ms", d.as_millis())
@@ -198,17 +204,19 @@ impl Probes {
         let postgres = config
             .postgres
             .as_ref()
-            .map(|t| postgres::PostgresProbe::new(t, Deadlines::get(d.postgres_ms)))
+            .map(|t| {
+                postgres::PostgresProbe::new(t, library_timeout(Deadlines::get(d.postgres_ms)))
+            })
             .transpose()?;
         let redis = config
             .redis
             .as_ref()
-            .map(redis::RedisProbe::new)
+            .map(|t| redis::RedisProbe::new(t, library_timeout(Deadlines::get(d.redis_ms))))
             .transpose()?;
         let s3 = config
             .s3
             .as_ref()
-            .map(|t| s3::S3Probe::new(t, Deadlines::get(d.s3_ms)));
+            .map(|t| s3::S3Probe::new(t, library_timeout(Deadlines::get(d.s3_ms))));
         let http = http::HttpProbe::new()?;
         Ok(Self {
             config,

@@ -1,9 +1,10 @@
 //! Redis probe: PING, memory against maxmemory, persistence health, keyspace; key listing by bounded SCAN.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use redis::IntoConnectionInfo;
 use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, IntoConnectionInfo};
 
 use crate::platform::RedisTarget;
 
@@ -116,10 +117,12 @@ const MAX_SCAN_ROUNDS: usize = 100;
 
 pub struct RedisProbe {
     client: redis::Client,
+    timeout: Duration,
 }
 
 impl RedisProbe {
-    pub fn new(t: &RedisTarget) -> Result<Self, String> {
+    /// `timeout` bounds connecting and each command (the library's default is shorter than a probe deadline).
+    pub fn new(t: &RedisTarget, timeout: Duration) -> Result<Self, String> {
         let mut info = t
             .url
             .as_str()
@@ -130,12 +133,16 @@ impl RedisProbe {
             info = info.set_redis_settings(settings);
         }
         let client = redis::Client::open(info).map_err(|e| format!("redis: {e}"))?;
-        Ok(Self { client })
+        Ok(Self { client, timeout })
     }
 
     pub async fn connection(&self) -> Result<MultiplexedConnection, String> {
         self.client
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(
+                &AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout)),
+            )
             .await
             .map_err(|e| format!("redis connect: {e}"))
     }
