@@ -131,9 +131,9 @@ impl Default for Deadlines {
             inventory_ms: 3000,
             container_ms: 3000,
             postgres_ms: 3000,
-            redis_ms: 2000,
+            redis_ms: 3000,
             s3_ms: 3000,
-            http_ms: 2000,
+            http_ms: 3000,
             exec_ms: 3000,
         }
     }

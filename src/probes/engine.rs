@@ -17,8 +17,11 @@ pub const LOG_TAIL: u32 = 300;
 pub const RECENT: Duration = Duration::from_secs(180);
 
 static ERROR_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(error|fatal|panic|panicked)\b|activity failed|traceback \(most recent")
-        .unwrap()
+    // Levels as services print them, not every word "error" (source lines in tracebacks have it).
+    Regex::new(
+        r"\b(ERROR|FATAL|CRITICAL|PANIC)\b|\bpanic(ked)?\b|(?i:activity failed)|Traceback \(most recent call last\)|\berror:|level=(error|fatal)",
+    )
+    .unwrap()
 });
 static NO_SPACE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)no space left on device|disk full|ENOSPC").unwrap());
@@ -268,7 +271,8 @@ pub async fn container_probe(
         let query = LogQuery {
             tail: LOG_TAIL,
             since: None,
-            timestamps: true,
+            // The adapter parses each line's time either way; `true` would also keep it in the text.
+            timestamps: false,
         };
         let since = current_window_start(c, Utc::now());
         let logs = engine.logs(&c.id, &query);
@@ -441,6 +445,23 @@ pub(crate) mod tests {
         assert_eq!(f.large_payload_lines.len(), 1);
         assert_eq!(f.no_space_lines.len(), 1);
         assert!(f.error_lines[0].contains("temporal unreachable"));
+    }
+
+    #[test]
+    fn error_lines_are_levels_not_every_word_error() {
+        let mut f = ContainerFacts::default();
+        let lines = vec![
+            line(
+                r#"    return self.reply(200 if ok else 503, {"status": "ok" if ok else "error"})"#,
+                1,
+            ),
+            line("GET /healthz error_count=0", 1),
+            line("pg_dump: error: connection to server failed", 1),
+            line("FATAL: cannot start ai-gateway: provider config invalid", 1),
+            line("thread 'main' panicked at src/main.rs:3:5", 1),
+        ];
+        scan_logs(&lines, None, &mut f);
+        assert_eq!(f.error_count, 3, "{:?}", f.error_lines);
     }
 
     #[tokio::test]

@@ -240,12 +240,9 @@ impl Probes {
     }
 
     /// The probes that talk to dependencies from the bot's host (no Engine needed).
-    pub fn network_probes(
-        &self,
-    ) -> Vec<std::pin::Pin<Box<dyn Future<Output = ProbeOutcome> + Send + '_>>> {
+    pub fn network_probes(&self) -> Vec<BoxedProbe<'_>> {
         let d = &self.config.deadlines;
-        let mut v: Vec<std::pin::Pin<Box<dyn Future<Output = ProbeOutcome> + Send + '_>>> =
-            Vec::new();
+        let mut v: Vec<BoxedProbe<'_>> = Vec::new();
         if let (Some(p), Some(t)) = (&self.postgres, &self.config.postgres) {
             v.push(Box::pin(run_probe(
                 ProbeSpec {
@@ -294,40 +291,77 @@ impl Probes {
     }
 
     async fn engine_side(&self, engine: Arc<dyn Engine>) -> Vec<ProbeOutcome> {
-        let d = &self.config.deadlines;
-        let (inventory, containers) = engine::inventory(
-            engine.as_ref(),
+        let (inventory, containers) = self.inventory(engine.as_ref()).await;
+        let mut out = vec![inventory];
+        if let Some(containers) = containers {
+            out.extend(join_all(self.engine_probes(engine.as_ref(), &containers)).await);
+        }
+        out
+    }
+
+    async fn inventory(
+        &self,
+        engine: &dyn Engine,
+    ) -> (ProbeOutcome, Option<Vec<crate::engine::ContainerInfo>>) {
+        engine::inventory(
+            engine,
             &self.config,
             &self.project,
-            Deadlines::get(d.inventory_ms),
+            Deadlines::get(self.config.deadlines.inventory_ms),
         )
-        .await;
-        let mut out = vec![inventory];
-        let Some(containers) = containers else {
-            return out;
-        };
+        .await
+    }
+
+    /// Per-container probes and exec probes, once the containers are known.
+    fn engine_probes<'a>(
+        &'a self,
+        engine: &'a dyn Engine,
+        containers: &'a [crate::engine::ContainerInfo],
+    ) -> Vec<BoxedProbe<'a>> {
+        let d = &self.config.deadlines;
         let network = self.config.network_for(&self.project);
-        let mut futs: Vec<std::pin::Pin<Box<dyn Future<Output = ProbeOutcome> + Send + '_>>> =
-            Vec::new();
-        for c in &containers {
-            futs.push(Box::pin(engine::container_probe(
-                engine.as_ref(),
-                c,
-                &self.config,
-                &network,
-                Deadlines::get(d.container_ms),
-            )));
+        let mut futs: Vec<BoxedProbe<'a>> = Vec::new();
+        for c in containers {
+            let network = network.clone();
+            futs.push(Box::pin(async move {
+                engine::container_probe(
+                    engine,
+                    c,
+                    &self.config,
+                    &network,
+                    Deadlines::get(d.container_ms),
+                )
+                .await
+            }));
         }
         futs.extend(exec::diagnose_probes(
-            engine.as_ref(),
-            &containers,
+            engine,
+            containers,
             &self.config,
             Deadlines::get(d.exec_ms),
         ));
-        out.extend(join_all(futs).await);
+        futs
+    }
+
+    /// The same probes awaited one after another: what `/diagnose` would cost without
+    /// concurrency (for the benchmark and for debugging a single slow probe).
+    pub async fn run_one_by_one(&self, engine: Arc<dyn Engine>) -> Vec<ProbeOutcome> {
+        let mut out = Vec::new();
+        for f in self.network_probes() {
+            out.push(f.await);
+        }
+        let (inventory, containers) = self.inventory(engine.as_ref()).await;
+        out.push(inventory);
+        if let Some(containers) = containers {
+            for f in self.engine_probes(engine.as_ref(), &containers) {
+                out.push(f.await);
+            }
+        }
         out
     }
 }
+
+type BoxedProbe<'a> = std::pin::Pin<Box<dyn Future<Output = ProbeOutcome> + Send + 'a>>;
 
 #[cfg(test)]
 mod tests {
