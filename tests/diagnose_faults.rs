@@ -151,6 +151,7 @@ impl TestPlatform {
         drop(undo);
         match result {
             Ok(report) => {
+                println!("fault {verb}:\n{}", report.to_markdown());
                 self.wait_healthy(Duration::from_secs(120)).await;
                 report
             }
