@@ -19,7 +19,7 @@ pub const RECENT: Duration = Duration::from_secs(180);
 static ERROR_LINE: LazyLock<Regex> = LazyLock::new(|| {
     // Levels as services print them, not every word "error" (source lines in tracebacks have it).
     Regex::new(
-        r"\b(ERROR|FATAL|CRITICAL|PANIC)\b|\bpanic(ked)?\b|(?i:activity failed)|Traceback \(most recent call last\)|\berror:|level=(error|fatal)",
+        r"\b(ERROR|FATAL|CRITICAL|PANIC)\b|\bpanic(ked)?\b|(?i:activity failed)|\berror:|level=(error|fatal)",
     )
     .unwrap()
 });
@@ -124,6 +124,8 @@ pub async fn inventory(
 
 /// Scans log lines for the findings the rules use; lines before `since` are history and skipped.
 pub fn scan_logs(lines: &[LogLine], since: Option<DateTime<Utc>>, facts: &mut ContainerFacts) {
+    // Inside a Python traceback the quotable line is the exception at its end, not the header.
+    let mut in_traceback = false;
     for l in lines {
         if REGISTERED.is_match(&l.text) {
             facts.registrations += 1;
@@ -136,6 +138,19 @@ pub fn scan_logs(lines: &[LogLine], since: Option<DateTime<Utc>>, facts: &mut Co
             continue;
         }
         let text = l.text.trim_end();
+        if in_traceback {
+            if text.starts_with(char::is_whitespace) || text.is_empty() {
+                continue;
+            }
+            in_traceback = false;
+            facts.error_count += 1;
+            push_bounded(&mut facts.error_lines, text);
+            continue;
+        }
+        if text.starts_with(TRACEBACK) {
+            in_traceback = true;
+            continue;
+        }
         if LARGE_PAYLOAD.is_match(text) {
             push_bounded(&mut facts.large_payload_lines, text);
         }
@@ -148,6 +163,8 @@ pub fn scan_logs(lines: &[LogLine], since: Option<DateTime<Utc>>, facts: &mut Co
         }
     }
 }
+
+const TRACEBACK: &str = "Traceback (most recent call last)";
 
 fn push_bounded(v: &mut Vec<String>, line: &str) {
     const KEEP: usize = 5;
@@ -459,9 +476,17 @@ pub(crate) mod tests {
             line("pg_dump: error: connection to server failed", 1),
             line("FATAL: cannot start ai-gateway: provider config invalid", 1),
             line("thread 'main' panicked at src/main.rs:3:5", 1),
+            line("Traceback (most recent call last):", 1),
+            line(r#"  File "/usr/local/bin/svc.py", line 40, in reply"#, 1),
+            line("    self.wfile.write(data)", 1),
+            line("BrokenPipeError: [Errno 32] Broken pipe", 1),
         ];
         scan_logs(&lines, None, &mut f);
-        assert_eq!(f.error_count, 3, "{:?}", f.error_lines);
+        assert_eq!(f.error_count, 4, "{:?}", f.error_lines);
+        assert_eq!(
+            f.error_lines.last().unwrap(),
+            "BrokenPipeError: [Errno 32] Broken pipe"
+        );
     }
 
     #[tokio::test]
