@@ -74,6 +74,24 @@ impl fmt::Display for ProbeStatus {
     }
 }
 
+impl ProbeStatus {
+    /// The worse of two statuses for a probe that got an answer.
+    pub fn max_severity(self, other: ProbeStatus) -> ProbeStatus {
+        let rank = |s: ProbeStatus| match s {
+            ProbeStatus::Pass => 0,
+            ProbeStatus::Warn => 1,
+            ProbeStatus::Fail => 2,
+            ProbeStatus::Error => 3,
+            ProbeStatus::TimedOut => 4,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
 /// What a probe observed, typed per probe so the rules match on data, not on strings.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Facts {

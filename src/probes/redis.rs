@@ -93,24 +93,6 @@ pub fn judge(f: &RedisFacts) -> (ProbeStatus, Vec<String>) {
     (status, evidence)
 }
 
-impl ProbeStatus {
-    /// The worse of two statuses for a probe that got an answer.
-    pub fn max_severity(self, other: ProbeStatus) -> ProbeStatus {
-        let rank = |s: ProbeStatus| match s {
-            ProbeStatus::Pass => 0,
-            ProbeStatus::Warn => 1,
-            ProbeStatus::Fail => 2,
-            ProbeStatus::Error => 3,
-            ProbeStatus::TimedOut => 4,
-        };
-        if rank(other) > rank(self) {
-            other
-        } else {
-            self
-        }
-    }
-}
-
 /// Keys listed per call at most; SCAN never blocks the server the way KEYS does.
 pub const MAX_KEYS: usize = 200;
 const MAX_SCAN_ROUNDS: usize = 100;

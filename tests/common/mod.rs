@@ -141,7 +141,7 @@ impl TestPlatform {
             match check(&report) {
                 Ok(()) => break Ok(report),
                 Err(why) if Instant::now() >= deadline => break Err((why, report)),
-                Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+                Err(_) => tokio::time::sleep(Duration::from_secs(3)).await,
             }
         };
         drop(undo);
