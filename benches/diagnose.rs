@@ -1,0 +1,241 @@
+//! `/diagnose` of the healthy platform: concurrent wall time vs the same probes one by one vs the seed's shell commands.
+//!
+//! Run: `cargo bench --bench diagnose` with the platform up (project and ports from the same
+//! environment as the platform script: COMPOSE_PROJECT_NAME / CONTAINER_OPS_TEST_PROJECT, POSTGRES_PORT, ...).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use container_ops::diagnosis;
+use container_ops::docker::DockerEngine;
+use container_ops::engine::Engine;
+use container_ops::platform::{PlatformConfig, PortSet};
+use container_ops::probes::{ProbeStatus, Probes};
+
+const ROUNDS: usize = 5;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The seed's runbook equivalents of what `/diagnose` checks, run one after another.
+fn seed_commands(project: &str, ports: &PortSet) -> Vec<Vec<String>> {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/dev/docker-compose.yml");
+    let compose = |args: &[&str]| {
+        let mut v: Vec<String> = vec![
+            "docker-compose".into(),
+            "-f".into(),
+            file.display().to_string(),
+            "-p".into(),
+            project.into(),
+        ];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    };
+    let psql = |sql: &str| {
+        compose(&[
+            "exec", "-T", "postgres", "psql", "-U", "app", "-d", "app", "-c", sql,
+        ])
+    };
+    let mut cmds = vec![
+        compose(&["ps"]),
+        compose(&[
+            "exec",
+            "-T",
+            "postgres",
+            "pg_isready",
+            "-U",
+            "app",
+            "-d",
+            "app",
+        ]),
+        psql(
+            "SELECT pid, age(clock_timestamp(), query_start), query FROM pg_stat_activity WHERE state != 'idle' ORDER BY age DESC;",
+        ),
+        psql(
+            "SELECT pg_database.datname, pg_size_pretty(pg_database_size(pg_database.datname)) FROM pg_database;",
+        ),
+        psql("SELECT * FROM pg_locks WHERE NOT granted;"),
+        psql(
+            "SELECT query, calls, mean_exec_time FROM pg_stat_statements ORDER BY mean_exec_time DESC LIMIT 10;",
+        ),
+        psql(
+            "SELECT sum(heap_blks_read) as heap_read, sum(heap_blks_hit) as heap_hit, sum(heap_blks_hit) / (sum(heap_blks_hit) + sum(heap_blks_read)) as ratio FROM pg_statio_user_tables;",
+        ),
+        psql("SELECT count(*) FROM pg_stat_activity;"),
+        compose(&["exec", "-T", "redis", "redis-cli", "ping"]),
+        compose(&["exec", "-T", "redis", "redis-cli", "INFO", "memory"]),
+        compose(&["exec", "-T", "redis", "redis-cli", "INFO", "persistence"]),
+        vec![
+            "curl".into(),
+            "-sI".into(),
+            format!("http://127.0.0.1:{}/rewst-artifacts/.keep", ports.minio),
+        ],
+        compose(&[
+            "exec",
+            "-T",
+            "api-1",
+            "curl",
+            "-f",
+            "http://localhost:3000/healthz",
+        ]),
+        compose(&[
+            "exec",
+            "-T",
+            "temporal",
+            "curl",
+            "-f",
+            "http://localhost:7233/health",
+        ]),
+        vec![
+            "curl".into(),
+            "-s".into(),
+            format!("http://127.0.0.1:{}/health", ports.ai_gateway),
+        ],
+        vec![
+            "curl".into(),
+            "-sI".into(),
+            format!("http://127.0.0.1:{}/healthz", ports.api),
+        ],
+        vec![
+            "curl".into(),
+            "-s".into(),
+            format!("http://127.0.0.1:{}/__vite_ping", ports.console),
+        ],
+        vec![
+            "curl".into(),
+            "-s".into(),
+            format!("http://127.0.0.1:{}/health", ports.mcp),
+        ],
+        compose(&["exec", "-T", "worker-1", "df", "-h", "/scratch"]),
+    ];
+    let cfg = PlatformConfig::riftwing(*ports);
+    for (svc, _) in cfg.depends_on.iter().filter(|(s, _)| !cfg.is_one_shot(s)) {
+        let deps = cfg.direct_runtime_deps(svc);
+        if let Some(first) = deps.first() {
+            cmds.push(compose(&["exec", "-T", svc, "getent", "hosts", first]));
+        }
+    }
+    for svc in [
+        "postgres",
+        "redis",
+        "minio",
+        "temporal",
+        "api-1",
+        "api-2",
+        "api-gateway",
+        "worker-1",
+        "worker-2",
+        "ai-gateway",
+        "mcp-server",
+        "console",
+        "db-backup",
+    ] {
+        cmds.push(compose(&["logs", "--tail=300", svc]));
+    }
+    cmds
+}
+
+fn main() {
+    let project = std::env::var("CONTAINER_OPS_TEST_PROJECT")
+        .or_else(|_| std::env::var("COMPOSE_PROJECT_NAME"))
+        .unwrap_or_else(|_| "riftwing".into());
+    let ports = PortSet::from_lookup(|k| std::env::var(k).ok()).expect("port variables");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let engine: Arc<dyn Engine> = Arc::new(
+            DockerEngine::connect(None, &project)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("docker engine for `{project}`: {e} (is the platform up?)")
+                }),
+        );
+        let probes = Probes::new(PlatformConfig::riftwing(ports), &project).expect("probes");
+        // Warm-up: connection pools, DNS, first exec.
+        let (report, outcomes) = diagnosis::run(&probes, engine.clone()).await;
+        if !report.healthy {
+            // Timings are still real; say the platform was not healthy so they are read as such.
+            println!(
+                "WARNING: the platform is not healthy, timings include failing probes:\n{}",
+                report.to_markdown()
+            );
+        }
+        println!("project {project}: {} probes per /diagnose", outcomes.len());
+
+        let mut concurrent = Vec::new();
+        let mut one_by_one = Vec::new();
+        let mut probe_sum = Vec::new();
+        let mut last = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            let conc = probes.run_all(engine.clone()).await;
+            concurrent.push(t.elapsed());
+            let late = conc
+                .iter()
+                .filter(|o| o.status == ProbeStatus::TimedOut)
+                .count();
+            if late > 0 {
+                println!("note: {late} probe(s) timed out in this round");
+            }
+            let t = Instant::now();
+            let seq = probes.run_one_by_one(engine.clone()).await;
+            one_by_one.push(t.elapsed());
+            probe_sum.push(seq.iter().map(|o| o.duration).sum());
+            last = (conc, seq);
+        }
+        for (name, mut outs) in [("concurrent", last.0), ("one by one", last.1)] {
+            outs.sort_by_key(|o| std::cmp::Reverse(o.duration));
+            let top: Vec<String> = outs
+                .iter()
+                .take(5)
+                .map(|o| format!("{} {}", o.label(), ms(o.duration)))
+                .collect();
+            println!("slowest probes ({name}): {}", top.join(", "));
+        }
+        let c = median(concurrent);
+        let s = median(one_by_one);
+        println!("/diagnose concurrent (median of {ROUNDS}):   {}", ms(c));
+        println!(
+            "same probes one by one (median):      {}  (sum of probe durations {})",
+            ms(s),
+            ms(median(probe_sum))
+        );
+        println!(
+            "ratio one-by-one / concurrent:        {:.1}x",
+            s.as_secs_f64() / c.as_secs_f64()
+        );
+
+        let cmds = seed_commands(&project, &ports);
+        let t = Instant::now();
+        let mut failed = 0;
+        for argv in &cmds {
+            let ok = Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !ok {
+                failed += 1;
+            }
+        }
+        let shell = t.elapsed();
+        println!(
+            "seed shell commands in sequence:      {} ({} commands, {failed} failed)",
+            ms(shell),
+            cmds.len()
+        );
+        println!(
+            "ratio shell / concurrent:             {:.1}x",
+            shell.as_secs_f64() / c.as_secs_f64()
+        );
+    });
+}

@@ -1,0 +1,169 @@
+//! Shared by the platform integration tests: project and ports from the environment, one test at a time, fault injection.
+// Each test crate uses a different part of this module.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use container_ops::diagnosis::{self, OpsReport};
+use container_ops::docker::DockerEngine;
+use container_ops::engine::Engine;
+use container_ops::platform::{PlatformConfig, PortSet};
+use container_ops::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
+
+pub struct TestPlatform {
+    pub project: String,
+    pub ports: PortSet,
+    script: PathBuf,
+    /// Held for the whole test: fault tests share one platform, so they run one at a time.
+    _lock: File,
+}
+
+impl TestPlatform {
+    pub fn get() -> Self {
+        let project = std::env::var("CONTAINER_OPS_TEST_PROJECT")
+            .or_else(|_| std::env::var("COMPOSE_PROJECT_NAME"))
+            .unwrap_or_else(|_| "riftwing".into());
+        let ports = PortSet::from_lookup(|k| std::env::var(k).ok()).expect("port variables");
+        let script = std::env::var("CONTAINER_OPS_PLATFORM_SCRIPT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/dev/platform")
+            });
+        let lock =
+            File::create(std::env::temp_dir().join(format!("container-ops-faults-{project}.lock")))
+                .expect("lock file");
+        lock.lock().expect("lock the platform for this test");
+        Self {
+            project,
+            ports,
+            script,
+            _lock: lock,
+        }
+    }
+
+    pub fn config(&self) -> PlatformConfig {
+        PlatformConfig::riftwing(self.ports)
+    }
+
+    pub async fn engine(&self) -> Arc<dyn Engine> {
+        match DockerEngine::connect(None, &self.project).await {
+            Ok(e) => Arc::new(e),
+            Err(e) => panic!(
+                "cannot reach the Docker Engine for project `{}`: {e}. Start the platform with \
+                 `deploy/dev/platform up` (for the rwdiag instance: `source /work/briefing/rwdiag.env` first)",
+                self.project
+            ),
+        }
+    }
+
+    pub async fn diagnose_with(&self, cfg: PlatformConfig) -> (OpsReport, Vec<ProbeOutcome>) {
+        let probes = Probes::new(cfg, &self.project).expect("probe clients");
+        diagnosis::run(&probes, self.engine().await).await
+    }
+
+    pub async fn diagnose(&self) -> (OpsReport, Vec<ProbeOutcome>) {
+        self.diagnose_with(self.config()).await
+    }
+
+    /// Waits until the whole platform diagnoses healthy; fails with the last report otherwise.
+    pub async fn wait_healthy(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (report, outcomes) = self.diagnose().await;
+            if report.healthy {
+                return;
+            }
+            let inventory_failed = outcomes
+                .iter()
+                .any(|o| o.probe == ProbeKind::Inventory && o.status != ProbeStatus::Pass);
+            if inventory_failed || Instant::now() >= deadline {
+                panic!(
+                    "platform `{}` is not reachable or not healthy (ports {:?}). Start it with \
+                     `deploy/dev/platform up` and wait until `deploy/dev/platform status` shows every \
+                     service healthy. Last report:\n{}",
+                    self.project,
+                    self.ports,
+                    report.to_markdown()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    pub fn fault(&self, verb: &str, undo: bool) {
+        let mut cmd = Command::new(&self.script);
+        cmd.arg("fault").arg(verb);
+        if undo {
+            cmd.arg("--undo");
+        }
+        let out = cmd
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            .env("POSTGRES_PORT", self.ports.postgres.to_string())
+            .env("REDIS_PORT", self.ports.redis.to_string())
+            .env("MINIO_PORT", self.ports.minio.to_string())
+            .env("API_PORT", self.ports.api.to_string())
+            .env("TEMPORAL_PORT", self.ports.temporal.to_string())
+            .env("AI_GATEWAY_PORT", self.ports.ai_gateway.to_string())
+            .env("MCP_PORT", self.ports.mcp.to_string())
+            .env("CONSOLE_PORT", self.ports.console.to_string())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.script.display()));
+        assert!(
+            out.status.success(),
+            "fault {verb}{}: {}\n{}",
+            if undo { " --undo" } else { "" },
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Injects a fault, polls `/diagnose` until `check` accepts the report (or fails with the
+    /// last report), undoes the fault whatever happened, and waits for the platform to recover.
+    pub async fn with_fault(
+        &self,
+        verb: &str,
+        within: Duration,
+        check: impl Fn(&OpsReport) -> Result<(), String>,
+    ) -> OpsReport {
+        self.wait_healthy(Duration::from_secs(120)).await;
+        self.fault(verb, false);
+        let undo = Undo {
+            platform: self,
+            verb,
+        };
+        let deadline = Instant::now() + within;
+        let result = loop {
+            let (report, _) = self.diagnose().await;
+            match check(&report) {
+                Ok(()) => break Ok(report),
+                Err(why) if Instant::now() >= deadline => break Err((why, report)),
+                Err(_) => tokio::time::sleep(Duration::from_secs(3)).await,
+            }
+        };
+        drop(undo);
+        match result {
+            Ok(report) => {
+                println!("fault {verb}:\n{}", report.to_markdown());
+                self.wait_healthy(Duration::from_secs(120)).await;
+                report
+            }
+            Err((why, report)) => panic!("fault {verb}: {why}\n{}", report.to_markdown()),
+        }
+    }
+}
+
+/// Undoes the fault even when the test panics, so the next test gets a healthy platform.
+pub struct Undo<'a> {
+    platform: &'a TestPlatform,
+    verb: &'a str,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        self.platform.fault(self.verb, true);
+    }
+}
