@@ -43,6 +43,16 @@ pub enum Operation {
     FlushRedis,
     /// Destructive: terminate the app's Postgres backends.
     TerminateBackends,
+    /// Read-only diagnosis: every probe, then the Container Operations Report.
+    Diagnose,
+    /// Read-only: the probes' verdicts as a table, optionally for one service or probe.
+    Health,
+    /// Read-only per-domain views of the platform's dependencies.
+    Db,
+    Redis,
+    Storage,
+    Temporal,
+    NetworkCheck,
 }
 
 /// The type of an operation parameter, which an option or a fixed `params` value fills.
@@ -78,6 +88,13 @@ impl Operation {
             Operation::Restore => "restore",
             Operation::FlushRedis => "flush_redis",
             Operation::TerminateBackends => "terminate_backends",
+            Operation::Diagnose => "diagnose",
+            Operation::Health => "health",
+            Operation::Db => "db",
+            Operation::Redis => "redis",
+            Operation::Storage => "storage",
+            Operation::Temporal => "temporal",
+            Operation::NetworkCheck => "network_check",
         }
     }
 
@@ -110,6 +127,18 @@ impl Operation {
                 ("limit", ParamKind::Integer),
             ],
             Operation::Restore => &[("file", ParamKind::String)],
+            Operation::Diagnose => &[("service", ParamKind::String)],
+            Operation::Health => &[("target", ParamKind::String)],
+            Operation::Db => &[("view", ParamKind::String)],
+            Operation::Redis => &[("view", ParamKind::String), ("pattern", ParamKind::String)],
+            Operation::Storage => &[("view", ParamKind::String), ("key", ParamKind::String)],
+            Operation::NetworkCheck => &[
+                ("view", ParamKind::String),
+                ("from", ParamKind::String),
+                ("name", ParamKind::String),
+                ("host", ParamKind::String),
+                ("port", ParamKind::Integer),
+            ],
             _ => &[],
         }
     }
@@ -131,7 +160,14 @@ impl Operation {
             | Operation::Backup
             | Operation::Restore
             | Operation::FlushRedis
-            | Operation::TerminateBackends => &[None],
+            | Operation::TerminateBackends
+            | Operation::Diagnose
+            | Operation::Health
+            | Operation::Db
+            | Operation::Redis
+            | Operation::Storage
+            | Operation::Temporal
+            | Operation::NetworkCheck => &[None],
             Operation::Reset => &[Service],
         }
     }

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cli;
 pub mod console;
 pub mod destructive;
+pub mod diag_ops;
 pub mod diagnosis;
 pub mod discord;
 pub mod docker;

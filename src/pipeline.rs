@@ -115,6 +115,8 @@ pub struct Core {
     /// Without a store, destructive commands stop at the gate with nothing to approve.
     store: Option<Arc<dyn Store>>,
     approvals: Option<Approvals>,
+    /// The dependency clients, built on the first diagnosis command so start-up stays fast.
+    probes: tokio::sync::OnceCell<Arc<crate::probes::Probes>>,
 }
 
 /// What the pipeline learned on the way, for the audit record.
@@ -157,6 +159,7 @@ impl Core {
             redactor,
             store: None,
             approvals: None,
+            probes: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -473,6 +476,17 @@ impl Core {
             return Ok(ops::help(&self.catalog, &self.policy, roles, channel, args));
         }
         let engine = self.engine.get().await?;
+        if crate::diag_ops::is_diagnosis(cmd.operation) {
+            let probes = self
+                .probes
+                .get_or_try_init(|| async {
+                    crate::probes::Probes::new(self.settings.platform.clone(), project)
+                        .map(Arc::new)
+                        .map_err(|e| PipelineError::internal(anyhow::anyhow!("probe clients: {e}")))
+                })
+                .await?;
+            return crate::diag_ops::run(cmd.operation, args, probes, engine).await;
+        }
         let engine = engine.as_ref();
         match cmd.operation {
             Operation::Status => Ok(ops::status(project, targets)),
@@ -1498,5 +1512,114 @@ mod tests {
         assert!(lazy.get().await.is_ok());
         assert!(lazy.get().await.is_ok());
         assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// The fake engine's platform with no host-side dependencies, so nothing real is probed.
+    fn engine_only_core(fake: Arc<FakeEngine>) -> (Core, Arc<MemoryAudit>) {
+        let (mut core, audit) = core_with(fake);
+        let p = &mut core.settings.platform;
+        p.postgres = None;
+        p.redis = None;
+        p.s3 = None;
+        p.temporal = None;
+        p.http.clear();
+        p.volumes.clear();
+        (core, audit)
+    }
+
+    const SEED_HEADINGS: [&str; 8] = [
+        "## Container Operations Report",
+        "### Issue:",
+        "### Services Affected:",
+        "### Root Cause:",
+        "### Resolution Steps:",
+        "### Verification:",
+        "### Prevention:",
+        "### Related Services to Monitor:",
+    ];
+
+    fn assert_seed_headings(md: &str) {
+        let mut from = 0;
+        for h in SEED_HEADINGS {
+            let at = md[from..]
+                .find(h)
+                .unwrap_or_else(|| panic!("`{h}` missing or out of order in:\n{md}"));
+            from += at + h.len();
+        }
+    }
+
+    #[tokio::test]
+    async fn viewer_diagnoses_the_platform_and_gets_the_seed_report() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.update("redis", |c| {
+            c.state = "exited".into();
+            c.exit_code = Some(137);
+            c.health = None;
+        });
+        let (core, audit) = engine_only_core(fake);
+        let r = core.run(inv("dave", "/diagnose")).await.unwrap();
+        let md = render_markdown(&r, 1_000_000).text;
+        assert_seed_headings(&md);
+        assert!(
+            r.title.starts_with("Container Operations Report"),
+            "{}",
+            r.title
+        );
+        assert!(
+            md.contains("- redis -"),
+            "redis is not listed as affected:\n{md}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Ran);
+        assert_eq!(audit.records()[0].command, "diagnose");
+    }
+
+    #[tokio::test]
+    async fn diagnose_focused_on_a_healthy_service_says_so_and_points_at_the_rest() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.update("redis", |c| {
+            c.state = "exited".into();
+            c.exit_code = Some(137);
+            c.health = None;
+        });
+        let (core, _) = engine_only_core(fake);
+        let r = core
+            .run(inv("dave", "/diagnose service:minio"))
+            .await
+            .unwrap();
+        let md = render_markdown(&r, 1_000_000).text;
+        assert_seed_headings(&md);
+        assert!(
+            md.contains("`minio` shows no fault; other services do"),
+            "{md}"
+        );
+        assert!(!md.contains("- redis -"), "{md}");
+    }
+
+    #[tokio::test]
+    async fn a_person_without_a_grant_may_not_diagnose() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, audit) = engine_only_core(fake.clone());
+        let e = core.run(inv("mallory", "/diagnose")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::Denied(m)) if m.contains("no roles")),
+            "{e:?}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Denied);
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    }
+
+    #[tokio::test]
+    async fn db_without_a_postgres_section_says_what_is_missing() {
+        let (core, _) = engine_only_core(Arc::new(FakeEngine::riftwing()));
+        let e = core.run(inv("dave", "/db view:locks")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::Unavailable(m)) if m.contains("[postgres]")),
+            "{e:?}"
+        );
+        let e = core.run(inv("dave", "/db view:bloat")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::InvalidArgument(_))),
+            "{e:?}"
+        );
     }
 }

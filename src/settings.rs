@@ -8,12 +8,46 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::ConfigError;
+use crate::platform::{PlatformConfig, PortSet};
 use crate::ratelimit::RateSpec;
 use crate::types::{GroupName, ServiceName, parse_duration};
 
 /// The default settings, compiled in so the binary starts with no file at hand.
 pub const DEFAULT_SETTINGS: &str = include_str!("../deploy/container-ops.toml");
 const DEFAULT_SETTINGS_NAME: &str = "<embedded deploy/container-ops.toml>";
+
+/// The default platform layout, compiled in like the settings.
+pub const DEFAULT_PLATFORM: &str = include_str!("../deploy/platform.toml");
+const DEFAULT_PLATFORM_NAME: &str = "<embedded deploy/platform.toml>";
+
+/// The seed's port variables; any of them set moves the default layout to those host ports.
+const PORT_VARS: [&str; 8] = [
+    "POSTGRES_PORT",
+    "REDIS_PORT",
+    "MINIO_PORT",
+    "API_PORT",
+    "TEMPORAL_PORT",
+    "AI_GATEWAY_PORT",
+    "MCP_PORT",
+    "CONSOLE_PORT",
+];
+
+/// A file is taken as written; the embedded default follows the seed's port variables.
+fn load_platform(
+    file: Option<&Path>,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<PlatformConfig, ConfigError> {
+    if let Some(path) = file {
+        return PlatformConfig::load(path).map_err(|e| ConfigError::new(path, e.message));
+    }
+    let name = Path::new(DEFAULT_PLATFORM_NAME);
+    if PORT_VARS.iter().any(|v| get(v).is_some()) {
+        let ports = PortSet::from_lookup(get).map_err(|m| ConfigError::new(name, m))?;
+        return Ok(PlatformConfig::riftwing(ports));
+    }
+    PlatformConfig::from_toml_str(DEFAULT_PLATFORM, DEFAULT_PLATFORM_NAME)
+        .map_err(|e| ConfigError::new(name, e.message))
+}
 
 /// A value that must never reach a log or a chat message.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -50,6 +84,8 @@ struct RawSettings {
     commands_dir: PathBuf,
     permissions_dir: PathBuf,
     store_url: Option<Secret>,
+    /// The platform's probe targets; unset = the embedded `deploy/platform.toml`.
+    platform_file: Option<PathBuf>,
     #[serde(default)]
     limits: Limits,
     #[serde(default)]
@@ -103,6 +139,9 @@ pub struct Settings {
     pub commands_dir: PathBuf,
     pub permissions_dir: PathBuf,
     pub store_url: Option<Secret>,
+    pub platform_file: Option<PathBuf>,
+    /// How the diagnosis reaches the platform's dependencies; validated at start-up.
+    pub platform: PlatformConfig,
     pub limits: Limits,
     pub groups: BTreeMap<GroupName, Vec<ServiceName>>,
 }
@@ -141,6 +180,8 @@ impl Settings {
             commands_dir: raw.commands_dir,
             permissions_dir: raw.permissions_dir,
             store_url: raw.store_url,
+            platform_file: raw.platform_file,
+            platform: PlatformConfig::riftwing_default(),
             limits: raw.limits,
             groups: raw.groups,
         };
@@ -165,6 +206,10 @@ impl Settings {
         if let Some(v) = get("CONTAINER_OPS_STORE_URL") {
             self.store_url = Some(Secret::new(v)).filter(|s| !s.expose().is_empty());
         }
+        if let Some(v) = get("CONTAINER_OPS_PLATFORM_FILE") {
+            self.platform_file = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty());
+        }
+        self.platform = load_platform(self.platform_file.as_deref(), &get)?;
         self.check()
             .map_err(|m| ConfigError::new(Path::new("environment"), m))
     }
@@ -268,5 +313,32 @@ mod tests {
         let e = Settings::load(Some(&path)).unwrap_err();
         assert!(e.to_string().contains("bad-rate.toml:"), "{e}");
         assert!(e.line.is_some());
+    }
+
+    #[test]
+    fn default_platform_is_the_embedded_file_and_follows_the_seed_port_variables() {
+        let s = Settings::load_with_env(None, |_| None).unwrap();
+        let pg = s.platform.postgres.as_ref().unwrap();
+        assert_eq!(pg.port, 5432);
+        let s = Settings::load_with_env(None, |k| (k == "POSTGRES_PORT").then(|| "6543".into()))
+            .unwrap();
+        assert_eq!(s.platform.postgres.as_ref().unwrap().port, 6543);
+        let e =
+            Settings::load_with_env(None, |k| (k == "REDIS_PORT").then(|| "x".into())).unwrap_err();
+        assert!(e.to_string().contains("REDIS_PORT=x"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_platform_file_is_a_start_up_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("platform.toml");
+        std::fs::write(&path, "[redis]\nurl = \"http://nope\"\n").unwrap();
+        let p = path.display().to_string();
+        let e = Settings::load_with_env(None, |k| {
+            (k == "CONTAINER_OPS_PLATFORM_FILE").then(|| p.clone())
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("platform.toml"), "{e}");
+        assert!(e.to_string().contains("redis://"), "{e}");
     }
 }

@@ -824,6 +824,15 @@ fn step(action: impl Into<String>, bot: impl Into<String>, compose: impl Into<St
     }
 }
 
+/// A step only Compose can do (the catalog has no command for it, on purpose).
+fn shell_step(action: impl Into<String>, compose: impl Into<String>) -> Step {
+    Step {
+        action: action.into(),
+        bot: None,
+        compose: Some(compose.into()),
+    }
+}
+
 /// Steps, verification lines and prevention for one root cause.
 fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
     let s = f.service.as_str();
@@ -855,7 +864,7 @@ fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
                     bot: None,
                     compose: Some("docker compose config".into()),
                 },
-                step(format!("Recreate {s} with the new limit"), format!("/recreate service:{s}"), format!("docker compose up -d --no-deps {s}")),
+                shell_step(format!("Recreate {s} with the new limit (a restart keeps the old one, so this is a Compose step)"), format!("docker compose up -d --no-deps {s}")),
             ],
             [ps.clone(), vec![format!("# /stats service:{s}"), format!("docker stats --no-stream {container}"), format!("docker inspect -f '{{{{.State.OOMKilled}}}}' {container}")]].concat(),
             vec![format!("Size {s}'s memory limit from its observed peak with headroom, and alert on memory above 80% of the limit")],
@@ -868,7 +877,7 @@ fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
                     bot: None,
                     compose: Some(format!("docker compose config | grep -A 30 '{s}:'")),
                 },
-                step(format!("Recreate {s} with the fixed configuration"), format!("/recreate service:{s}"), format!("docker compose up -d --no-deps {s}")),
+                shell_step(format!("Recreate {s} with the fixed configuration (a Compose step: the bot restarts, it does not recreate)"), format!("docker compose up -d --no-deps {s}")),
             ],
             [ps.clone(), vec![format!("docker inspect -f '{{{{.RestartCount}}}}' {container}")]].concat(),
             vec![
@@ -886,7 +895,7 @@ fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
                 steps.push(step("Start redis (AOF persistence restores the data)", "/start service:redis", "docker compose start redis"));
                 verify.push("docker compose exec redis redis-cli ping".into());
             } else if s == "project" {
-                steps.push(step("Start the platform", "/start service:all", "docker compose up -d"));
+                steps.push(shell_step("Start the platform (the bot starts one service at a time)", "docker compose up -d"));
             } else {
                 steps.push(step(format!("Start {s}"), format!("/start service:{s}"), format!("docker compose start {s}")));
             }
@@ -903,10 +912,9 @@ fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
             let net = f.network.clone().unwrap_or_else(|| "<project>_default".into());
             (
                 vec![
-                    step("Inspect the project network and who is attached", "/network inspect", format!("docker network inspect {net}")),
-                    step(
+                    step("Inspect the project network and who is attached", "/network", format!("docker network inspect {net}")),
+                    shell_step(
                         format!("Re-attach {s} to {net} with its service alias (or recreate it, which reconnects its networks)"),
-                        format!("/recreate service:{s}"),
                         format!("docker network connect --alias {s} {net} {container}"),
                     ),
                 ],
@@ -918,7 +926,7 @@ fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
             let path = f.volume.as_ref().map(|(_, p)| p.clone()).unwrap_or_else(|| "/".into());
             (
                 vec![
-                    step(format!("See what fills {path} in {s}"), format!("/disk service:{s}"), format!("docker compose exec {s} du -sh {path}")),
+                    step(format!("See what fills {path} in {s}"), "/disk", format!("docker compose exec {s} du -sh {path}")),
                     Step {
                         action: format!("Remove stale files under {path} or give the volume more room (size in the Compose file)"),
                         bot: None,
@@ -935,9 +943,9 @@ fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
         }
         Kind::BucketMissing => (
             vec![
-                step("List the buckets", "/storage buckets", "docker compose exec minio mc ls local/"),
+                step("List the buckets", "/storage view:buckets", "docker compose exec minio mc ls local/"),
                 step("Re-create the bucket with the init job", "/start service:minio-init", "docker compose run --rm minio-init"),
-                step("Check an artifact is reachable again", "/storage check .keep", "docker compose exec minio mc stat local/rewst-artifacts"),
+                step("Check an artifact is reachable again", "/storage view:check key:.keep", "docker compose exec minio mc stat local/rewst-artifacts"),
             ],
             vec!["# /storage stat".into(), "docker compose exec minio mc stat local/rewst-artifacts".into()],
             vec![

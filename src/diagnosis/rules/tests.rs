@@ -667,3 +667,67 @@ fn markdown_follows_the_seed_output_format_headings_in_order() {
     assert_eq!(md.matches("### ").count(), 7, "{md}");
     assert_eq!(md.matches("```").count(), 2, "{md}");
 }
+
+#[test]
+fn every_bot_command_a_rule_suggests_parses_as_a_catalog_command() {
+    use crate::args::{self, ArgContext};
+    use crate::catalog::Catalog;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("commands");
+    let groups: BTreeSet<crate::types::GroupName> = ["app", "infra"]
+        .iter()
+        .map(|g| crate::types::GroupName::parse(g).unwrap())
+        .collect();
+    let catalog = Catalog::load_dir(&dir, &groups).expect("shipped commands load");
+    let kinds = [
+        Kind::EngineUnavailable,
+        Kind::OomKilled,
+        Kind::CrashLoop,
+        Kind::Stopped,
+        Kind::NetworkCutOff,
+        Kind::VolumeFull,
+        Kind::BucketMissing,
+        Kind::NotResponding,
+        Kind::Unhealthy,
+        Kind::Failing,
+    ];
+    let mut suggested = Vec::new();
+    for kind in kinds {
+        for service in ["postgres", "redis", "minio", "api-1", "worker-1", "project"] {
+            let f = Finding {
+                service: service.into(),
+                kind,
+                status: "down".into(),
+                summary: "x".into(),
+                evidence: vec![],
+                container: Some(format!("riftwing-{service}-1")),
+                volume: Some(("worker-scratch".into(), "/scratch".into())),
+                network: Some("riftwing_default".into()),
+            };
+            let (steps, _, _) = remedy(&f);
+            suggested.extend(steps.into_iter().filter_map(|s| s.bot));
+        }
+    }
+    assert!(suggested.len() > 10, "{suggested:?}");
+    let no_groups = BTreeMap::new();
+    for line in &suggested {
+        let (name, rest) = line
+            .trim_start_matches('/')
+            .split_once(' ')
+            .unwrap_or((line.trim_start_matches('/'), ""));
+        let cmd = catalog
+            .get(name)
+            .unwrap_or_else(|| panic!("`{line}` names no catalog command"));
+        args::parse(
+            cmd,
+            rest,
+            &ArgContext {
+                max_arg_len: 200,
+                known_services: None,
+                groups: &no_groups,
+            },
+        )
+        .unwrap_or_else(|e| panic!("`{line}` does not parse: {e}"));
+    }
+}
