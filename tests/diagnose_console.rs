@@ -116,3 +116,27 @@ async fn db_connections_and_redis_info_answer_through_the_console() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("ping"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_temporal_storage_and_network_check_answer_through_the_console() {
+    let p = TestPlatform::get();
+    p.wait_healthy(Duration::from_secs(120)).await;
+    let core = core(&p).await;
+    for (line, expect) in [
+        ("/health target:redis", "probes pass"),
+        ("/temporal", "workflows in namespace"),
+        ("/storage view:stat", "exists      true"),
+        (
+            "/network-check view:dns from:api-1 name:postgres",
+            "postgres",
+        ),
+        (
+            "/network-check view:port from:api-1 host:redis port:6379",
+            "open",
+        ),
+    ] {
+        let (code, text) = say(&core, line).await;
+        assert_eq!(code, 0, "{line}: {text}");
+        assert!(text.contains(expect), "{line}: {text}");
+    }
+}
