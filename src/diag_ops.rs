@@ -180,6 +180,23 @@ async fn diagnose(
 ) -> Result<Report, PipelineError> {
     if let Some(s) = service {
         DnsName::parse(s).map_err(invalid)?;
+        // A focus on a name the project does not have would read as "no fault there".
+        let mut known: Vec<String> = engine
+            .containers()
+            .await
+            .map_err(PipelineError::from)?
+            .into_iter()
+            .map(|c| c.service)
+            .collect();
+        known.sort();
+        known.dedup();
+        if !known.iter().any(|k| k == s) {
+            return Err(UserError::NotFound(format!(
+                "no service `{s}` in the project; services: {}",
+                known.join(", ")
+            ))
+            .into());
+        }
     }
     let (report, _outcomes) = diagnosis::run(probes, engine).await;
     Ok(ops_report(&match service {

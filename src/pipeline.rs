@@ -1596,6 +1596,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn diagnose_focused_on_an_unknown_service_names_the_real_ones() {
+        let (core, _) = engine_only_core(Arc::new(FakeEngine::riftwing()));
+        let e = core
+            .run(inv("dave", "/diagnose service:nosuch"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::NotFound(m)) if m.contains("nosuch") && m.contains("postgres")),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_person_without_a_grant_may_not_diagnose() {
         let fake = Arc::new(FakeEngine::riftwing());
         let (core, audit) = engine_only_core(fake.clone());
