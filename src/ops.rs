@@ -679,6 +679,17 @@ mod tests {
     use super::*;
     use crate::fake::{FakeEngine, container};
 
+    /// The text of a report's first code block (logs, tables).
+    fn code_block(r: &Report) -> String {
+        r.blocks
+            .iter()
+            .find_map(|b| match b {
+                Block::Code { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .expect("a code block")
+    }
+
     fn targets(f: &FakeEngine, services: &[&str]) -> Targets {
         let all = futures::executor::block_on(f.containers()).unwrap();
         Targets {
@@ -744,17 +755,7 @@ mod tests {
         let mut red = Redactor::new();
         let mut args = Args::default();
         let r = logs(&f, &t, &args, 2000, &mut red).await.unwrap();
-        let text = r
-            .blocks
-            .iter()
-            .find_map(|b| {
-                if let Block::Code { text, .. } = b {
-                    Some(text.clone())
-                } else {
-                    None
-                }
-            })
-            .unwrap();
+        let text = code_block(&r);
         let order: Vec<&str> = text
             .lines()
             .map(|l| l.split(" | ").nth(1).unwrap())
@@ -794,17 +795,7 @@ mod tests {
         )
         .unwrap();
         let r = logs(&f, &t, &args, 2000, &mut red).await.unwrap();
-        let text = r
-            .blocks
-            .iter()
-            .find_map(|b| {
-                if let Block::Code { text, .. } = b {
-                    Some(text.clone())
-                } else {
-                    None
-                }
-            })
-            .unwrap();
+        let text = code_block(&r);
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.starts_with("2026-11-30T03:00:05.000Z api-1"), "{text}");
         assert!(
@@ -847,17 +838,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let text = r
-            .blocks
-            .iter()
-            .find_map(|b| {
-                if let Block::Code { text, .. } = b {
-                    Some(text.clone())
-                } else {
-                    None
-                }
-            })
-            .unwrap();
+        let text = code_block(&r);
         assert_eq!(text.lines().count(), 10);
         assert_eq!(text.lines().last(), Some("line 49"));
         assert!(
