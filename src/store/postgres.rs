@@ -17,14 +17,15 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AuditEntry, AuditHead, AuditQuery, GENESIS_HASH, Incident, NewAuditEntry, NewIncident,
-    ReviewAdded, Store, TimelineEntry, Transition, entry_hash, to_micros,
+    AuditEntry, AuditHead, AuditQuery, GENESIS_HASH, Incident, LeaseCheck, NewAuditEntry,
+    NewIncident, ReviewAdded, Store, TimelineEntry, Transition, entry_hash, to_micros,
 };
 use crate::approvals::{ApprovalRequest, ApprovalState, Review};
 
 /// Schema versions, applied in order and recorded in `schema_migrations`. Never edit one that
 /// has shipped; append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE audit_log (
     id             bigint      PRIMARY KEY,
     at             timestamptz NOT NULL,
@@ -98,13 +99,19 @@ CREATE TABLE incident_timeline (
     text        text        NOT NULL
 );
 CREATE INDEX incident_timeline_incident ON incident_timeline (incident_id, at);
-"#];
+"#,
+    // Leases: who executes a request and until when, so recovery leaves live replicas alone.
+    r#"
+ALTER TABLE approvals ADD COLUMN executor text;
+ALTER TABLE approvals ADD COLUMN lease_until timestamptz;
+"#,
+];
 
 const AUDIT_COLUMNS: &str = "id, at, actor, roles, channel, command, args, target, decision, \
      result, duration_ms, correlation_id, prev_hash, hash";
 const APPROVAL_COLUMNS: &str = "id, command, args, targets, requester, requester_roles, \
      approver_roles, min_approvals, channel, correlation_id, created_at, expires_at, digest, \
-     state, result, updated_at";
+     state, result, updated_at, executor, lease_until";
 const INCIDENT_COLUMNS: &str = "id, channel, thread_id, title, opened_by, opened_at, closed_at";
 
 /// How to connect, beyond the URL.
@@ -226,6 +233,15 @@ impl PostgresStore {
             .await
             .context("no connection to the Postgres store")
     }
+
+    /// A conditional single-row update: true when exactly that row changed.
+    async fn update_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> anyhow::Result<bool> {
+        Ok(self.client().await?.execute(sql, params).await? == 1)
+    }
 }
 
 /// `host:port/db` for error messages; never the password.
@@ -280,6 +296,8 @@ fn approval_row(r: &Row) -> anyhow::Result<ApprovalRequest> {
         reviews: vec![],
         result: r.try_get("result")?,
         updated_at: r.try_get("updated_at")?,
+        executor: r.try_get("executor")?,
+        lease_until: r.try_get("lease_until")?,
     })
 }
 
@@ -456,7 +474,7 @@ impl Store for PostgresStore {
             .execute(
                 &format!(
                     "INSERT INTO approvals ({APPROVAL_COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
                      ON CONFLICT (id) DO NOTHING"
                 ),
                 &[
@@ -476,6 +494,8 @@ impl Store for PostgresStore {
                     &r.state.as_str(),
                     &r.result,
                     &to_micros(r.updated_at),
+                    &r.executor,
+                    &r.lease_until.map(to_micros),
                 ],
             )
             .await?;
@@ -579,11 +599,15 @@ impl Store for PostgresStore {
     async fn transition(&self, t: Transition) -> anyhow::Result<bool> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        let (expired_at, held_by) = LeaseCheck::params(&t.lease_check);
         let changed = tx
             .execute(
-                "UPDATE approvals SET state = $1, result = coalesce($2, result), updated_at = $3
+                "UPDATE approvals SET state = $1, result = coalesce($2, result), updated_at = $3,
+                        executor = coalesce($7, executor), lease_until = coalesce($8, lease_until)
                  WHERE id = $4 AND state = ANY($5)
-                   AND ($6::timestamptz IS NULL OR expires_at > $6)",
+                   AND ($6::timestamptz IS NULL OR expires_at > $6)
+                   AND ($9::timestamptz IS NULL OR lease_until IS NULL OR lease_until <= $9)
+                   AND ($10::text IS NULL OR executor = $10)",
                 &[
                     &t.to.as_str(),
                     &t.result,
@@ -591,6 +615,10 @@ impl Store for PostgresStore {
                     &t.id,
                     &state_names(&t.from),
                     &t.unexpired_at.map(to_micros),
+                    &t.lease.as_ref().map(|l| l.executor.as_str()),
+                    &t.lease.as_ref().map(|l| to_micros(l.until)),
+                    &expired_at,
+                    &held_by,
                 ],
             )
             .await?;
@@ -600,6 +628,19 @@ impl Store for PostgresStore {
         append(&tx, t.audit).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &str,
+        executor: &str,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        self.update_one(
+            "UPDATE approvals SET lease_until = $1 WHERE id = $2 AND state = 'executing' AND executor = $3",
+            &[&to_micros(until), &id, &executor],
+        )
+        .await
     }
 
     async fn open_incident(&self, i: NewIncident) -> anyhow::Result<Incident> {
@@ -623,23 +664,19 @@ impl Store for PostgresStore {
     }
 
     async fn set_incident_thread(&self, id: i64, thread_id: &str) -> anyhow::Result<bool> {
-        let c = self.client().await?;
-        Ok(c.execute(
+        self.update_one(
             "UPDATE incidents SET thread_id = $1 WHERE id = $2",
             &[&thread_id, &id],
         )
-        .await?
-            == 1)
+        .await
     }
 
     async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<bool> {
-        let c = self.client().await?;
-        Ok(c.execute(
+        self.update_one(
             "UPDATE incidents SET closed_at = $1 WHERE id = $2 AND closed_at IS NULL",
             &[&to_micros(at), &id],
         )
-        .await?
-            == 1)
+        .await
     }
 
     async fn get_incident(&self, id: i64) -> anyhow::Result<Option<Incident>> {

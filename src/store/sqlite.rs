@@ -14,13 +14,14 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    AuditEntry, AuditHead, AuditQuery, Incident, NewAuditEntry, NewIncident, ReviewAdded, Store,
-    TimelineEntry, Transition, entry_hash, json_list, to_micros,
+    AuditEntry, AuditHead, AuditQuery, Incident, LeaseCheck, NewAuditEntry, NewIncident,
+    ReviewAdded, Store, TimelineEntry, Transition, entry_hash, json_list, to_micros,
 };
 use crate::approvals::{ApprovalRequest, ApprovalState, Review};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE audit_log (
     id             INTEGER PRIMARY KEY,
     at             INTEGER NOT NULL,
@@ -93,13 +94,19 @@ CREATE TABLE incident_timeline (
     text        TEXT    NOT NULL
 );
 CREATE INDEX incident_timeline_incident ON incident_timeline (incident_id, at);
-"#];
+"#,
+    // Leases: who executes a request and until when, so recovery leaves live replicas alone.
+    r#"
+ALTER TABLE approvals ADD COLUMN executor TEXT;
+ALTER TABLE approvals ADD COLUMN lease_until INTEGER;
+"#,
+];
 
 const AUDIT_COLUMNS: &str = "id, at, actor, roles, channel, command, args, target, decision, \
      result, duration_ms, correlation_id, prev_hash, hash";
 const APPROVAL_COLUMNS: &str = "id, command, args, targets, requester, requester_roles, \
      approver_roles, min_approvals, channel, correlation_id, created_at, expires_at, digest, \
-     state, result, updated_at";
+     state, result, updated_at, executor, lease_until";
 const INCIDENT_COLUMNS: &str = "id, channel, thread_id, title, opened_by, opened_at, closed_at";
 
 #[derive(Clone)]
@@ -236,6 +243,8 @@ fn approval_row(r: &Row<'_>) -> rusqlite::Result<ApprovalRequest> {
         reviews: vec![],
         result: r.get(14)?,
         updated_at: instant(r.get(15)?)?,
+        executor: r.get(16)?,
+        lease_until: r.get::<_, Option<i64>>(17)?.map(instant).transpose()?,
     })
 }
 
@@ -396,7 +405,7 @@ impl Store for SqliteStore {
             let tx = write_tx(c)?;
             let inserted = tx.execute(
                 &format!(
-                    "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                    "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
                      ON CONFLICT (id) DO NOTHING"
                 ),
                 params![
@@ -416,6 +425,8 @@ impl Store for SqliteStore {
                     r.state.as_str(),
                     r.result,
                     micros(r.updated_at),
+                    r.executor,
+                    r.lease_until.map(micros),
                 ],
             )?;
             if inserted == 0 {
@@ -525,10 +536,14 @@ impl Store for SqliteStore {
                     .map(|s| s.as_str().to_owned())
                     .collect::<Vec<_>>(),
             );
+            let (expired_at, held_by) = LeaseCheck::params(&t.lease_check);
             let changed = tx.execute(
-                "UPDATE approvals SET state = ?1, result = coalesce(?2, result), updated_at = ?3
+                "UPDATE approvals SET state = ?1, result = coalesce(?2, result), updated_at = ?3,
+                        executor = coalesce(?7, executor), lease_until = coalesce(?8, lease_until)
                  WHERE id = ?4 AND state IN (SELECT value FROM json_each(?5))
-                   AND (?6 IS NULL OR expires_at > ?6)",
+                   AND (?6 IS NULL OR expires_at > ?6)
+                   AND (?9 IS NULL OR lease_until IS NULL OR lease_until <= ?9)
+                   AND (?10 IS NULL OR executor = ?10)",
                 params![
                     t.to.as_str(),
                     t.result,
@@ -536,6 +551,10 @@ impl Store for SqliteStore {
                     t.id,
                     from,
                     t.unexpired_at.map(micros),
+                    t.lease.as_ref().map(|l| l.executor.clone()),
+                    t.lease.as_ref().map(|l| micros(l.until)),
+                    expired_at.map(micros),
+                    held_by,
                 ],
             )?;
             if changed == 0 {
@@ -544,6 +563,22 @@ impl Store for SqliteStore {
             append(&tx, t.audit)?;
             tx.commit()?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &str,
+        executor: &str,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let (id, executor) = (id.to_owned(), executor.to_owned());
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE approvals SET lease_until = ?1 WHERE id = ?2 AND state = 'executing' AND executor = ?3",
+                params![micros(until), id, executor],
+            )? == 1)
         })
         .await
     }
