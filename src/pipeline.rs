@@ -1324,6 +1324,77 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_the_store_down_every_store_command_is_refused_and_nothing_destructive_runs() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.update("redis", |c| c.volumes = vec!["riftwing_redis-data".into()]);
+        let (core, _) = core_with(fake.clone());
+        let data: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(":memory:").await.unwrap());
+        let down = Arc::new(AtomicBool::new(false));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::resilient::tests::switched(
+            data.clone(),
+            down.clone(),
+            dir.path().join("audit-spill.jsonl"),
+            Arc::new(AtomicUsize::new(0)),
+        ));
+        let core = Core {
+            audit: store.clone(),
+            ..core
+        }
+        .with_store(store.clone());
+        let id = pending_id(&core.run(inv("alice", "/reset redis")).await.unwrap());
+
+        down.store(true, Ordering::SeqCst);
+        let refused = [
+            ("bob", format!("/approve {id}")),
+            ("carol", format!("/deny {id} reason:later")),
+            ("alice", format!("/cancel {id}")),
+            ("bob", "/pending".to_owned()),
+            ("carol", "/audit".to_owned()),
+            ("alice", "/reset redis".to_owned()),
+        ];
+        for (n, (who, line)) in refused.iter().enumerate() {
+            let md = core.run(inv(who, line)).await.unwrap_err().markdown();
+            assert!(md.contains(STORE_DOWN), "{line}: {md}");
+            assert!(
+                md.contains(&format!("{} entr", n + 1)) && md.contains("audit-spill.jsonl"),
+                "{line}: {md}"
+            );
+        }
+        let status = core.run(inv("dave", "/status")).await.unwrap().all_text();
+        assert!(status.contains("7 entries kept"), "{status}");
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+
+        down.store(false, Ordering::SeqCst);
+        let ran = core
+            .run(inv("bob", &format!("/approve {id}")))
+            .await
+            .unwrap();
+        assert!(
+            ran.all_text().contains("7 kept entries"),
+            "{}",
+            ran.all_text()
+        );
+        assert_eq!(
+            fake.calls().len(),
+            1,
+            "the request survived the outage and ran once"
+        );
+        let log = data.audit_page(0, 100).await.unwrap();
+        let actors: Vec<&str> = log.iter().map(|e| e.entry.actor.as_str()).collect();
+        assert_eq!(
+            actors[..9],
+            [
+                "alice", "alice", "bob", "carol", "alice", "bob", "carol", "alice", "dave"
+            ],
+            "the request (gate and pipeline), then the kept entries in order"
+        );
+        assert!(crate::store::verify_audit(&*data).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
     async fn a_recreated_target_fails_closed_and_says_why() {
         let fake = Arc::new(FakeEngine::riftwing());
         let (core, _) = core_with_store(fake.clone()).await;

@@ -401,14 +401,14 @@ impl Store for ResilientStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
     use crate::store::{AuditDecision, SqliteStore, verify_audit};
 
     /// An SQLite store behind a switch: while "down", every call fails as a refused connection would.
-    struct Switch {
+    pub(crate) struct Switch {
         inner: Arc<dyn Store>,
         down: Arc<AtomicBool>,
     }
@@ -511,6 +511,33 @@ mod tests {
         }
     }
 
+    /// A resilient handle over `data` that is unreachable while `down` is set (no backoff).
+    pub(crate) fn switched(
+        data: Arc<dyn Store>,
+        down: Arc<AtomicBool>,
+        spill: std::path::PathBuf,
+        opens: Arc<AtomicUsize>,
+    ) -> ResilientStore {
+        ResilientStore::new(
+            move || {
+                opens.fetch_add(1, Ordering::SeqCst);
+                let s: Arc<dyn Store> = Arc::new(Switch {
+                    inner: data.clone(),
+                    down: down.clone(),
+                });
+                let down = down.clone();
+                Box::pin(async move {
+                    if down.load(Ordering::SeqCst) {
+                        anyhow::bail!(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+                    }
+                    Ok(s)
+                })
+            },
+            Spill::new(spill),
+        )
+        .with_backoff(Duration::ZERO, Duration::ZERO)
+    }
+
     struct Rig {
         _dir: tempfile::TempDir,
         data: Arc<dyn Store>,
@@ -537,28 +564,13 @@ mod tests {
 
         /// A bot process: its own handle over the same data and spill file.
         fn process(&self) -> ResilientStore {
-            let (data, down, opens) = (self.data.clone(), self.down.clone(), self.opens.clone());
             let firsts = self.firsts.clone();
-            ResilientStore::new(
-                move || {
-                    opens.fetch_add(1, Ordering::SeqCst);
-                    let s: Arc<dyn Store> = Arc::new(Switch {
-                        inner: data.clone(),
-                        down: down.clone(),
-                    });
-                    let down = down.clone();
-                    Box::pin(async move {
-                        if down.load(Ordering::SeqCst) {
-                            anyhow::bail!(std::io::Error::from(
-                                std::io::ErrorKind::ConnectionRefused
-                            ));
-                        }
-                        Ok(s)
-                    })
-                },
-                Spill::new(self.spill_path.clone()),
+            switched(
+                self.data.clone(),
+                self.down.clone(),
+                self.spill_path.clone(),
+                self.opens.clone(),
             )
-            .with_backoff(Duration::ZERO, Duration::ZERO)
             .on_first_connect(move |_| {
                 firsts.fetch_add(1, Ordering::SeqCst);
                 Box::pin(async { anyhow::Ok(()) })
