@@ -322,3 +322,73 @@ fn with_the_store_down_reads_answer_destructive_commands_are_refused_and_no_audi
     );
     assert_eq!(bot.spill(), "");
 }
+
+/// The outage seen from inside one long-running bot process (the `serve` case): its pooled
+/// connections die with the server, and the real errors Postgres and the pool give are taken
+/// for an outage, not for internal errors.
+#[test]
+fn a_running_bot_whose_store_stops_keeps_entries_aside_and_writes_them_when_it_is_back() {
+    use container_ops::approvals::ApprovalState;
+    use container_ops::store::spill::Spill;
+    use container_ops::store::{
+        AuditDecision, NewAuditEntry, ResilientStore, Store, StoreUnavailable, verify_audit,
+    };
+
+    let store = OwnStore::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bot = ResilientStore::for_url(
+        store.url.clone(),
+        Spill::new(dir.path().join("audit-spill.jsonl")),
+    )
+    .with_backoff(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(1),
+    );
+    let entry = |n: u64| NewAuditEntry {
+        at: chrono::Utc::now(),
+        actor: format!("user-{n}"),
+        roles: vec![],
+        channel: "console".into(),
+        command: "status".into(),
+        args: String::new(),
+        target: vec![],
+        decision: AuditDecision::Ran,
+        result: "ok".into(),
+        duration_ms: n,
+        correlation_id: format!("c{n}"),
+    };
+    rt.block_on(async {
+        bot.connect_now().await.unwrap();
+        assert_eq!(bot.record_audit(entry(1)).await.unwrap(), None);
+        // Open pooled connections that the stop will cut.
+        bot.list_approvals(&[ApprovalState::Pending]).await.unwrap();
+    });
+
+    store.script("stop");
+    rt.block_on(async {
+        let kept = bot.record_audit(entry(2)).await.unwrap().unwrap();
+        assert!(kept.contains("1 entry kept"), "{kept}");
+        let e = bot
+            .list_approvals(&[ApprovalState::Pending])
+            .await
+            .unwrap_err();
+        assert!(e.downcast_ref::<StoreUnavailable>().is_some(), "{e:#}");
+        let kept = bot.record_audit(entry(3)).await.unwrap().unwrap();
+        assert!(kept.contains("2 entries kept"), "{kept}");
+    });
+
+    store.script("up");
+    rt.block_on(async {
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let back = bot.record_audit(entry(4)).await.unwrap().unwrap();
+        assert!(back.contains("2 kept entries"), "{back}");
+        let log = bot.audit_page(0, 10).await.unwrap();
+        assert_eq!(
+            log.iter().map(|e| e.entry.duration_ms).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        let report = verify_audit(&bot).await.unwrap();
+        assert!(report.is_ok(), "{report}");
+    });
+}
