@@ -7,6 +7,7 @@
 
 pub mod postgres;
 pub mod resilient;
+mod rows;
 pub mod spill;
 pub mod sqlite;
 

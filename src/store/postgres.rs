@@ -18,7 +18,7 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{
     AuditEntry, AuditHead, AuditQuery, GENESIS_HASH, Incident, LeaseCheck, NewAuditEntry,
-    NewIncident, ReviewAdded, Store, TimelineEntry, Transition, entry_hash, to_micros,
+    NewIncident, ReviewAdded, Store, TimelineEntry, Transition, entry_hash, rows, to_micros,
 };
 use crate::approvals::{ApprovalRequest, ApprovalState, Review};
 
@@ -256,61 +256,26 @@ fn describe(cfg: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or("?"))
 }
 
-fn audit_row(r: &Row) -> anyhow::Result<AuditEntry> {
-    Ok(AuditEntry {
-        id: r.try_get("id")?,
-        entry: NewAuditEntry {
-            at: r.try_get("at")?,
-            actor: r.try_get("actor")?,
-            roles: r.try_get("roles")?,
-            channel: r.try_get("channel")?,
-            command: r.try_get("command")?,
-            args: r.try_get("args")?,
-            target: r.try_get("target")?,
-            decision: r.try_get::<_, String>("decision")?.parse()?,
-            result: r.try_get("result")?,
-            duration_ms: r.try_get::<_, i64>("duration_ms")? as u64,
-            correlation_id: r.try_get("correlation_id")?,
-        },
-        prev_hash: r.try_get("prev_hash")?,
-        hash: r.try_get("hash")?,
-    })
-}
-
-fn approval_row(r: &Row) -> anyhow::Result<ApprovalRequest> {
-    Ok(ApprovalRequest {
-        id: r.try_get("id")?,
-        command: r.try_get("command")?,
-        args: r.try_get("args")?,
-        targets: r.try_get("targets")?,
-        requester: r.try_get("requester")?,
-        requester_roles: r.try_get("requester_roles")?,
-        approver_roles: r.try_get("approver_roles")?,
-        min_approvals: r.try_get::<_, i32>("min_approvals")?.max(0) as u32,
-        channel: r.try_get("channel")?,
-        correlation_id: r.try_get("correlation_id")?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        digest: r.try_get("digest")?,
-        state: r.try_get::<_, String>("state")?.parse()?,
-        reviews: vec![],
-        result: r.try_get("result")?,
-        updated_at: r.try_get("updated_at")?,
-        executor: r.try_get("executor")?,
-        lease_until: r.try_get("lease_until")?,
-    })
-}
-
-fn incident_row(r: &Row) -> anyhow::Result<Incident> {
-    Ok(Incident {
-        id: r.try_get("id")?,
-        channel: r.try_get("channel")?,
-        thread_id: r.try_get("thread_id")?,
-        title: r.try_get("title")?,
-        opened_by: r.try_get("opened_by")?,
-        opened_at: r.try_get("opened_at")?,
-        closed_at: r.try_get("closed_at")?,
-    })
+impl rows::Columns for Row {
+    fn text(&self, col: &str) -> anyhow::Result<String> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> anyhow::Result<Option<String>> {
+        Ok(self.try_get(col)?)
+    }
+    fn list(&self, col: &str) -> anyhow::Result<Vec<String>> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> anyhow::Result<i64> {
+        // bigint and integer columns both read as i64.
+        match self.try_get::<_, i64>(col) {
+            Ok(v) => Ok(v),
+            Err(_) => Ok(self.try_get::<_, i32>(col)?.into()),
+        }
+    }
+    fn opt_instant(&self, col: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(self.try_get(col)?)
+    }
 }
 
 fn state_names(states: &[ApprovalState]) -> Vec<String> {
@@ -326,14 +291,7 @@ async fn load_reviews(c: &tokio_postgres::Client, req: &mut ApprovalRequest) -> 
         .await?;
     req.reviews = rows
         .iter()
-        .map(|r| {
-            Ok(Review {
-                reviewer: r.try_get("reviewer")?,
-                decision: r.try_get::<_, String>("decision")?.parse()?,
-                reason: r.try_get("reason")?,
-                at: r.try_get("at")?,
-            })
-        })
+        .map(rows::review)
         .collect::<anyhow::Result<_>>()?;
     Ok(())
 }
@@ -426,7 +384,7 @@ impl Store for PostgresStore {
                 ],
             )
             .await?;
-        rows.iter().map(audit_row).collect()
+        rows.iter().map(rows::audit_entry).collect()
     }
 
     async fn audit_page(&self, after_id: i64, limit: u32) -> anyhow::Result<Vec<AuditEntry>> {
@@ -439,7 +397,7 @@ impl Store for PostgresStore {
                 &[&after_id, &i64::from(limit)],
             )
             .await?;
-        rows.iter().map(audit_row).collect()
+        rows.iter().map(rows::audit_entry).collect()
     }
 
     async fn audit_head(&self) -> anyhow::Result<AuditHead> {
@@ -525,7 +483,7 @@ impl Store for PostgresStore {
         else {
             return Ok(None);
         };
-        let mut req = approval_row(&row)?;
+        let mut req = rows::approval(&row)?;
         load_reviews(&c, &mut req).await?;
         Ok(Some(req))
     }
@@ -545,7 +503,7 @@ impl Store for PostgresStore {
             .await?;
         let mut reqs = rows
             .iter()
-            .map(approval_row)
+            .map(rows::approval)
             .collect::<anyhow::Result<Vec<_>>>()?;
         for r in &mut reqs {
             load_reviews(&c, r).await?;
@@ -687,7 +645,7 @@ impl Store for PostgresStore {
         )
         .await?
         .as_ref()
-        .map(incident_row)
+        .map(rows::incident)
         .transpose()
     }
 
@@ -699,7 +657,7 @@ impl Store for PostgresStore {
         )
         .await?
         .as_ref()
-        .map(incident_row)
+        .map(rows::incident)
         .transpose()
     }
 
@@ -713,7 +671,7 @@ impl Store for PostgresStore {
         )
         .await?
         .iter()
-        .map(incident_row)
+        .map(rows::incident)
         .collect()
     }
 
@@ -736,15 +694,7 @@ impl Store for PostgresStore {
         )
         .await?
         .iter()
-        .map(|r| {
-            Ok(TimelineEntry {
-                incident_id: r.try_get(0)?,
-                at: r.try_get(1)?,
-                actor: r.try_get(2)?,
-                kind: r.try_get(3)?,
-                text: r.try_get(4)?,
-            })
-        })
+        .map(rows::timeline_entry)
         .collect()
     }
 }
