@@ -47,14 +47,18 @@ impl OwnStore {
         s
     }
 
-    fn script(&self, verb: &str) -> Output {
-        let out = Command::new(repo().join("deploy/dev/bot-store"))
-            .arg(verb)
+    /// `deploy/dev/bot-store VERB` for this store's name, volume and port.
+    fn command(&self, verb: &str) -> Command {
+        let mut c = Command::new(repo().join("deploy/dev/bot-store"));
+        c.arg(verb)
             .env("CONTAINER_OPS_STORE_NAME", &self.name)
             .env("CONTAINER_OPS_STORE_VOLUME", format!("{}-data", self.name))
-            .env("CONTAINER_OPS_STORE_PORT", self.port.to_string())
-            .output()
-            .expect("deploy/dev/bot-store");
+            .env("CONTAINER_OPS_STORE_PORT", self.port.to_string());
+        c
+    }
+
+    fn script(&self, verb: &str) -> Output {
+        let out = self.command(verb).output().expect("deploy/dev/bot-store");
         assert!(
             out.status.success(),
             "bot-store {verb}: {}",
@@ -66,12 +70,8 @@ impl OwnStore {
 
 impl Drop for OwnStore {
     fn drop(&mut self) {
-        let _ = Command::new(repo().join("deploy/dev/bot-store"))
-            .arg("reset")
-            .env("CONTAINER_OPS_STORE_NAME", &self.name)
-            .env("CONTAINER_OPS_STORE_VOLUME", format!("{}-data", self.name))
-            .env("CONTAINER_OPS_STORE_PORT", self.port.to_string())
-            .output();
+        // Container and volume go whatever happened; a failure here is not worth a panic in drop.
+        let _ = self.command("reset").output();
     }
 }
 
@@ -88,10 +88,10 @@ struct Reply {
 }
 
 impl Bot {
-    /// One console process running one line, as `who`.
-    fn run(&self, who: &str, line: &str) -> Reply {
+    /// One process of the binary with these arguments, in the repository, on this bot's store.
+    fn cli(&self, args: &[&str]) -> Reply {
         let out = Command::new(env!("CARGO_BIN_EXE_container-ops"))
-            .args(["console", "--as", who, "--command", line])
+            .args(args)
             .current_dir(repo())
             .env("CONTAINER_OPS_PROJECT", &self.project)
             .env("CONTAINER_OPS_STORE_URL", &self.store_url)
@@ -99,11 +99,16 @@ impl Bot {
             .env_remove("CONTAINER_OPS_AUDIT_SPILL")
             .output()
             .expect("the container-ops binary");
-        let r = Reply {
+        Reply {
             code: out.status.code().unwrap_or(-1),
             out: String::from_utf8_lossy(&out.stdout).into_owned(),
             err: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
+        }
+    }
+
+    /// One console process running one line, as `who`.
+    fn run(&self, who: &str, line: &str) -> Reply {
+        let r = self.cli(&["console", "--as", who, "--command", line]);
         println!(
             "$ {who}: {line} → {}\n{}\n{}",
             r.code,
@@ -114,18 +119,7 @@ impl Bot {
     }
 
     fn verify(&self) -> Reply {
-        let out = Command::new(env!("CARGO_BIN_EXE_container-ops"))
-            .args(["audit", "verify"])
-            .current_dir(repo())
-            .env("CONTAINER_OPS_STORE_URL", &self.store_url)
-            .env("CONTAINER_OPS_DATA_DIR", &self.data_dir)
-            .output()
-            .unwrap();
-        Reply {
-            code: out.status.code().unwrap_or(-1),
-            out: String::from_utf8_lossy(&out.stdout).into_owned(),
-            err: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        self.cli(&["audit", "verify"])
     }
 
     fn spill(&self) -> String {
