@@ -15,13 +15,19 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::store::{AuditDecision, NewAuditEntry, ReviewAdded, Store, Transition, to_micros};
+use crate::replica::ReplicaId;
+use crate::store::{
+    AuditDecision, Lease, LeaseCheck, NewAuditEntry, ReviewAdded, Store, Transition, to_micros,
+};
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long a claim for execution holds without renewal; the executor renews it every
+/// quarter of this while the operation runs.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 /// Letters and digits that survive being read aloud or retyped: no 0/o, 1/l/i.
 const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 const ID_LEN: usize = 8;
-/// Result text of a request that was executing when the bot stopped.
+/// Start of the result text of a request that was executing when its bot stopped.
 pub const INTERRUPTED: &str = "interrupted";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -180,6 +186,10 @@ pub struct ApprovalRequest {
     /// Outcome text once finished, or why it failed/was denied/cancelled.
     pub result: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// The replica that claimed it for execution ([`crate::replica::ReplicaId`] text).
+    pub executor: Option<String>,
+    /// Until when that claim holds unless renewed.
+    pub lease_until: Option<DateTime<Utc>>,
 }
 
 impl ApprovalRequest {
@@ -291,11 +301,30 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct Approvals {
     store: Arc<dyn Store>,
+    /// Who this process is when it claims a request.
+    replica: ReplicaId,
+    lease: Duration,
 }
 
 impl Approvals {
+    /// Claims made through it are held by this process, with the default lease.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            replica: ReplicaId::current().clone(),
+            lease: DEFAULT_LEASE,
+        }
+    }
+
+    /// Claims (and recovers) as `replica` with leases of `lease`: several replicas in one test.
+    pub fn as_replica(mut self, replica: ReplicaId, lease: Duration) -> Self {
+        self.replica = replica;
+        self.lease = lease;
+        self
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
     /// Stores a new pending request with a fresh short id and audits it.
@@ -325,6 +354,8 @@ impl Approvals {
             reviews: vec![],
             result: None,
             updated_at: now,
+            executor: None,
+            lease_until: None,
         };
         // Eight characters from 31 give ~8.5e11 ids; a clash is retried, not an error.
         for _ in 0..5 {
@@ -423,6 +454,8 @@ impl Approvals {
                 from: vec![ApprovalState::Pending],
                 to: ApprovalState::Approved,
                 unexpired_at: Some(now),
+                lease: None,
+                lease_check: None,
                 result: None,
                 at: now,
                 audit: self.audit(
@@ -501,6 +534,8 @@ impl Approvals {
                 from: vec![ApprovalState::Pending],
                 to: ApprovalState::Denied,
                 unexpired_at: None,
+                lease: None,
+                lease_check: None,
                 result: Some(format!("denied by {reviewer}: {reason}")),
                 at: now,
                 audit: self.audit(
@@ -539,6 +574,8 @@ impl Approvals {
                 from: vec![ApprovalState::Pending, ApprovalState::Approved],
                 to: ApprovalState::Cancelled,
                 unexpired_at: None,
+                lease: None,
+                lease_check: None,
                 result: Some(format!("cancelled by {who}")),
                 at: now,
                 audit: self.audit(
@@ -575,6 +612,11 @@ impl Approvals {
                 from: vec![ApprovalState::Approved],
                 to: ApprovalState::Executing,
                 unexpired_at: Some(now),
+                lease: Some(Lease {
+                    executor: self.replica.to_string(),
+                    until: now + chrono::Duration::from_std(self.lease)?,
+                }),
+                lease_check: None,
                 result: None,
                 at: now,
                 audit: self.audit(
@@ -582,10 +624,22 @@ impl Approvals {
                     &req.requester,
                     &req.requester_roles,
                     AuditDecision::Executing,
-                    format!("approval {id}: claimed for execution"),
+                    format!(
+                        "approval {id}: claimed for execution by replica {}",
+                        self.replica.short()
+                    ),
                     now,
                 ),
             })
+            .await
+    }
+
+    /// Extends this replica's lease on a request it is executing; call it well within the
+    /// lease while the operation runs. False when the request is no longer ours to run.
+    pub async fn renew_lease(&self, id: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let until = to_micros(now) + chrono::Duration::from_std(self.lease)?;
+        self.store
+            .renew_lease(id, &self.replica.to_string(), until)
             .await
     }
 
@@ -622,6 +676,8 @@ impl Approvals {
                 from: vec![ApprovalState::Executing],
                 to,
                 unexpired_at: None,
+                lease: None,
+                lease_check: None,
                 result: Some(text),
                 at: now,
                 audit,
@@ -645,12 +701,15 @@ impl Approvals {
         Ok(expired)
     }
 
-    /// Start-up recovery: a request still `executing` was cut off mid-way by a stop or crash.
-    /// It is marked `failed: interrupted` and never re-run, since the operation may have
-    /// half-happened; a human decides what to do next. Returns the ids.
+    /// Recovery: a request still `executing` whose executor has stopped was cut off mid-way.
+    /// It is marked `failed: interrupted (replica X stopped)` and never re-run, since the
+    /// operation may have half-happened; a human decides what to do next. Returns the ids.
     ///
-    /// With several replicas sharing the store, call this only when no other replica can be
-    /// executing (it cannot tell a crashed replica's claim from a live one's).
+    /// An executor has stopped when its lease ran out without renewal, or, before that, when
+    /// this process can prove it gone (same host and pid namespace, pid no longer that
+    /// process: see [`ReplicaId::is_provably_gone`]). A live replica's request is left alone,
+    /// so any replica may run this at any time; the conditional update makes sure two
+    /// recoverers record it once.
     pub async fn recover_interrupted(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
         let now = to_micros(now);
         let executing = self
@@ -659,6 +718,27 @@ impl Approvals {
             .await?;
         let mut recovered = vec![];
         for req in executing {
+            let holder = req.executor.as_deref().and_then(ReplicaId::parse);
+            let who = holder
+                .as_ref()
+                .map(ReplicaId::short)
+                .or_else(|| req.executor.clone())
+                .unwrap_or_else(|| "unknown".into());
+            let (check, why) = match req.lease_until {
+                None => (LeaseCheck::ExpiredAt(now), "it holds no lease".to_owned()),
+                Some(until) if until <= now => (
+                    LeaseCheck::ExpiredAt(now),
+                    format!("its lease ended {} unrenewed", until.to_rfc3339()),
+                ),
+                Some(_) => match (&holder, &req.executor) {
+                    (Some(h), Some(text)) if h.is_provably_gone(&self.replica) => (
+                        LeaseCheck::HeldBy(text.clone()),
+                        "its process is gone from this host".to_owned(),
+                    ),
+                    _ => continue,
+                },
+            };
+            let result = format!("{INTERRUPTED} (replica {who} stopped)");
             let moved = self
                 .store
                 .transition(Transition {
@@ -666,20 +746,22 @@ impl Approvals {
                     from: vec![ApprovalState::Executing],
                     to: ApprovalState::Failed,
                     unexpired_at: None,
-                    result: Some(INTERRUPTED.to_owned()),
+                    lease: None,
+                    lease_check: Some(check),
+                    result: Some(result.clone()),
                     at: now,
                     audit: self.audit(
                         &req,
                         "container-ops",
                         &[],
                         AuditDecision::Failed,
-                        format!("approval {}: failed: {INTERRUPTED} (found executing at start-up; not re-run)", req.id),
+                        format!("approval {}: failed: {result}: {why}; not re-run", req.id),
                         now,
                     ),
                 })
                 .await?;
             if moved {
-                tracing::warn!(approval = %req.id, command = %req.command, "interrupted approved operation marked failed");
+                tracing::warn!(approval = %req.id, command = %req.command, replica = %who, "interrupted approved operation marked failed");
                 recovered.push(req.id);
             }
         }
@@ -693,6 +775,8 @@ impl Approvals {
                 from: vec![ApprovalState::Pending, ApprovalState::Approved],
                 to: ApprovalState::Expired,
                 unexpired_at: None,
+                lease: None,
+                lease_check: None,
                 result: Some("expired".into()),
                 at: now,
                 audit: self.audit(
@@ -812,6 +896,8 @@ mod tests {
             reviews: vec![],
             result: None,
             updated_at: at(0),
+            executor: None,
+            lease_until: None,
         }
     }
 

@@ -52,10 +52,14 @@ pub struct AuditRecord {
     pub duration: Duration,
 }
 
-/// Where audit records go: [`StoreAudit`] in the bot, [`MemoryAudit`] in tests.
+/// Where audit records go: the bot's [`crate::store::ResilientStore`], [`StoreAudit`] on a
+/// plain store, [`MemoryAudit`] in tests.
 #[async_trait]
 pub trait AuditSink: Send + Sync {
-    async fn record(&self, record: AuditRecord) -> anyhow::Result<()>;
+    /// Keeps the record; `Ok(Some(notice))` when the reply should say something about the
+    /// audit (kept aside while the store is down, or written later). An error means the
+    /// record could be kept nowhere.
+    async fn record(&self, record: AuditRecord) -> anyhow::Result<Option<String>>;
 }
 
 /// Keeps records in memory: for tests and the one-shot console.
@@ -79,7 +83,7 @@ impl MemoryAudit {
 
 #[async_trait]
 impl AuditSink for MemoryAudit {
-    async fn record(&self, record: AuditRecord) -> anyhow::Result<()> {
+    async fn record(&self, record: AuditRecord) -> anyhow::Result<Option<String>> {
         tracing::info!(
             target: "audit",
             correlation_id = %record.correlation_id,
@@ -95,7 +99,7 @@ impl AuditSink for MemoryAudit {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(record);
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -138,9 +142,18 @@ impl From<AuditRecord> for crate::store::NewAuditEntry {
 
 #[async_trait]
 impl AuditSink for StoreAudit {
-    async fn record(&self, record: AuditRecord) -> anyhow::Result<()> {
+    async fn record(&self, record: AuditRecord) -> anyhow::Result<Option<String>> {
         self.store.append_audit(record.into()).await?;
-        Ok(())
+        Ok(None)
+    }
+}
+
+/// The bot's sink: appends to the store, or keeps the record in the spill file while the
+/// store is unreachable.
+#[async_trait]
+impl AuditSink for crate::store::ResilientStore {
+    async fn record(&self, record: AuditRecord) -> anyhow::Result<Option<String>> {
+        self.record_audit(record.into()).await
     }
 }
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 use crate::approvals::Approvals;
-use crate::audit::StoreAudit;
 use crate::catalog::{Catalog, Target};
 use crate::console::Console;
 use crate::docker::DockerEngine;
@@ -18,7 +17,8 @@ use crate::pipeline::{Core, LazyEngine};
 use crate::policy::Policy;
 use crate::report::text_table;
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::ResilientStore;
+use crate::store::spill::Spill;
 use crate::types::{ChannelId, UserId};
 
 const EXIT_CODES: &str = "\
@@ -35,6 +35,8 @@ FILES:
                CONTAINER_OPS_STORE_URL override it
   store        store_url (postgres://… for several replicas), else sqlite file
                $CONTAINER_OPS_DATA_DIR/state.db (default .container-ops/state.db)
+  audit spill  while the store is unreachable, audit entries wait in $CONTAINER_OPS_AUDIT_SPILL
+               (default $CONTAINER_OPS_DATA_DIR/audit-spill.jsonl) and are written when it is back
   commands/    one TOML file per slash command (adding a file adds a command)
   permissions/ roles, people and grants (deny by default)
 
@@ -183,10 +185,23 @@ pub fn store_url(settings: &Settings, env: &Env) -> std::io::Result<String> {
     if let Some(u) = &settings.store_url {
         return Ok(u.expose().to_owned());
     }
-    let dir =
-        PathBuf::from(env("CONTAINER_OPS_DATA_DIR").unwrap_or_else(|| ".container-ops".into()));
+    let dir = data_dir(env);
     std::fs::create_dir_all(&dir)?;
     Ok(format!("sqlite:{}", dir.join("state.db").display()))
+}
+
+/// The bot's state directory: `$CONTAINER_OPS_DATA_DIR`, default `.container-ops`.
+fn data_dir(env: &Env) -> PathBuf {
+    PathBuf::from(env("CONTAINER_OPS_DATA_DIR").unwrap_or_else(|| ".container-ops".into()))
+}
+
+/// Where audit entries wait while the store is unreachable: `$CONTAINER_OPS_AUDIT_SPILL`, else
+/// `audit-spill.jsonl` in the state directory (next to the SQLite default).
+pub fn spill_path(env: &Env) -> PathBuf {
+    env("CONTAINER_OPS_AUDIT_SPILL")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_dir(env).join("audit-spill.jsonl"))
 }
 
 fn runtime(err: &mut dyn Write) -> Option<tokio::runtime::Runtime> {
@@ -200,11 +215,6 @@ fn runtime(err: &mut dyn Write) -> Option<tokio::runtime::Runtime> {
             None
         }
     }
-}
-
-async fn open_store(settings: &Settings, env: &Env) -> anyhow::Result<Arc<dyn Store>> {
-    let url = store_url(settings, env)?;
-    crate::store::open(&url).await
 }
 
 fn audit_verify(
@@ -222,8 +232,11 @@ fn audit_verify(
     };
     let Some(rt) = runtime(err) else { return 1 };
     let checked = rt.block_on(async {
-        let store = open_store(&settings, env).await?;
-        crate::store::verify_audit(&*store).await
+        // Entries kept while the store was down are part of the log: written first.
+        let store =
+            ResilientStore::for_url(store_url(&settings, env)?, Spill::new(spill_path(env)));
+        store.connect_now().await?;
+        crate::store::verify_audit(&store).await
     });
     match checked {
         Ok(report) => {
@@ -448,8 +461,9 @@ fn interactive(
     0
 }
 
-/// The core on the bot's store (audit, approvals): opened, and interrupted requests marked
-/// failed before anything runs. Errors are written to `err`.
+/// The core on the bot's store (audit, approvals). The store may be down: the bot starts
+/// anyway, says so, and reconnects on later commands; interrupted requests are recovered when
+/// the store is first reached. Errors are written to `err`.
 fn store_backed_core(
     rt: &tokio::runtime::Runtime,
     settings: Settings,
@@ -458,40 +472,47 @@ fn store_backed_core(
     env: &Env,
     err: &mut dyn Write,
 ) -> Option<Core> {
-    let store = match rt.block_on(open_store(&settings, env)) {
-        Ok(s) => s,
+    let url = match store_url(&settings, env) {
+        Ok(u) => u,
         Err(e) => {
-            let _ = writeln!(err, "error: cannot open the store: {e:#}");
+            let _ = writeln!(err, "error: cannot create the state directory: {e}");
             return None;
         }
     };
-    // A request left `executing` by a killed bot is marked failed, never re-run.
-    match rt.block_on(Approvals::new(store.clone()).recover_interrupted(chrono::Utc::now())) {
-        Ok(ids) if !ids.is_empty() => {
-            let _ = writeln!(
-                err,
-                "warning: approved request(s) {} were interrupted while executing and are now `failed: interrupted`; check what they left behind",
-                ids.join(", ")
-            );
+    let recovered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let found = recovered.clone();
+    let store =
+        ResilientStore::for_url(url, Spill::new(spill_path(env))).on_first_connect(move |s| {
+            let found = found.clone();
+            Box::pin(async move {
+                // A request left `executing` by a stopped bot is marked failed, never re-run.
+                let ids = Approvals::new(s)
+                    .recover_interrupted(chrono::Utc::now())
+                    .await?;
+                found.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
+                anyhow::Ok(())
+            })
+        });
+    let store = Arc::new(store);
+    match rt.block_on(store.connect_now()) {
+        Ok(()) => {
+            let ids = recovered.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if !ids.is_empty() {
+                let _ = writeln!(
+                    err,
+                    "warning: approved request(s) {} were interrupted while executing and are now `failed: interrupted`; check what they left behind",
+                    ids.join(", ")
+                );
+            }
         }
-        Ok(_) => {}
         Err(e) => {
             let _ = writeln!(
                 err,
-                "error: start-up recovery of approval requests failed: {e:#}"
+                "warning: {e}\nwarning: starting without it: read-only commands answer (their audit entries are kept in {} and written when it is back); destructive and approval commands are refused until then. It is retried on later commands.",
+                store.spill_path().display()
             );
-            return None;
         }
     }
     let engine = lazy_engine(&settings);
-    Some(
-        Core::new(
-            settings,
-            catalog,
-            policy,
-            engine,
-            Arc::new(StoreAudit::new(store.clone())),
-        )
-        .with_store(store),
-    )
+    Some(Core::new(settings, catalog, policy, engine, store.clone()).with_store(store))
 }

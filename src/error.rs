@@ -46,6 +46,21 @@ impl UserError {
         }
     }
 
+    /// The same error with a line added to its message (variants without free text keep theirs).
+    pub fn with_note(self, note: &str) -> Self {
+        let add = |m: String| format!("{m}\n{note}");
+        match self {
+            UserError::Denied(m) => UserError::Denied(add(m)),
+            UserError::NotFound(m) => UserError::NotFound(add(m)),
+            UserError::InvalidArgument(m) => UserError::InvalidArgument(add(m)),
+            UserError::Unavailable(m) => UserError::Unavailable(add(m)),
+            other => {
+                tracing::warn!("{note}");
+                other
+            }
+        }
+    }
+
     /// The chat message: what happened and what to do next.
     pub fn markdown(&self) -> String {
         match self {

@@ -22,6 +22,7 @@ pub mod policy;
 pub mod probes;
 pub mod ratelimit;
 pub mod redact;
+pub mod replica;
 pub mod report;
 pub mod settings;
 pub mod store;

@@ -211,10 +211,14 @@ impl Core {
                 result: redactor.redact(&outcome),
                 duration: started.elapsed(),
             };
-            if let Err(e) = self.audit.record(record).await {
-                // The action has happened (or been refused) either way; losing the record is logged loudly.
-                tracing::error!("audit record lost: {e:#}");
-            }
+            let result = match self.audit.record(record).await {
+                Ok(None) => result,
+                Ok(Some(notice)) => with_notice(result, notice),
+                // Nothing is answered unrecorded: the store and the spill file both failed.
+                Err(e) => Err(PipelineError::internal(e.context(
+                    "the audit record of this command could not be kept anywhere, so its reply is withheld",
+                ))),
+            };
             match result {
                 Ok(mut r) => {
                     r.redact(&redactor);
@@ -351,7 +355,7 @@ impl Core {
                 )
                 .instrument(gate)
                 .await
-                .map_err(PipelineError::internal)?;
+                .map_err(store_error)?;
             trail.pending = true;
             return Ok(pending_report(&req, a.min_approvals));
         }
@@ -563,7 +567,7 @@ impl Core {
         Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
     {
         let (a, _) = self.store_or_refuse()?;
-        match f(a).await.map_err(PipelineError::internal)? {
+        match f(a).await.map_err(store_error)? {
             Outcome::Refused(r) => Err(UserError::Denied(r.markdown()).into()),
             Outcome::Denied => Ok(Report::new(
                 format!("Request {id} denied; it will not run"),
@@ -589,7 +593,7 @@ impl Core {
         let outcome = a
             .approve(id, who, roles, Utc::now())
             .await
-            .map_err(PipelineError::internal)?;
+            .map_err(store_error)?;
         match outcome {
             Outcome::Refused(r) => Err(UserError::Denied(r.markdown()).into()),
             Outcome::Approved {
@@ -624,12 +628,12 @@ impl Core {
         if !a
             .claim_for_execution(id, Utc::now())
             .await
-            .map_err(PipelineError::internal)?
+            .map_err(store_error)?
         {
             let state = a
                 .get(id)
                 .await
-                .map_err(PipelineError::internal)?
+                .map_err(store_error)?
                 .map(|r| r.state.to_string())
                 .unwrap_or_else(|| "unknown".into());
             return Err(UserError::Denied(format!(
@@ -638,9 +642,10 @@ impl Core {
             .into());
         }
         let started = Instant::now();
-        let result = match a.get(id).await.map_err(PipelineError::internal)? {
+        let result = match a.get(id).await.map_err(store_error)? {
             Some(req) => {
-                match tokio::time::timeout(destructive::DEADLINE, self.run_approved(&req)).await {
+                let run = tokio::time::timeout(destructive::DEADLINE, self.run_approved(&req));
+                match with_lease_renewed(a, id, run).await {
                     Ok(r) => r,
                     Err(_) => Err(UserError::Unavailable(format!(
                         "the operation did not finish within {}; check `/status` before anything else",
@@ -729,8 +734,10 @@ impl Core {
     async fn pending(&self) -> Result<Report, PipelineError> {
         let (a, _) = self.store_or_refuse()?;
         let now = Utc::now();
-        let expired = a.expire_due(now).await.map_err(PipelineError::internal)?;
-        let open = a.pending().await.map_err(PipelineError::internal)?;
+        let expired = a.expire_due(now).await.map_err(store_error)?;
+        // Requests whose executor stopped are settled here too, not only when a bot starts.
+        let interrupted = a.recover_interrupted(now).await.map_err(store_error)?;
+        let open = a.pending().await.map_err(store_error)?;
         let mut r = Report::new(
             format!("{} approval request(s) waiting", open.len()),
             Severity::Info,
@@ -768,6 +775,12 @@ impl Core {
                 expired.join(", ")
             )));
         }
+        if !interrupted.is_empty() {
+            r.push(Block::Text(format!(
+                "Marked `failed: interrupted` just now (their executor stopped; not re-run): {}",
+                interrupted.join(", ")
+            )));
+        }
         Ok(r)
     }
 
@@ -786,10 +799,7 @@ impl Core {
             limit: args.integer("limit").unwrap_or(25).clamp(1, 200) as u32,
             ..Default::default()
         };
-        let entries = store
-            .query_audit(&q)
-            .await
-            .map_err(PipelineError::internal)?;
+        let entries = store.query_audit(&q).await.map_err(store_error)?;
         let mut r = Report::new(
             format!(
                 "{} audit entr{}",
@@ -821,6 +831,60 @@ impl Core {
             });
         }
         Ok(r)
+    }
+}
+
+/// What the person is told while the store is down (approvals and the audit log live there).
+pub const STORE_DOWN: &str = "the approval store is unreachable, so destructive commands are refused until it is back; read-only commands still work";
+
+/// Runs `op` while renewing this replica's lease on request `id` every quarter lease, so
+/// other replicas do not take a long operation for an interrupted one.
+async fn with_lease_renewed<T>(
+    a: &Approvals,
+    id: &str,
+    op: impl std::future::Future<Output = T>,
+) -> T {
+    let every = a.lease() / 4;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tokio::pin!(op);
+    loop {
+        tokio::select! {
+            out = &mut op => return out,
+            _ = tick.tick() => match a.renew_lease(id, Utc::now()).await {
+                Ok(true) => {}
+                Ok(false) => tracing::error!(approval = id, "lease lost while executing"),
+                Err(e) => tracing::warn!(approval = id, "lease not renewed: {e:#}"),
+            },
+        }
+    }
+}
+
+/// A store failure as the person sees it: an outage is a clear refusal (nothing ran), anything
+/// else an internal error.
+fn store_error(e: anyhow::Error) -> PipelineError {
+    if crate::store::resilient::is_unavailable(&e) {
+        tracing::warn!("store work refused: {e:#}");
+        UserError::Unavailable(STORE_DOWN.into()).into()
+    } else {
+        PipelineError::internal(e)
+    }
+}
+
+/// Adds an audit notice to the reply, whatever its kind.
+fn with_notice(
+    result: Result<Report, PipelineError>,
+    notice: String,
+) -> Result<Report, PipelineError> {
+    match result {
+        Ok(mut r) => {
+            r.push(Block::Text(notice));
+            Ok(r)
+        }
+        Err(PipelineError::User(u)) => Err(PipelineError::User(u.with_note(&notice))),
+        Err(e) => {
+            tracing::warn!("{notice}");
+            Err(e)
+        }
     }
 }
 
@@ -1257,6 +1321,77 @@ mod tests {
         let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
         assert_eq!(req.state, crate::approvals::ApprovalState::Succeeded);
         assert!(crate::store::verify_audit(&*store).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn with_the_store_down_every_store_command_is_refused_and_nothing_destructive_runs() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.update("redis", |c| c.volumes = vec!["riftwing_redis-data".into()]);
+        let (core, _) = core_with(fake.clone());
+        let data: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(":memory:").await.unwrap());
+        let down = Arc::new(AtomicBool::new(false));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::resilient::tests::switched(
+            data.clone(),
+            down.clone(),
+            dir.path().join("audit-spill.jsonl"),
+            Arc::new(AtomicUsize::new(0)),
+        ));
+        let core = Core {
+            audit: store.clone(),
+            ..core
+        }
+        .with_store(store.clone());
+        let id = pending_id(&core.run(inv("alice", "/reset redis")).await.unwrap());
+
+        down.store(true, Ordering::SeqCst);
+        let refused = [
+            ("bob", format!("/approve {id}")),
+            ("carol", format!("/deny {id} reason:later")),
+            ("alice", format!("/cancel {id}")),
+            ("bob", "/pending".to_owned()),
+            ("carol", "/audit".to_owned()),
+            ("alice", "/reset redis".to_owned()),
+        ];
+        for (n, (who, line)) in refused.iter().enumerate() {
+            let md = core.run(inv(who, line)).await.unwrap_err().markdown();
+            assert!(md.contains(STORE_DOWN), "{line}: {md}");
+            assert!(
+                md.contains(&format!("{} entr", n + 1)) && md.contains("audit-spill.jsonl"),
+                "{line}: {md}"
+            );
+        }
+        let status = core.run(inv("dave", "/status")).await.unwrap().all_text();
+        assert!(status.contains("7 entries kept"), "{status}");
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+
+        down.store(false, Ordering::SeqCst);
+        let ran = core
+            .run(inv("bob", &format!("/approve {id}")))
+            .await
+            .unwrap();
+        assert!(
+            ran.all_text().contains("7 kept entries"),
+            "{}",
+            ran.all_text()
+        );
+        assert_eq!(
+            fake.calls().len(),
+            1,
+            "the request survived the outage and ran once"
+        );
+        let log = data.audit_page(0, 100).await.unwrap();
+        let actors: Vec<&str> = log.iter().map(|e| e.entry.actor.as_str()).collect();
+        assert_eq!(
+            actors[..9],
+            [
+                "alice", "alice", "bob", "carol", "alice", "bob", "carol", "alice", "dave"
+            ],
+            "the request (gate and pipeline), then the kept entries in order"
+        );
+        assert!(crate::store::verify_audit(&*data).await.unwrap().is_ok());
     }
 
     #[tokio::test]

@@ -178,3 +178,67 @@ fn help_documents_the_exit_codes() {
         "{help}"
     );
 }
+
+/// The "bot killed while executing" case without the platform: the predecessor's claim still
+/// has most of its lease, but its process is gone from this host, so the next start settles it.
+#[test]
+fn a_bot_started_after_its_predecessor_died_mid_execution_marks_the_request_interrupted_at_once() {
+    use container_ops::approvals::{ApprovalState, Approvals, BoundOperation, NewRequest};
+    use container_ops::replica::ReplicaId;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("state.db").display());
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let gone = ReplicaId {
+        nonce: "gone".into(),
+        pid,
+        ..ReplicaId::current().clone()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = rt.block_on(container_ops::store::open(&url)).unwrap();
+    let before = Approvals::new(store.clone()).as_replica(gone, Duration::from_secs(3600));
+    let now = chrono::Utc::now;
+    let id = rt.block_on(async {
+        let r = before
+            .create(
+                NewRequest {
+                    operation: BoundOperation {
+                        command: "flush-redis".into(),
+                        targets: vec!["container:redis:1234".into()],
+                        args: Default::default(),
+                    },
+                    args_display: String::new(),
+                    requester: "alice".into(),
+                    requester_roles: vec!["operator".into()],
+                    approver_roles: vec!["approver".into()],
+                    min_approvals: 1,
+                    ttl: Duration::from_secs(900),
+                    channel: "console".into(),
+                    correlation_id: "c-killed".into(),
+                },
+                now(),
+            )
+            .await
+            .unwrap();
+        before
+            .approve(&r.id, "bob", &["approver".into()], now())
+            .await
+            .unwrap();
+        assert!(before.claim_for_execution(&r.id, now()).await.unwrap());
+        r.id
+    });
+
+    let (code, out, err) = run(
+        &["console", "--as", "bob", "--command", "/pending"],
+        &[("CONTAINER_OPS_STORE_URL", &url)],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains(&id) && err.contains("interrupted"), "{err}");
+    let req = rt.block_on(before.get(&id)).unwrap().unwrap();
+    assert_eq!(req.state, ApprovalState::Failed);
+    let result = req.result.unwrap_or_default();
+    assert!(result.starts_with("interrupted (replica gone@"), "{result}");
+}

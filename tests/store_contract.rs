@@ -13,6 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use container_ops::approvals::{
     ApprovalState, Approvals, BoundOperation, INTERRUPTED, NewRequest, Outcome, Refusal,
 };
+use container_ops::replica::ReplicaId;
 use container_ops::store::postgres::PostgresOptions;
 use container_ops::store::{
     AuditDecision, AuditQuery, NewAuditEntry, NewIncident, PostgresStore, SqliteStore, Store,
@@ -239,6 +240,8 @@ contract!(
     incidents_get_a_thread_a_timeline_and_close_once,
     state_survives_reopening_the_store,
     replicas_opening_a_fresh_store_at_once_all_start_and_share_one_chain,
+    a_live_lease_is_left_alone_and_an_expired_one_is_recovered_exactly_once_by_two_recoverers,
+    a_request_held_by_a_process_gone_from_this_host_is_recovered_before_its_lease_ends,
 );
 
 fn t(secs: i64) -> DateTime<Utc> {
@@ -764,15 +767,19 @@ async fn a_request_executing_at_a_crash_is_marked_failed_interrupted_at_start_up
     assert!(before.claim_for_execution(&r.id, t(2)).await.unwrap());
     drop(before);
 
-    // The bot comes back: a new store instance over the same data.
+    // The bot comes back after its lease ran out: a new store instance over the same data.
     let after = Approvals::new(f.second_store().await);
     assert_eq!(
-        after.recover_interrupted(t(100)).await.unwrap(),
+        after.recover_interrupted(t(200)).await.unwrap(),
         vec![r.id.clone()]
     );
     let got = after.get(&r.id).await.unwrap().unwrap();
     assert_eq!(got.state, ApprovalState::Failed);
-    assert_eq!(got.result.as_deref(), Some(INTERRUPTED));
+    assert!(
+        got.result.as_deref().unwrap().starts_with(INTERRUPTED),
+        "{:?}",
+        got.result
+    );
     assert!(
         !after.claim_for_execution(&r.id, t(101)).await.unwrap(),
         "never re-run"
@@ -782,7 +789,7 @@ async fn a_request_executing_at_a_crash_is_marked_failed_interrupted_at_start_up
         ApprovalState::Pending,
         "requests that were not executing are left alone"
     );
-    assert!(after.recover_interrupted(t(102)).await.unwrap().is_empty());
+    assert!(after.recover_interrupted(t(202)).await.unwrap().is_empty());
     let failed = audit_of(&*f.store, AuditDecision::Failed).await;
     assert_eq!(failed.len(), 1);
     assert!(failed[0].contains(INTERRUPTED), "{failed:?}");
@@ -1016,5 +1023,114 @@ async fn replicas_opening_a_fresh_store_at_once_all_start_and_share_one_chain(mu
         verify_audit(&*f.store).await.unwrap().checked,
         0,
         "the fresh store is separate from the fixture's"
+    );
+}
+
+const LEASE: Duration = Duration::from_secs(120);
+
+/// A replica on another host: nothing about its process can be proven from here, only its lease counts.
+fn remote_replica(name: &str) -> ReplicaId {
+    ReplicaId {
+        nonce: name.into(),
+        host: format!("host-{name}"),
+        pid: 4242,
+        start: None,
+        pid_ns: None,
+        boot: None,
+    }
+}
+
+/// A request approved at t(1) and claimed by `a` at t(2).
+async fn executing(a: &Approvals) -> String {
+    let r = a.create(new_request("alice", 1, TTL), t(0)).await.unwrap();
+    a.approve(&r.id, "bob", &roles(&["approver"]), t(1))
+        .await
+        .unwrap();
+    assert!(a.claim_for_execution(&r.id, t(2)).await.unwrap());
+    r.id
+}
+
+async fn a_live_lease_is_left_alone_and_an_expired_one_is_recovered_exactly_once_by_two_recoverers(
+    f: Fixture,
+) {
+    let a = Approvals::new(f.store.clone()).as_replica(remote_replica("a"), LEASE);
+    let id = executing(&a).await;
+    let got = a.get(&id).await.unwrap().unwrap();
+    assert_eq!(got.executor, Some(remote_replica("a").to_string()));
+    assert_eq!(got.lease_until, Some(t(122)));
+
+    let b = Approvals::new(f.second_store().await).as_replica(remote_replica("b"), LEASE);
+    assert!(
+        b.recover_interrupted(t(60)).await.unwrap().is_empty(),
+        "a live lease is left alone"
+    );
+    assert!(a.renew_lease(&id, t(100)).await.unwrap());
+    assert!(
+        !b.renew_lease(&id, t(100)).await.unwrap(),
+        "only the holder renews"
+    );
+    assert_eq!(a.get(&id).await.unwrap().unwrap().lease_until, Some(t(220)));
+    assert!(
+        b.recover_interrupted(t(200)).await.unwrap().is_empty(),
+        "a renewed lease is still live"
+    );
+    assert_eq!(
+        a.get(&id).await.unwrap().unwrap().state,
+        ApprovalState::Executing
+    );
+
+    let c = Approvals::new(f.second_store().await).as_replica(remote_replica("c"), LEASE);
+    let (x, y) = tokio::join!(b.recover_interrupted(t(221)), c.recover_interrupted(t(221)));
+    let recovered: Vec<String> = x.unwrap().into_iter().chain(y.unwrap()).collect();
+    assert_eq!(recovered, vec![id.clone()], "recovered exactly once");
+    let got = a.get(&id).await.unwrap().unwrap();
+    assert_eq!(got.state, ApprovalState::Failed);
+    assert_eq!(
+        got.result.as_deref(),
+        Some("interrupted (replica a@host-a/pid=4242 stopped)")
+    );
+    assert!(!a.renew_lease(&id, t(222)).await.unwrap());
+    assert!(!a.claim_for_execution(&id, t(222)).await.unwrap());
+    let failed = audit_of(&*f.store, AuditDecision::Failed).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].contains("lease ended"), "{failed:?}");
+    assert!(verify_audit(&*f.store).await.unwrap().is_ok());
+}
+
+async fn a_request_held_by_a_process_gone_from_this_host_is_recovered_before_its_lease_ends(
+    f: Fixture,
+) {
+    let me = ReplicaId::current();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let gone = ReplicaId {
+        nonce: "gone".into(),
+        pid,
+        ..me.clone()
+    };
+    let dead = executing(&Approvals::new(f.store.clone()).as_replica(gone, LEASE)).await;
+    // This very process holds the other one: alive, so its request stays executing.
+    let alive = executing(&Approvals::new(f.store.clone())).await;
+    let observer = ReplicaId {
+        nonce: "observer".into(),
+        ..me.clone()
+    };
+    let recoverer = Approvals::new(f.second_store().await).as_replica(observer, LEASE);
+    assert_eq!(
+        recoverer.recover_interrupted(t(3)).await.unwrap(),
+        vec![dead.clone()],
+        "well before the lease ends at t(122)"
+    );
+    let got = recoverer.get(&dead).await.unwrap().unwrap();
+    assert_eq!(got.state, ApprovalState::Failed);
+    assert!(
+        got.result.as_deref().unwrap().contains("replica gone@"),
+        "{:?}",
+        got.result
+    );
+    assert_eq!(
+        recoverer.get(&alive).await.unwrap().unwrap().state,
+        ApprovalState::Executing
     );
 }

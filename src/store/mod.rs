@@ -6,6 +6,9 @@
 //! dependency on the rest of the crate beyond [`crate::approvals`].
 
 pub mod postgres;
+pub mod resilient;
+mod rows;
+pub mod spill;
 pub mod sqlite;
 
 use std::fmt;
@@ -19,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::approvals::{ApprovalRequest, ApprovalState, Review};
 
 pub use postgres::PostgresStore;
+pub use resilient::{ResilientStore, StoreUnavailable};
 pub use sqlite::SqliteStore;
 
 /// `prev_hash` of the first audit entry.
@@ -210,8 +214,38 @@ pub struct Transition {
     pub unexpired_at: Option<DateTime<Utc>>,
     /// Replaces the stored result text when set.
     pub result: Option<String>,
+    /// Records who executes the request and until when (the claim).
+    pub lease: Option<Lease>,
+    /// An extra condition on the current lease (recovery).
+    pub lease_check: Option<LeaseCheck>,
     pub at: DateTime<Utc>,
     pub audit: NewAuditEntry,
+}
+
+/// The executing replica and the end of its lease, renewed while the operation runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub executor: String,
+    pub until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseCheck {
+    /// The lease ended at or before this instant (or there is none).
+    ExpiredAt(DateTime<Utc>),
+    /// The lease is held by exactly this executor (one proven to have stopped).
+    HeldBy(String),
+}
+
+impl LeaseCheck {
+    /// The two optional SQL parameters the adapters bind: expired-at and held-by.
+    pub(crate) fn params(check: &Option<LeaseCheck>) -> (Option<DateTime<Utc>>, Option<String>) {
+        match check {
+            None => (None, None),
+            Some(Self::ExpiredAt(t)) => (Some(to_micros(*t)), None),
+            Some(Self::HeldBy(e)) => (None, Some(e.clone())),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +313,14 @@ pub trait Store: Send + Sync {
     ) -> anyhow::Result<ReviewAdded>;
     /// Applies `t` if its condition holds; true when this call made the change.
     async fn transition(&self, t: Transition) -> anyhow::Result<bool>;
+    /// Extends the lease of an executing request held by `executor`; false when it is not
+    /// (any more) executing under that executor. Not audited: it changes nothing but time.
+    async fn renew_lease(
+        &self,
+        id: &str,
+        executor: &str,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<bool>;
 
     async fn open_incident(&self, incident: NewIncident) -> anyhow::Result<Incident>;
     /// Attaches the chat thread once it exists; false if the incident is unknown.

@@ -17,14 +17,15 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AuditEntry, AuditHead, AuditQuery, GENESIS_HASH, Incident, NewAuditEntry, NewIncident,
-    ReviewAdded, Store, TimelineEntry, Transition, entry_hash, to_micros,
+    AuditEntry, AuditHead, AuditQuery, GENESIS_HASH, Incident, LeaseCheck, NewAuditEntry,
+    NewIncident, ReviewAdded, Store, TimelineEntry, Transition, entry_hash, rows, to_micros,
 };
 use crate::approvals::{ApprovalRequest, ApprovalState, Review};
 
 /// Schema versions, applied in order and recorded in `schema_migrations`. Never edit one that
 /// has shipped; append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE audit_log (
     id             bigint      PRIMARY KEY,
     at             timestamptz NOT NULL,
@@ -98,13 +99,19 @@ CREATE TABLE incident_timeline (
     text        text        NOT NULL
 );
 CREATE INDEX incident_timeline_incident ON incident_timeline (incident_id, at);
-"#];
+"#,
+    // Leases: who executes a request and until when, so recovery leaves live replicas alone.
+    r#"
+ALTER TABLE approvals ADD COLUMN executor text;
+ALTER TABLE approvals ADD COLUMN lease_until timestamptz;
+"#,
+];
 
 const AUDIT_COLUMNS: &str = "id, at, actor, roles, channel, command, args, target, decision, \
      result, duration_ms, correlation_id, prev_hash, hash";
 const APPROVAL_COLUMNS: &str = "id, command, args, targets, requester, requester_roles, \
      approver_roles, min_approvals, channel, correlation_id, created_at, expires_at, digest, \
-     state, result, updated_at";
+     state, result, updated_at, executor, lease_until";
 const INCIDENT_COLUMNS: &str = "id, channel, thread_id, title, opened_by, opened_at, closed_at";
 
 /// How to connect, beyond the URL.
@@ -226,6 +233,15 @@ impl PostgresStore {
             .await
             .context("no connection to the Postgres store")
     }
+
+    /// A conditional single-row update: true when exactly that row changed.
+    async fn update_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> anyhow::Result<bool> {
+        Ok(self.client().await?.execute(sql, params).await? == 1)
+    }
 }
 
 /// `host:port/db` for error messages; never the password.
@@ -240,59 +256,26 @@ fn describe(cfg: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or("?"))
 }
 
-fn audit_row(r: &Row) -> anyhow::Result<AuditEntry> {
-    Ok(AuditEntry {
-        id: r.try_get("id")?,
-        entry: NewAuditEntry {
-            at: r.try_get("at")?,
-            actor: r.try_get("actor")?,
-            roles: r.try_get("roles")?,
-            channel: r.try_get("channel")?,
-            command: r.try_get("command")?,
-            args: r.try_get("args")?,
-            target: r.try_get("target")?,
-            decision: r.try_get::<_, String>("decision")?.parse()?,
-            result: r.try_get("result")?,
-            duration_ms: r.try_get::<_, i64>("duration_ms")? as u64,
-            correlation_id: r.try_get("correlation_id")?,
-        },
-        prev_hash: r.try_get("prev_hash")?,
-        hash: r.try_get("hash")?,
-    })
-}
-
-fn approval_row(r: &Row) -> anyhow::Result<ApprovalRequest> {
-    Ok(ApprovalRequest {
-        id: r.try_get("id")?,
-        command: r.try_get("command")?,
-        args: r.try_get("args")?,
-        targets: r.try_get("targets")?,
-        requester: r.try_get("requester")?,
-        requester_roles: r.try_get("requester_roles")?,
-        approver_roles: r.try_get("approver_roles")?,
-        min_approvals: r.try_get::<_, i32>("min_approvals")?.max(0) as u32,
-        channel: r.try_get("channel")?,
-        correlation_id: r.try_get("correlation_id")?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        digest: r.try_get("digest")?,
-        state: r.try_get::<_, String>("state")?.parse()?,
-        reviews: vec![],
-        result: r.try_get("result")?,
-        updated_at: r.try_get("updated_at")?,
-    })
-}
-
-fn incident_row(r: &Row) -> anyhow::Result<Incident> {
-    Ok(Incident {
-        id: r.try_get("id")?,
-        channel: r.try_get("channel")?,
-        thread_id: r.try_get("thread_id")?,
-        title: r.try_get("title")?,
-        opened_by: r.try_get("opened_by")?,
-        opened_at: r.try_get("opened_at")?,
-        closed_at: r.try_get("closed_at")?,
-    })
+impl rows::Columns for Row {
+    fn text(&self, col: &str) -> anyhow::Result<String> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> anyhow::Result<Option<String>> {
+        Ok(self.try_get(col)?)
+    }
+    fn list(&self, col: &str) -> anyhow::Result<Vec<String>> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> anyhow::Result<i64> {
+        // bigint and integer columns both read as i64.
+        match self.try_get::<_, i64>(col) {
+            Ok(v) => Ok(v),
+            Err(_) => Ok(self.try_get::<_, i32>(col)?.into()),
+        }
+    }
+    fn opt_instant(&self, col: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(self.try_get(col)?)
+    }
 }
 
 fn state_names(states: &[ApprovalState]) -> Vec<String> {
@@ -308,14 +291,7 @@ async fn load_reviews(c: &tokio_postgres::Client, req: &mut ApprovalRequest) -> 
         .await?;
     req.reviews = rows
         .iter()
-        .map(|r| {
-            Ok(Review {
-                reviewer: r.try_get("reviewer")?,
-                decision: r.try_get::<_, String>("decision")?.parse()?,
-                reason: r.try_get("reason")?,
-                at: r.try_get("at")?,
-            })
-        })
+        .map(rows::review)
         .collect::<anyhow::Result<_>>()?;
     Ok(())
 }
@@ -408,7 +384,7 @@ impl Store for PostgresStore {
                 ],
             )
             .await?;
-        rows.iter().map(audit_row).collect()
+        rows.iter().map(rows::audit_entry).collect()
     }
 
     async fn audit_page(&self, after_id: i64, limit: u32) -> anyhow::Result<Vec<AuditEntry>> {
@@ -421,7 +397,7 @@ impl Store for PostgresStore {
                 &[&after_id, &i64::from(limit)],
             )
             .await?;
-        rows.iter().map(audit_row).collect()
+        rows.iter().map(rows::audit_entry).collect()
     }
 
     async fn audit_head(&self) -> anyhow::Result<AuditHead> {
@@ -456,7 +432,7 @@ impl Store for PostgresStore {
             .execute(
                 &format!(
                     "INSERT INTO approvals ({APPROVAL_COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
                      ON CONFLICT (id) DO NOTHING"
                 ),
                 &[
@@ -476,6 +452,8 @@ impl Store for PostgresStore {
                     &r.state.as_str(),
                     &r.result,
                     &to_micros(r.updated_at),
+                    &r.executor,
+                    &r.lease_until.map(to_micros),
                 ],
             )
             .await?;
@@ -505,7 +483,7 @@ impl Store for PostgresStore {
         else {
             return Ok(None);
         };
-        let mut req = approval_row(&row)?;
+        let mut req = rows::approval(&row)?;
         load_reviews(&c, &mut req).await?;
         Ok(Some(req))
     }
@@ -525,7 +503,7 @@ impl Store for PostgresStore {
             .await?;
         let mut reqs = rows
             .iter()
-            .map(approval_row)
+            .map(rows::approval)
             .collect::<anyhow::Result<Vec<_>>>()?;
         for r in &mut reqs {
             load_reviews(&c, r).await?;
@@ -579,11 +557,15 @@ impl Store for PostgresStore {
     async fn transition(&self, t: Transition) -> anyhow::Result<bool> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        let (expired_at, held_by) = LeaseCheck::params(&t.lease_check);
         let changed = tx
             .execute(
-                "UPDATE approvals SET state = $1, result = coalesce($2, result), updated_at = $3
+                "UPDATE approvals SET state = $1, result = coalesce($2, result), updated_at = $3,
+                        executor = coalesce($7, executor), lease_until = coalesce($8, lease_until)
                  WHERE id = $4 AND state = ANY($5)
-                   AND ($6::timestamptz IS NULL OR expires_at > $6)",
+                   AND ($6::timestamptz IS NULL OR expires_at > $6)
+                   AND ($9::timestamptz IS NULL OR lease_until IS NULL OR lease_until <= $9)
+                   AND ($10::text IS NULL OR executor = $10)",
                 &[
                     &t.to.as_str(),
                     &t.result,
@@ -591,6 +573,10 @@ impl Store for PostgresStore {
                     &t.id,
                     &state_names(&t.from),
                     &t.unexpired_at.map(to_micros),
+                    &t.lease.as_ref().map(|l| l.executor.as_str()),
+                    &t.lease.as_ref().map(|l| to_micros(l.until)),
+                    &expired_at,
+                    &held_by,
                 ],
             )
             .await?;
@@ -600,6 +586,19 @@ impl Store for PostgresStore {
         append(&tx, t.audit).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &str,
+        executor: &str,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        self.update_one(
+            "UPDATE approvals SET lease_until = $1 WHERE id = $2 AND state = 'executing' AND executor = $3",
+            &[&to_micros(until), &id, &executor],
+        )
+        .await
     }
 
     async fn open_incident(&self, i: NewIncident) -> anyhow::Result<Incident> {
@@ -623,23 +622,19 @@ impl Store for PostgresStore {
     }
 
     async fn set_incident_thread(&self, id: i64, thread_id: &str) -> anyhow::Result<bool> {
-        let c = self.client().await?;
-        Ok(c.execute(
+        self.update_one(
             "UPDATE incidents SET thread_id = $1 WHERE id = $2",
             &[&thread_id, &id],
         )
-        .await?
-            == 1)
+        .await
     }
 
     async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<bool> {
-        let c = self.client().await?;
-        Ok(c.execute(
+        self.update_one(
             "UPDATE incidents SET closed_at = $1 WHERE id = $2 AND closed_at IS NULL",
             &[&to_micros(at), &id],
         )
-        .await?
-            == 1)
+        .await
     }
 
     async fn get_incident(&self, id: i64) -> anyhow::Result<Option<Incident>> {
@@ -650,7 +645,7 @@ impl Store for PostgresStore {
         )
         .await?
         .as_ref()
-        .map(incident_row)
+        .map(rows::incident)
         .transpose()
     }
 
@@ -662,7 +657,7 @@ impl Store for PostgresStore {
         )
         .await?
         .as_ref()
-        .map(incident_row)
+        .map(rows::incident)
         .transpose()
     }
 
@@ -676,7 +671,7 @@ impl Store for PostgresStore {
         )
         .await?
         .iter()
-        .map(incident_row)
+        .map(rows::incident)
         .collect()
     }
 
@@ -699,15 +694,7 @@ impl Store for PostgresStore {
         )
         .await?
         .iter()
-        .map(|r| {
-            Ok(TimelineEntry {
-                incident_id: r.try_get(0)?,
-                at: r.try_get(1)?,
-                actor: r.try_get(2)?,
-                kind: r.try_get(3)?,
-                text: r.try_get(4)?,
-            })
-        })
+        .map(rows::timeline_entry)
         .collect()
     }
 }

@@ -14,13 +14,14 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    AuditEntry, AuditHead, AuditQuery, Incident, NewAuditEntry, NewIncident, ReviewAdded, Store,
-    TimelineEntry, Transition, entry_hash, json_list, to_micros,
+    AuditEntry, AuditHead, AuditQuery, Incident, LeaseCheck, NewAuditEntry, NewIncident,
+    ReviewAdded, Store, TimelineEntry, Transition, entry_hash, json_list, rows, to_micros,
 };
 use crate::approvals::{ApprovalRequest, ApprovalState, Review};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE audit_log (
     id             INTEGER PRIMARY KEY,
     at             INTEGER NOT NULL,
@@ -93,13 +94,19 @@ CREATE TABLE incident_timeline (
     text        TEXT    NOT NULL
 );
 CREATE INDEX incident_timeline_incident ON incident_timeline (incident_id, at);
-"#];
+"#,
+    // Leases: who executes a request and until when, so recovery leaves live replicas alone.
+    r#"
+ALTER TABLE approvals ADD COLUMN executor TEXT;
+ALTER TABLE approvals ADD COLUMN lease_until INTEGER;
+"#,
+];
 
 const AUDIT_COLUMNS: &str = "id, at, actor, roles, channel, command, args, target, decision, \
      result, duration_ms, correlation_id, prev_hash, hash";
 const APPROVAL_COLUMNS: &str = "id, command, args, targets, requester, requester_roles, \
      approver_roles, min_approvals, channel, correlation_id, created_at, expires_at, digest, \
-     state, result, updated_at";
+     state, result, updated_at, executor, lease_until";
 const INCIDENT_COLUMNS: &str = "id, channel, thread_id, title, opened_by, opened_at, closed_at";
 
 #[derive(Clone)]
@@ -185,70 +192,28 @@ fn json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
-/// Converts a parse failure of a stored value into a row error that names the column.
-fn bad<E: std::fmt::Display>(col: usize) -> impl FnOnce(E) -> rusqlite::Error {
-    move |e| {
-        rusqlite::Error::FromSqlConversionFailure(
-            col,
-            rusqlite::types::Type::Text,
-            e.to_string().into(),
-        )
+impl rows::Columns for Row<'_> {
+    fn text(&self, col: &str) -> anyhow::Result<String> {
+        Ok(self.get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> anyhow::Result<Option<String>> {
+        Ok(self.get(col)?)
+    }
+    fn list(&self, col: &str) -> anyhow::Result<Vec<String>> {
+        json_list(&self.get::<_, String>(col)?)
+    }
+    fn int(&self, col: &str) -> anyhow::Result<i64> {
+        Ok(self.get(col)?)
+    }
+    fn opt_instant(&self, col: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(self.get::<_, Option<i64>>(col)?.map(instant).transpose()?)
     }
 }
 
-fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
-    Ok(AuditEntry {
-        id: r.get(0)?,
-        entry: NewAuditEntry {
-            at: instant(r.get(1)?)?,
-            actor: r.get(2)?,
-            roles: json_list(&r.get::<_, String>(3)?).map_err(bad(3))?,
-            channel: r.get(4)?,
-            command: r.get(5)?,
-            args: r.get(6)?,
-            target: json_list(&r.get::<_, String>(7)?).map_err(bad(7))?,
-            decision: r.get::<_, String>(8)?.parse().map_err(bad(8))?,
-            result: r.get(9)?,
-            duration_ms: r.get::<_, i64>(10)? as u64,
-            correlation_id: r.get(11)?,
-        },
-        prev_hash: r.get(12)?,
-        hash: r.get(13)?,
-    })
-}
-
-fn approval_row(r: &Row<'_>) -> rusqlite::Result<ApprovalRequest> {
-    Ok(ApprovalRequest {
-        id: r.get(0)?,
-        command: r.get(1)?,
-        args: r.get(2)?,
-        targets: json_list(&r.get::<_, String>(3)?).map_err(bad(3))?,
-        requester: r.get(4)?,
-        requester_roles: json_list(&r.get::<_, String>(5)?).map_err(bad(5))?,
-        approver_roles: json_list(&r.get::<_, String>(6)?).map_err(bad(6))?,
-        min_approvals: r.get(7)?,
-        channel: r.get(8)?,
-        correlation_id: r.get(9)?,
-        created_at: instant(r.get(10)?)?,
-        expires_at: instant(r.get(11)?)?,
-        digest: r.get(12)?,
-        state: r.get::<_, String>(13)?.parse().map_err(bad(13))?,
-        reviews: vec![],
-        result: r.get(14)?,
-        updated_at: instant(r.get(15)?)?,
-    })
-}
-
-fn incident_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
-    Ok(Incident {
-        id: r.get(0)?,
-        channel: r.get(1)?,
-        thread_id: r.get(2)?,
-        title: r.get(3)?,
-        opened_by: r.get(4)?,
-        opened_at: instant(r.get(5)?)?,
-        closed_at: r.get::<_, Option<i64>>(6)?.map(instant).transpose()?,
-    })
+/// A shared row mapping as rusqlite's row callbacks want it. `ToSqlConversionFailure` is the
+/// variant that carries any error as is (its message is the mapping's own).
+fn mapped<T>(map: fn(&Row<'_>) -> anyhow::Result<T>) -> impl Fn(&Row<'_>) -> rusqlite::Result<T> {
+    move |r| map(r).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
 }
 
 fn load_reviews(conn: &Connection, req: &mut ApprovalRequest) -> anyhow::Result<()> {
@@ -256,14 +221,7 @@ fn load_reviews(conn: &Connection, req: &mut ApprovalRequest) -> anyhow::Result<
         "SELECT reviewer, decision, reason, at FROM approval_reviews WHERE approval_id = ?1 ORDER BY at, reviewer",
     )?;
     req.reviews = st
-        .query_map([&req.id], |r| {
-            Ok(Review {
-                reviewer: r.get(0)?,
-                decision: r.get::<_, String>(1)?.parse().map_err(bad(1))?,
-                reason: r.get(2)?,
-                at: instant(r.get(3)?)?,
-            })
-        })?
+        .query_map([&req.id], mapped(|r| rows::review(r)))?
         .collect::<Result<_, _>>()?;
     Ok(())
 }
@@ -352,7 +310,7 @@ impl Store for SqliteStore {
                     q.limit,
                     q.correlation_id,
                 ],
-                audit_row,
+                mapped(|r| rows::audit_entry(r)),
             )?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -364,7 +322,7 @@ impl Store for SqliteStore {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2"
             ))?;
-            let rows = st.query_map(params![after_id, limit], audit_row)?;
+            let rows = st.query_map(params![after_id, limit], mapped(|r| rows::audit_entry(r)))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -396,7 +354,7 @@ impl Store for SqliteStore {
             let tx = write_tx(c)?;
             let inserted = tx.execute(
                 &format!(
-                    "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                    "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
                      ON CONFLICT (id) DO NOTHING"
                 ),
                 params![
@@ -416,6 +374,8 @@ impl Store for SqliteStore {
                     r.state.as_str(),
                     r.result,
                     micros(r.updated_at),
+                    r.executor,
+                    r.lease_until.map(micros),
                 ],
             )?;
             if inserted == 0 {
@@ -441,7 +401,7 @@ impl Store for SqliteStore {
                 .query_row(
                     &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
                     [&id],
-                    approval_row,
+                    mapped(|r| rows::approval(r)),
                 )
                 .optional()?;
             let Some(mut req) = req else { return Ok(None) };
@@ -467,7 +427,7 @@ impl Store for SqliteStore {
                  WHERE state IN (SELECT value FROM json_each(?1)) ORDER BY created_at, id"
             ))?;
             let mut reqs: Vec<ApprovalRequest> = st
-                .query_map([states], approval_row)?
+                .query_map([states], mapped(|r| rows::approval(r)))?
                 .collect::<Result<_, _>>()?;
             for r in &mut reqs {
                 load_reviews(c, r)?;
@@ -525,10 +485,14 @@ impl Store for SqliteStore {
                     .map(|s| s.as_str().to_owned())
                     .collect::<Vec<_>>(),
             );
+            let (expired_at, held_by) = LeaseCheck::params(&t.lease_check);
             let changed = tx.execute(
-                "UPDATE approvals SET state = ?1, result = coalesce(?2, result), updated_at = ?3
+                "UPDATE approvals SET state = ?1, result = coalesce(?2, result), updated_at = ?3,
+                        executor = coalesce(?7, executor), lease_until = coalesce(?8, lease_until)
                  WHERE id = ?4 AND state IN (SELECT value FROM json_each(?5))
-                   AND (?6 IS NULL OR expires_at > ?6)",
+                   AND (?6 IS NULL OR expires_at > ?6)
+                   AND (?9 IS NULL OR lease_until IS NULL OR lease_until <= ?9)
+                   AND (?10 IS NULL OR executor = ?10)",
                 params![
                     t.to.as_str(),
                     t.result,
@@ -536,6 +500,10 @@ impl Store for SqliteStore {
                     t.id,
                     from,
                     t.unexpired_at.map(micros),
+                    t.lease.as_ref().map(|l| l.executor.clone()),
+                    t.lease.as_ref().map(|l| micros(l.until)),
+                    expired_at.map(micros),
+                    held_by,
                 ],
             )?;
             if changed == 0 {
@@ -544,6 +512,22 @@ impl Store for SqliteStore {
             append(&tx, t.audit)?;
             tx.commit()?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &str,
+        executor: &str,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let (id, executor) = (id.to_owned(), executor.to_owned());
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE approvals SET lease_until = ?1 WHERE id = ?2 AND state = 'executing' AND executor = ?3",
+                params![micros(until), id, executor],
+            )? == 1)
         })
         .await
     }
@@ -597,7 +581,7 @@ impl Store for SqliteStore {
             Ok(c.query_row(
                 &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
                 [id],
-                incident_row,
+                mapped(|r| rows::incident(r)),
             )
             .optional()?)
         })
@@ -610,7 +594,7 @@ impl Store for SqliteStore {
             Ok(c.query_row(
                 &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE thread_id = ?1"),
                 [thread_id],
-                incident_row,
+                mapped(|r| rows::incident(r)),
             )
             .optional()?)
         })
@@ -622,7 +606,7 @@ impl Store for SqliteStore {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE closed_at IS NULL ORDER BY opened_at, id"
             ))?;
-            Ok(st.query_map([], incident_row)?.collect::<Result<_, _>>()?)
+            Ok(st.query_map([], mapped(|r| rows::incident(r)))?.collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -644,15 +628,7 @@ impl Store for SqliteStore {
             let mut st = c.prepare_cached(
                 "SELECT incident_id, at, actor, kind, text FROM incident_timeline WHERE incident_id = ?1 ORDER BY at, id",
             )?;
-            let rows = st.query_map([incident_id], |r| {
-                Ok(TimelineEntry {
-                    incident_id: r.get(0)?,
-                    at: instant(r.get(1)?)?,
-                    actor: r.get(2)?,
-                    kind: r.get(3)?,
-                    text: r.get(4)?,
-                })
-            })?;
+            let rows = st.query_map([incident_id], mapped(|r| rows::timeline_entry(r)))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
