@@ -858,11 +858,11 @@ async fn the_interactions_endpoint_runs_only_correctly_signed_fresh_requests() {
         .map(|b| format!("{b:02x}"))
         .collect();
     let cfg = config(&sim, TOKEN);
-    let bot = Arc::new(Bot {
-        core: core(dir.path(), fake.clone()),
-        http: Arc::new(cfg.http()),
-        config: cfg,
-    });
+    let bot = Arc::new(Bot::new(
+        core(dir.path(), fake.clone()),
+        Arc::new(cfg.http()),
+        cfg,
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = endpoint::router(bot, endpoint::verifier(&public).unwrap());
