@@ -299,6 +299,24 @@ impl Sim {
         }
     }
 
+    /// Waits until `pred` holds; unlike [`Sim::wait_for`] it holds no lock, so it may look at
+    /// channels and messages through the simulator's accessors.
+    pub async fn until<T>(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            if let Some(t) = pred() {
+                return Some(t);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
+        }
+    }
+
     /// The last successful command registration (guild or global), with its route.
     pub async fn registration(&self, after: usize, timeout: Duration) -> Option<Recorded> {
         self.wait_for(timeout, |rs| {
