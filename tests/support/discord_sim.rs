@@ -1088,11 +1088,10 @@ fn route(
                 other => vec![format!("interaction response type {other}")],
             };
             // Which answers fit which interaction (Discord's "interaction response types").
-            let fits = match (interaction, kind) {
-                (None, _) => true,
-                (Some(2), 4 | 5) | (Some(3), 4 | 5 | 6 | 7) | (Some(4), 8) => true,
-                _ => false,
-            };
+            let fits = matches!(
+                (interaction, kind),
+                (None, _) | (Some(2), 4 | 5) | (Some(3), 4..=7) | (Some(4), 8)
+            );
             if !fits {
                 problems.push(format!(
                     "response type {kind} is not valid for interaction type {interaction:?}"
