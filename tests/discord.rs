@@ -1612,3 +1612,131 @@ async fn an_incident_thread_lists_two_commands_and_an_approval_in_order_and_is_a
     bot.abort();
     sim.assert_no_violations();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_approved_run_is_acknowledged_in_time_shows_running_then_the_result() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    // Each restart takes 3 s: the click is acknowledged (type 6) and the card edited later.
+    let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(3)));
+    let store = sqlite(dir.path()).await;
+    let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
+    let (card, request) = post_card(
+        &sim,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        discord_sim::CHANNEL_ID,
+        "restart-infra",
+    )
+    .await;
+    let approve = click(
+        &sim,
+        APPROVER,
+        &[],
+        card,
+        &format!("approval:approve:{request}"),
+    );
+    let cb = callback(&sim, &approve).await;
+    assert_eq!(cb.json["type"], 6, "deferred update: {}", cb.json);
+    let fin = sim
+        .until(WAIT, || {
+            let m = sim.message(card)?;
+            card_title(&m).starts_with("Approved and ran").then_some(m)
+        })
+        .await
+        .expect("the card shows the result");
+    let titles: Vec<String> = fin
+        .history
+        .iter()
+        .filter_map(|b| b["embeds"][0]["title"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Approval needed: /restart-infra",
+            "Approved, running: /restart-infra",
+            "Approved and ran: /restart-infra"
+        ],
+        "pending, running (buttons off), done"
+    );
+    let mut calls = fake.calls();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            "restart riftwing-postgres-1",
+            "restart riftwing-redis-1",
+            "restart riftwing-temporal-1"
+        ],
+        "each infra service restarted once"
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_run_that_fails_shows_failed_on_the_card_and_tells_the_approver() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    // The fake's redis-cli prints nothing, so FLUSHALL is not confirmed: the run fails.
+    let fake = Arc::new(FakeEngine::riftwing());
+    let store = sqlite(dir.path()).await;
+    let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
+    let (card, request) = post_card(
+        &sim,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        discord_sim::CHANNEL_ID,
+        "flush-redis",
+    )
+    .await;
+    let approve = click(
+        &sim,
+        APPROVER,
+        &[],
+        card,
+        &format!("approval:approve:{request}"),
+    );
+    let follow = sim
+        .wait_for(WAIT, |rs| {
+            rs.iter()
+                .find(|r| {
+                    r.method == "POST" && r.path.ends_with(&format!("/webhooks/{APP_ID}/{approve}"))
+                })
+                .cloned()
+        })
+        .await
+        .expect("a follow-up for the approver");
+    assert_eq!(
+        follow.json["flags"].as_u64().unwrap_or(0) & 64,
+        64,
+        "ephemeral"
+    );
+    assert!(
+        follow.json["content"].as_str().unwrap().contains("failed"),
+        "{}",
+        follow.json
+    );
+    let m = sim.message(card).unwrap();
+    assert!(
+        card_title(&m).starts_with("Approved, but failed"),
+        "{:#?}",
+        m.body
+    );
+    assert!(
+        card_field(&m, "result").contains("FLUSHALL"),
+        "{:#?}",
+        m.body
+    );
+    assert!(buttons(&m).iter().all(|(_, off)| *off));
+    assert_eq!(
+        fake.calls()
+            .iter()
+            .filter(|c| c.contains("FLUSHALL"))
+            .count(),
+        1,
+        "attempted once, not retried"
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
