@@ -23,7 +23,7 @@ use container_ops::policy::Policy;
 use container_ops::settings::{DEFAULT_SETTINGS, Secret, Settings};
 use container_ops::store::{AuditQuery, SqliteStore, Store};
 use container_ops::types::{ChannelId, UserId};
-use discord_sim::{APP_ID, GUILD_ID, Sim, interaction};
+use discord_sim::{APP_ID, CHANNEL_ID, GUILD_ID, Sim, interaction};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use serenity::all::{ApplicationId, GuildId};
@@ -300,8 +300,7 @@ async fn status_on_the_platform_is_acked_within_three_seconds_and_matches_the_co
     // platform held still must be identical; a rendering difference never matches.
     let mut pairs = Vec::new();
     for _ in 0..5 {
-        let (id, token) = ids();
-        sim.dispatch_interaction(interaction(2, id, &token, VIEWER, &[], "status", json!([])));
+        let token = slash(&sim, VIEWER, &[], CHANNEL_ID, "status", json!([]));
         let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
         assert!(
             fin.ack_after < Duration::from_secs(3),
@@ -345,19 +344,17 @@ async fn logs_of_a_finished_job_on_the_platform_match_the_console() {
     let core = core_with(dir.path(), platform().await, on_test_project);
     let bot = start_bot(&sim, core.clone()).await;
     // An exited init job's log no longer changes, so both sides read the same lines.
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         VIEWER,
         &[],
+        CHANNEL_ID,
         "logs",
         json!([
             opt("service", 3, json!("minio-init")),
             opt("tail", 4, json!(10))
         ]),
-    ));
+    );
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert!(
         fin.ack_after < Duration::from_secs(3),
@@ -403,16 +400,14 @@ async fn restart_of_mcp_server_from_discord_is_acked_in_time_and_reports_the_res
         core_with(dir.path(), platform().await, on_test_project),
     )
     .await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         ADMIN_USER,
         &[ADMIN_ROLE],
+        CHANNEL_ID,
         "restart",
         json!([opt("service", 3, json!("mcp-server"))]),
-    ));
+    );
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert!(
         fin.ack_after < Duration::from_secs(3),
@@ -485,19 +480,17 @@ async fn a_five_megabyte_log_request_arrives_whole_as_an_attachment() {
         .collect();
     fake.set_logs("api-1", &refs);
     let bot = start_bot(&sim, core(dir.path(), fake)).await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         VIEWER,
         &[],
+        CHANNEL_ID,
         "logs",
         json!([
             opt("service", 3, json!("api-1")),
             opt("tail", 4, json!(2000))
         ]),
-    ));
+    );
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert!(
         fin.ack_after < Duration::from_secs(3),
@@ -524,16 +517,14 @@ async fn a_denial_is_ephemeral_says_what_to_do_and_touches_nothing() {
     let dir = config_dir();
     let fake = Arc::new(FakeEngine::riftwing());
     let bot = start_bot(&sim, core(dir.path(), fake.clone())).await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         STRANGER,
         &[],
+        CHANNEL_ID,
         "restart",
         json!([opt("service", 3, json!("api-1"))]),
-    ));
+    );
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert_eq!(fin.ack_type, 4, "a cheap refusal is answered at once");
     assert!(fin.ephemeral, "refusals are ephemeral");
@@ -551,16 +542,14 @@ async fn a_slow_command_is_deferred_within_three_seconds_then_the_original_respo
     // Every restart takes 4 s: longer than Discord's 3 s window.
     let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(4)));
     let bot = start_bot(&sim, core(dir.path(), fake.clone())).await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         ADMIN_USER,
         &[ADMIN_ROLE],
+        CHANNEL_ID,
         "restart",
         json!([opt("service", 3, json!("api-1"))]),
-    ));
+    );
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert_eq!(fin.ack_type, 5, "deferred");
     assert!(
@@ -585,16 +574,14 @@ async fn gateway_killed_mid_command_the_bot_reconnects_and_answers_exactly_once(
     let dir = config_dir();
     let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(3)));
     let bot = start_bot(&sim, core(dir.path(), fake.clone())).await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         ADMIN_USER,
         &[ADMIN_ROLE],
+        CHANNEL_ID,
         "restart",
         json!([opt("service", 3, json!("api-2"))]),
-    ));
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     sim.kill_gateway();
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
@@ -642,16 +629,14 @@ async fn a_failure_after_deferral_replaces_the_public_placeholder_with_an_epheme
         s.limits.stop_timeout = Duration::from_secs(1);
     });
     let bot = start_bot(&sim, core).await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         ADMIN_USER,
         &[ADMIN_ROLE],
+        CHANNEL_ID,
         "restart",
         json!([opt("service", 3, json!("api-1"))]),
-    ));
+    );
     let follow_up = sim
         .wait_for(WAIT, |rs| {
             rs.iter()
@@ -753,16 +738,14 @@ async fn rate_limit_and_bad_argument_refusals_are_ephemeral_and_say_what_to_do()
     let mut last = None;
     // Default limit: 3 restarts of one service per 10 minutes; the fourth is refused.
     for _ in 0..4 {
-        let (id, token) = ids();
-        sim.dispatch_interaction(interaction(
-            2,
-            id,
-            &token,
+        let token = slash(
+            &sim,
             ADMIN_USER,
             &[ADMIN_ROLE],
+            CHANNEL_ID,
             "restart",
             json!([opt("service", 3, json!("worker-1"))]),
-        ));
+        );
         last = sim.final_answer(&token, WAIT).await;
     }
     let limited = last.expect("an answer");
@@ -774,16 +757,14 @@ async fn rate_limit_and_bad_argument_refusals_are_ephemeral_and_say_what_to_do()
     );
     assert_eq!(fake.calls().len(), 3);
 
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         VIEWER,
         &[],
+        CHANNEL_ID,
         "logs",
         json!([opt("service", 3, json!("no-such-service"))]),
-    ));
+    );
     let bad = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert!(bad.ephemeral);
     assert!(
@@ -1186,14 +1167,8 @@ async fn approve_button_flow_on_the_platform_refuses_the_requester_runs_flushall
         .unwrap();
     let flushes_before = flushall_calls(&mut redis).await;
 
-    let (card, request) = post_card(
-        &sim,
-        ADMIN_USER,
-        &[ADMIN_ROLE],
-        discord_sim::CHANNEL_ID,
-        "flush-redis",
-    )
-    .await;
+    let (card, request) =
+        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "flush-redis").await;
 
     // The requester's own click: refused, only they see why, nothing changes.
     let own = click(
@@ -1342,14 +1317,8 @@ async fn a_deny_click_closes_the_card_naming_who_denied_and_nothing_runs() {
     let fake = Arc::new(FakeEngine::riftwing());
     let store = sqlite(dir.path()).await;
     let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
-    let (card, request) = post_card(
-        &sim,
-        ADMIN_USER,
-        &[ADMIN_ROLE],
-        discord_sim::CHANNEL_ID,
-        "flush-redis",
-    )
-    .await;
+    let (card, request) =
+        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "flush-redis").await;
     let deny = click(
         &sim,
         APPROVER,
@@ -1404,10 +1373,7 @@ async fn an_expired_card_has_its_buttons_disabled_through_the_channel_route_even
     let fake = Arc::new(FakeEngine::riftwing());
     let store = sqlite(dir.path()).await;
     let channel_edit = |card: u64| {
-        let path = format!(
-            "/api/v10/channels/{}/messages/{card}",
-            discord_sim::CHANNEL_ID
-        );
+        let path = format!("/api/v10/channels/{}/messages/{card}", CHANNEL_ID);
         move |rs: &[discord_sim::Recorded]| {
             rs.iter()
                 .find(|r| r.method == "PATCH" && r.path == path && r.status == 200)
@@ -1425,7 +1391,7 @@ async fn an_expired_card_has_its_buttons_disabled_through_the_channel_route_even
         &sim,
         ADMIN_USER,
         &[ADMIN_ROLE],
-        discord_sim::CHANNEL_ID,
+        CHANNEL_ID,
         "flush-redis",
         json!([]),
     );
@@ -1444,7 +1410,7 @@ async fn an_expired_card_has_its_buttons_disabled_through_the_channel_route_even
         &sim,
         ADMIN_USER,
         &[ADMIN_ROLE],
-        discord_sim::CHANNEL_ID,
+        CHANNEL_ID,
         "flush-redis",
         json!([]),
     );
@@ -1502,7 +1468,7 @@ async fn an_incident_thread_lists_two_commands_and_an_approval_in_order_and_is_a
         &sim,
         ADMIN_USER,
         admin,
-        discord_sim::CHANNEL_ID,
+        CHANNEL_ID,
         "incident",
         json!([
             opt("action", 3, json!("open")),
@@ -1516,7 +1482,7 @@ async fn an_incident_thread_lists_two_commands_and_an_approval_in_order_and_is_a
     let thread = &threads[0];
     assert_eq!(
         (thread.kind, thread.parent),
-        (11, Some(discord_sim::CHANNEL_ID)),
+        (11, Some(CHANNEL_ID)),
         "public, in the channel"
     );
     assert!(
@@ -1621,14 +1587,8 @@ async fn a_slow_approved_run_is_acknowledged_in_time_shows_running_then_the_resu
     let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(3)));
     let store = sqlite(dir.path()).await;
     let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
-    let (card, request) = post_card(
-        &sim,
-        ADMIN_USER,
-        &[ADMIN_ROLE],
-        discord_sim::CHANNEL_ID,
-        "restart-infra",
-    )
-    .await;
+    let (card, request) =
+        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "restart-infra").await;
     let approve = click(
         &sim,
         APPROVER,
@@ -1682,14 +1642,8 @@ async fn an_approved_run_that_fails_shows_failed_on_the_card_and_tells_the_appro
     let fake = Arc::new(FakeEngine::riftwing());
     let store = sqlite(dir.path()).await;
     let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
-    let (card, request) = post_card(
-        &sim,
-        ADMIN_USER,
-        &[ADMIN_ROLE],
-        discord_sim::CHANNEL_ID,
-        "flush-redis",
-    )
-    .await;
+    let (card, request) =
+        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "flush-redis").await;
     let approve = click(
         &sim,
         APPROVER,
