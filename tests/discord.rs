@@ -1694,3 +1694,154 @@ async fn an_approved_run_that_fails_shows_failed_on_the_card_and_tells_the_appro
     bot.abort();
     sim.assert_no_violations();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_refuses_thread_pin_and_message_requests_as_discord_does() {
+    let sim = Sim::start(TOKEN).await;
+    let auth = || vec![("Authorization", format!("Bot {TOKEN}"))];
+    let send = |method: &'static str, path: String, body: Value| {
+        let sim = sim.clone();
+        async move {
+            let (st, resp) = request(
+                sim.rest,
+                method,
+                &path,
+                &auth(),
+                body.to_string().as_bytes(),
+            )
+            .await;
+            let code = serde_json::from_str::<Value>(&resp)
+                .ok()
+                .and_then(|v| v["code"].as_u64());
+            (st, code, resp)
+        }
+    };
+    let threads = format!("/api/v10/channels/{CHANNEL_ID}/threads");
+    // Refused thread creations: name too long or empty, not a thread type, a bad archive
+    // duration, an unknown channel.
+    for (body, code) in [
+        (json!({"name": "n".repeat(101), "type": 11}), 50035),
+        (json!({"name": "", "type": 11}), 50035),
+        (json!({"name": "x", "type": 0}), 50035),
+        (
+            json!({"name": "x", "type": 11, "auto_archive_duration": 30}),
+            50035,
+        ),
+    ] {
+        let (st, c, resp) = send("POST", threads.clone(), body).await;
+        assert_eq!((st, c), (400, Some(code)), "{resp}");
+    }
+    let (st, c, _) = send(
+        "POST",
+        "/api/v10/channels/42/threads".into(),
+        json!({"name": "x", "type": 11}),
+    )
+    .await;
+    assert_eq!((st, c), (404, Some(10003)));
+    assert_eq!(sim.take_violations().len(), 5);
+
+    // A good thread; no thread inside a thread.
+    let (st, _, resp) = send(
+        "POST",
+        threads.clone(),
+        json!({"name": "incident-1 x", "type": 11}),
+    )
+    .await;
+    assert_eq!(st, 201, "{resp}");
+    let thread: u64 = serde_json::from_str::<Value>(&resp).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (st, c, _) = send(
+        "POST",
+        format!("/api/v10/channels/{thread}/threads"),
+        json!({"name": "x", "type": 11}),
+    )
+    .await;
+    assert_eq!((st, c), (400, Some(50024)));
+
+    // Pins need a message of that channel; archiving is for threads; an archived thread takes no posts.
+    let (st, _, resp) = send(
+        "POST",
+        format!("/api/v10/channels/{thread}/messages"),
+        json!({"content": "summary"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{resp}");
+    let msg = serde_json::from_str::<Value>(&resp).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, c, _) = send(
+        "PUT",
+        format!("/api/v10/channels/{CHANNEL_ID}/pins/{msg}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!((st, c), (404, Some(10008)), "a message of another channel");
+    let (st, _, _) = send(
+        "PUT",
+        format!("/api/v10/channels/{thread}/pins/{msg}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 204);
+    let (st, c, _) = send(
+        "PATCH",
+        format!("/api/v10/channels/{CHANNEL_ID}"),
+        json!({"archived": true}),
+    )
+    .await;
+    assert_eq!(
+        (st, c),
+        (400, Some(50035)),
+        "a text channel is not archived"
+    );
+    let (st, _, _) = send(
+        "PATCH",
+        format!("/api/v10/channels/{thread}"),
+        json!({"archived": true, "locked": true}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, c, _) = send(
+        "POST",
+        format!("/api/v10/channels/{thread}/messages"),
+        json!({"content": "late"}),
+    )
+    .await;
+    assert_eq!((st, c), (400, Some(50083)));
+    let (st, c, _) = send(
+        "PATCH",
+        format!("/api/v10/channels/{thread}/messages/{msg}"),
+        json!({"content": "edit"}),
+    )
+    .await;
+    assert_eq!((st, c), (400, Some(50083)));
+    assert_eq!(sim.take_violations().len(), 5);
+    let t = sim.channel(thread).unwrap();
+    assert!(t.archived && t.locked && t.pins.len() == 1);
+
+    // Interaction answers: one first answer per token; an expired token is refused.
+    let cb = "/api/v10/interactions/1/tok-once/callback".to_owned();
+    let (st, _, _) = send(
+        "POST",
+        cb.clone(),
+        json!({"type": 4, "data": {"content": "ok"}}),
+    )
+    .await;
+    assert_eq!(st, 204);
+    let (st, c, _) = send("POST", cb, json!({"type": 4, "data": {"content": "again"}})).await;
+    assert_eq!((st, c), (400, Some(40060)));
+    sim.expire_token("tok-late");
+    let (st, c, _) = send(
+        "POST",
+        "/api/v10/interactions/2/tok-late/callback".into(),
+        json!({"type": 5}),
+    )
+    .await;
+    assert_eq!((st, c), (401, Some(50027)));
+    assert_eq!(sim.take_violations().len(), 2);
+    sim.assert_no_violations();
+}
