@@ -1845,3 +1845,72 @@ async fn the_simulator_refuses_thread_pin_and_message_requests_as_discord_does()
     assert_eq!(sim.take_violations().len(), 2);
     sim.assert_no_violations();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_approvals_needed_the_first_click_counts_on_the_card_and_the_second_runs_it() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let reset = dir.path().join("commands/restart-infra.toml");
+    let text = std::fs::read_to_string(&reset).unwrap();
+    std::fs::write(
+        &reset,
+        text.replace("min_approvals = 1", "min_approvals = 2"),
+    )
+    .unwrap();
+    let fake = Arc::new(FakeEngine::riftwing());
+    let store = sqlite(dir.path()).await;
+    let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
+    let (card, request) =
+        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "restart-infra").await;
+    let approve = format!("approval:approve:{request}");
+    let first = click(&sim, APPROVER, &[], card, &approve);
+    assert_eq!(callback(&sim, &first).await.json["type"], 7);
+    let m = sim.message(card).unwrap();
+    assert!(
+        card_title(&m).starts_with("Approval needed"),
+        "{:#?}",
+        m.body
+    );
+    assert!(
+        card_field(&m, "approvals").starts_with("1 of 2"),
+        "{:#?}",
+        m.body
+    );
+    assert!(
+        buttons(&m).iter().all(|(_, off)| !off),
+        "still open for the second approver"
+    );
+    assert!(fake.calls().is_empty(), "one approval of two runs nothing");
+    // The same person again does not count twice.
+    let again = click(&sim, APPROVER, &[], card, &approve);
+    let cb = callback(&sim, &again).await;
+    assert!(
+        cb.json["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("already reviewed"),
+        "{}",
+        cb.json
+    );
+    let second = click(&sim, APPROVER2, &[], card, &approve);
+    callback(&sim, &second).await;
+    let m = sim
+        .until(WAIT, || {
+            let m = sim.message(card)?;
+            card_title(&m).starts_with("Approved and ran").then_some(m)
+        })
+        .await
+        .expect("the second approval runs it");
+    assert!(
+        card_field(&m, "approvals").starts_with("2 of 2"),
+        "{:#?}",
+        m.body
+    );
+    assert_eq!(
+        fake.calls().len(),
+        3,
+        "postgres, temporal and redis restarted once"
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
