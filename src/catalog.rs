@@ -53,6 +53,8 @@ pub enum Operation {
     Storage,
     Temporal,
     NetworkCheck,
+    /// Open an incident (a chat thread with a timeline) or close the one the command is typed in.
+    Incident,
 }
 
 /// The type of an operation parameter, which an option or a fixed `params` value fills.
@@ -95,6 +97,7 @@ impl Operation {
             Operation::Storage => "storage",
             Operation::Temporal => "temporal",
             Operation::NetworkCheck => "network_check",
+            Operation::Incident => "incident",
         }
     }
 
@@ -139,6 +142,7 @@ impl Operation {
                 ("host", ParamKind::String),
                 ("port", ParamKind::Integer),
             ],
+            Operation::Incident => &[("action", ParamKind::String), ("title", ParamKind::String)],
             _ => &[],
         }
     }
@@ -167,7 +171,8 @@ impl Operation {
             | Operation::Redis
             | Operation::Storage
             | Operation::Temporal
-            | Operation::NetworkCheck => &[None],
+            | Operation::NetworkCheck
+            | Operation::Incident => &[None],
             Operation::Reset => &[Service],
         }
     }
@@ -250,6 +255,9 @@ struct RawCommand {
     destructive: bool,
     approval: Option<Spanned<RawApproval>>,
     rate_limit: Option<RateSpec>,
+    /// Publish the command in chat even when no permissions grant reaches anyone.
+    #[serde(default)]
+    show_when_ungranted: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -356,6 +364,9 @@ pub struct Command {
     pub destructive: bool,
     pub approval: Option<ApprovalRule>,
     pub rate_limit: Option<RateSpec>,
+    /// Chat clients list commands granted to nobody only when this is set (hidden by default,
+    /// so a menu shows what the team can actually run).
+    pub show_when_ungranted: bool,
     pub source: PathBuf,
 }
 
@@ -692,6 +703,7 @@ pub fn parse_command(
         destructive: raw.destructive,
         approval,
         rate_limit: raw.rate_limit,
+        show_when_ungranted: raw.show_when_ungranted,
         source: path.to_owned(),
     })
 }
@@ -785,6 +797,19 @@ mod tests {
     }
 
     #[test]
+    fn show_when_ungranted_defaults_to_hidden_and_must_be_a_boolean() {
+        assert!(!parse(OK).unwrap().show_when_ungranted);
+        let shown = parse(&format!("{OK}show_when_ungranted = true\n")).unwrap();
+        assert!(shown.show_when_ungranted);
+        let e = parse(&format!("{OK}show_when_ungranted = \"yes\"\n")).unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        // A misspelling is an unknown field, not a silently hidden command.
+        let e = parse(&format!("{OK}show_when_ungrantd = true\n")).unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains("show_when_ungrantd"), "{e}");
+    }
+
+    #[test]
     fn destructive_command_without_approvers_is_refused() {
         let text = "name = \"x\"\ndescription = \"d\"\noperation = \"restart\"\ndestructive = true\ntarget = { kind = \"group\", group = \"infra\" }\n";
         let e = parse(text).unwrap_err();
@@ -829,6 +854,14 @@ mod tests {
         let dir = repo("tests/fixtures/commands-bad-operation");
         let e = Catalog::load_dir(&dir, &groups()).unwrap_err();
         assert!(e.path.ends_with("reboot.toml"), "{e}");
+        assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn a_non_boolean_show_when_ungranted_fixture_names_the_file_and_line() {
+        let dir = repo("tests/fixtures/commands-bad-show-when-ungranted");
+        let e = Catalog::load_dir(&dir, &groups()).unwrap_err();
+        assert!(e.path.ends_with("status.toml"), "{e}");
         assert_eq!(e.line, Some(4), "{e}");
     }
 

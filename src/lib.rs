@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
+pub mod incidents;
 pub mod ops;
 pub mod pipeline;
 pub mod platform;

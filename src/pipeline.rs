@@ -117,6 +117,8 @@ pub struct Core {
     approvals: Option<Approvals>,
     /// The dependency clients, built on the first diagnosis command so start-up stays fast.
     probes: tokio::sync::OnceCell<Arc<crate::probes::Probes>>,
+    /// Chat threads for incidents, set by an adapter that has them (Discord); none on the console.
+    threads: std::sync::OnceLock<Arc<dyn crate::incidents::Threads>>,
 }
 
 /// What the pipeline learned on the way, for the audit record.
@@ -160,6 +162,7 @@ impl Core {
             store: None,
             approvals: None,
             probes: tokio::sync::OnceCell::new(),
+            threads: std::sync::OnceLock::new(),
         }
     }
 
@@ -173,6 +176,25 @@ impl Core {
 
     pub fn approvals(&self) -> Option<&Approvals> {
         self.approvals.as_ref()
+    }
+
+    /// The store behind approvals and audit, for adapters that keep incident timelines.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
+    /// Lets `/incident` create chat threads; false when a thread port is already set.
+    pub fn set_threads(&self, threads: Arc<dyn crate::incidents::Threads>) -> bool {
+        self.threads.set(threads).is_ok()
+    }
+
+    pub fn threads(&self) -> Option<&Arc<dyn crate::incidents::Threads>> {
+        self.threads.get()
+    }
+
+    /// Redacts text an adapter stores or posts outside a report (e.g. an incident timeline).
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text)
     }
 
     /// Runs one invocation to its end and records that end in the audit.
@@ -362,6 +384,9 @@ impl Core {
 
         if let Some(r) = self.review_ops(cmd, &args, &trail.roles, &inv.actor).await {
             return r;
+        }
+        if cmd.operation == Operation::Incident {
+            return crate::incidents::run(self, &args, inv).await;
         }
         let targets = if needs_containers(cmd) {
             let cs = match containers.take() {

@@ -287,6 +287,19 @@ impl Policy {
             .is_some_and(|a| a.approvers.iter().any(|r| roles.contains(r)))
     }
 
+    /// Does any grant of the command reach a person (a role with users or Discord roles)?
+    /// Chat menus hide commands nobody may run unless the catalog asks otherwise.
+    pub fn is_granted(&self, command: &str) -> bool {
+        let held = |r: &RoleId| {
+            self.roles
+                .get(r)
+                .is_some_and(|d| !d.users.is_empty() || !d.discord_roles.is_empty())
+        };
+        self.grants
+            .iter()
+            .any(|g| g.commands.is_match(command) && g.roles.iter().any(held))
+    }
+
     pub fn role_names(&self) -> impl Iterator<Item = &RoleId> {
         self.roles.keys()
     }
@@ -407,6 +420,19 @@ mod tests {
             "nobody approves their own request"
         );
         p.check_catalog(&c).unwrap();
+    }
+
+    #[test]
+    fn a_command_is_granted_only_when_a_grant_reaches_someone() {
+        let files = vec![(PathBuf::from("p.toml"), "[roles.viewer]\nusers = [\"a\"]\n[roles.empty]\n[roles.ops]\ndiscord_roles = [\"7\"]\n[[grants]]\nroles = [\"viewer\"]\ncommands = [\"status\", \"log*\"]\n[[grants]]\nroles = [\"empty\"]\ncommands = [\"reset\"]\n[[grants]]\nroles = [\"ops\"]\ncommands = [\"restart\"]\n".to_owned())];
+        let p = Policy::parse_files(&files).unwrap();
+        assert!(p.is_granted("status"));
+        assert!(p.is_granted("logs"), "globs count");
+        assert!(p.is_granted("restart"), "a Discord role is someone");
+        assert!(!p.is_granted("reset"), "a role nobody holds reaches nobody");
+        assert!(!p.is_granted("flush-redis"), "never granted");
+        let t = team();
+        assert!(t.is_granted("flush-redis") && t.is_granted("incident"));
     }
 
     #[test]

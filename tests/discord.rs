@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use container_ops::audit::MemoryAudit;
+use container_ops::audit::{AuditSink, MemoryAudit, StoreAudit};
 use container_ops::catalog::Catalog;
 use container_ops::console::Console;
 use container_ops::discord::{self, Bot, DiscordConfig, endpoint};
@@ -21,8 +21,9 @@ use container_ops::fake::FakeEngine;
 use container_ops::pipeline::{Core, LazyEngine};
 use container_ops::policy::Policy;
 use container_ops::settings::{DEFAULT_SETTINGS, Secret, Settings};
+use container_ops::store::{AuditQuery, SqliteStore, Store};
 use container_ops::types::{ChannelId, UserId};
-use discord_sim::{APP_ID, GUILD_ID, Sim, interaction};
+use discord_sim::{APP_ID, CHANNEL_ID, GUILD_ID, Sim, interaction};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use serenity::all::{ApplicationId, GuildId};
@@ -36,6 +37,9 @@ const STRANGER: u64 = 1_500_000_000_000_000_009;
 /// A Discord role id mapped to the bot's admin role.
 const ADMIN_ROLE: u64 = 1_600_000_000_000_000_001;
 const ADMIN_USER: u64 = 1_500_000_000_000_000_002;
+/// Two people with the approver role (and no other).
+const APPROVER: u64 = 1_500_000_000_000_000_003;
+const APPROVER2: u64 = 1_500_000_000_000_000_004;
 
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -50,11 +54,17 @@ users = ["erin"]
 discord_roles = ["{ADMIN_ROLE}"]
 
 [roles.approver]
-users = ["erin"]
+users = ["erin", "{APPROVER}", "{APPROVER2}"]
 
 [[grants]]
 roles = ["viewer"]
 commands = ["status", "logs", "stats", "config", "volumes", "network", "disk", "help"]
+services = ["*"]
+channels = ["*"]
+
+[[grants]]
+roles = ["approver"]
+commands = ["approve", "deny", "pending", "status", "logs"]
 services = ["*"]
 channels = ["*"]
 
@@ -88,6 +98,26 @@ fn core(dir: &Path, engine: Arc<dyn Engine>) -> Arc<Core> {
 }
 
 fn core_with(dir: &Path, engine: Arc<dyn Engine>, tweak: impl FnOnce(&mut Settings)) -> Arc<Core> {
+    Arc::new(build_core(dir, engine, tweak, Arc::new(MemoryAudit::new())))
+}
+
+/// A core whose approvals, audit and incidents live in `store` (shared by restarted bots).
+fn store_core(
+    dir: &Path,
+    engine: Arc<dyn Engine>,
+    store: Arc<dyn Store>,
+    tweak: impl FnOnce(&mut Settings),
+) -> Arc<Core> {
+    let audit = Arc::new(StoreAudit::new(store.clone()));
+    Arc::new(build_core(dir, engine, tweak, audit).with_store(store))
+}
+
+fn build_core(
+    dir: &Path,
+    engine: Arc<dyn Engine>,
+    tweak: impl FnOnce(&mut Settings),
+    audit: Arc<dyn AuditSink>,
+) -> Core {
     let mut settings = Settings::parse(Path::new("default"), DEFAULT_SETTINGS).unwrap();
     tweak(&mut settings);
     settings.commands_dir = dir.join("commands");
@@ -96,13 +126,7 @@ fn core_with(dir: &Path, engine: Arc<dyn Engine>, tweak: impl FnOnce(&mut Settin
     let catalog = Catalog::load_dir(&settings.commands_dir, &groups).unwrap();
     let policy = Policy::load_dir(&settings.permissions_dir).unwrap();
     policy.check_catalog(&catalog).unwrap();
-    Arc::new(Core::new(
-        settings,
-        catalog,
-        policy,
-        LazyEngine::ready(engine),
-        Arc::new(MemoryAudit::new()),
-    ))
+    Core::new(settings, catalog, policy, LazyEngine::ready(engine), audit)
 }
 
 /// The replica's Compose project these tests run against (CI may run its own instance).
@@ -276,8 +300,7 @@ async fn status_on_the_platform_is_acked_within_three_seconds_and_matches_the_co
     // platform held still must be identical; a rendering difference never matches.
     let mut pairs = Vec::new();
     for _ in 0..5 {
-        let (id, token) = ids();
-        sim.dispatch_interaction(interaction(2, id, &token, VIEWER, &[], "status", json!([])));
+        let token = slash(&sim, VIEWER, &[], CHANNEL_ID, "status", json!([]));
         let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
         assert!(
             fin.ack_after < Duration::from_secs(3),
@@ -321,19 +344,17 @@ async fn logs_of_a_finished_job_on_the_platform_match_the_console() {
     let core = core_with(dir.path(), platform().await, on_test_project);
     let bot = start_bot(&sim, core.clone()).await;
     // An exited init job's log no longer changes, so both sides read the same lines.
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         VIEWER,
         &[],
+        CHANNEL_ID,
         "logs",
         json!([
             opt("service", 3, json!("minio-init")),
             opt("tail", 4, json!(10))
         ]),
-    ));
+    );
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert!(
         fin.ack_after < Duration::from_secs(3),
@@ -379,16 +400,14 @@ async fn restart_of_mcp_server_from_discord_is_acked_in_time_and_reports_the_res
         core_with(dir.path(), platform().await, on_test_project),
     )
     .await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         ADMIN_USER,
         &[ADMIN_ROLE],
+        CHANNEL_ID,
         "restart",
         json!([opt("service", 3, json!("mcp-server"))]),
-    ));
+    );
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert!(
         fin.ack_after < Duration::from_secs(3),
@@ -461,19 +480,17 @@ async fn a_five_megabyte_log_request_arrives_whole_as_an_attachment() {
         .collect();
     fake.set_logs("api-1", &refs);
     let bot = start_bot(&sim, core(dir.path(), fake)).await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         VIEWER,
         &[],
+        CHANNEL_ID,
         "logs",
         json!([
             opt("service", 3, json!("api-1")),
             opt("tail", 4, json!(2000))
         ]),
-    ));
+    );
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert!(
         fin.ack_after < Duration::from_secs(3),
@@ -500,16 +517,14 @@ async fn a_denial_is_ephemeral_says_what_to_do_and_touches_nothing() {
     let dir = config_dir();
     let fake = Arc::new(FakeEngine::riftwing());
     let bot = start_bot(&sim, core(dir.path(), fake.clone())).await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         STRANGER,
         &[],
+        CHANNEL_ID,
         "restart",
         json!([opt("service", 3, json!("api-1"))]),
-    ));
+    );
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert_eq!(fin.ack_type, 4, "a cheap refusal is answered at once");
     assert!(fin.ephemeral, "refusals are ephemeral");
@@ -527,16 +542,14 @@ async fn a_slow_command_is_deferred_within_three_seconds_then_the_original_respo
     // Every restart takes 4 s: longer than Discord's 3 s window.
     let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(4)));
     let bot = start_bot(&sim, core(dir.path(), fake.clone())).await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         ADMIN_USER,
         &[ADMIN_ROLE],
+        CHANNEL_ID,
         "restart",
         json!([opt("service", 3, json!("api-1"))]),
-    ));
+    );
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert_eq!(fin.ack_type, 5, "deferred");
     assert!(
@@ -561,16 +574,14 @@ async fn gateway_killed_mid_command_the_bot_reconnects_and_answers_exactly_once(
     let dir = config_dir();
     let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(3)));
     let bot = start_bot(&sim, core(dir.path(), fake.clone())).await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         ADMIN_USER,
         &[ADMIN_ROLE],
+        CHANNEL_ID,
         "restart",
         json!([opt("service", 3, json!("api-2"))]),
-    ));
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     sim.kill_gateway();
     let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
@@ -618,16 +629,14 @@ async fn a_failure_after_deferral_replaces_the_public_placeholder_with_an_epheme
         s.limits.stop_timeout = Duration::from_secs(1);
     });
     let bot = start_bot(&sim, core).await;
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         ADMIN_USER,
         &[ADMIN_ROLE],
+        CHANNEL_ID,
         "restart",
         json!([opt("service", 3, json!("api-1"))]),
-    ));
+    );
     let follow_up = sim
         .wait_for(WAIT, |rs| {
             rs.iter()
@@ -729,16 +738,14 @@ async fn rate_limit_and_bad_argument_refusals_are_ephemeral_and_say_what_to_do()
     let mut last = None;
     // Default limit: 3 restarts of one service per 10 minutes; the fourth is refused.
     for _ in 0..4 {
-        let (id, token) = ids();
-        sim.dispatch_interaction(interaction(
-            2,
-            id,
-            &token,
+        let token = slash(
+            &sim,
             ADMIN_USER,
             &[ADMIN_ROLE],
+            CHANNEL_ID,
             "restart",
             json!([opt("service", 3, json!("worker-1"))]),
-        ));
+        );
         last = sim.final_answer(&token, WAIT).await;
     }
     let limited = last.expect("an answer");
@@ -750,16 +757,14 @@ async fn rate_limit_and_bad_argument_refusals_are_ephemeral_and_say_what_to_do()
     );
     assert_eq!(fake.calls().len(), 3);
 
-    let (id, token) = ids();
-    sim.dispatch_interaction(interaction(
-        2,
-        id,
-        &token,
+    let token = slash(
+        &sim,
         VIEWER,
         &[],
+        CHANNEL_ID,
         "logs",
         json!([opt("service", 3, json!("no-such-service"))]),
-    ));
+    );
     let bad = sim.final_answer(&token, WAIT).await.expect("an answer");
     assert!(bad.ephemeral);
     assert!(
@@ -858,11 +863,11 @@ async fn the_interactions_endpoint_runs_only_correctly_signed_fresh_requests() {
         .map(|b| format!("{b:02x}"))
         .collect();
     let cfg = config(&sim, TOKEN);
-    let bot = Arc::new(Bot {
-        core: core(dir.path(), fake.clone()),
-        http: Arc::new(cfg.http()),
-        config: cfg,
-    });
+    let bot = Arc::new(Bot::new(
+        core(dir.path(), fake.clone()),
+        Arc::new(cfg.http()),
+        cfg,
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = endpoint::router(bot, endpoint::verifier(&public).unwrap());
@@ -934,5 +939,978 @@ async fn the_interactions_endpoint_runs_only_correctly_signed_fresh_requests() {
     );
     assert_eq!(fake.calls(), ["restart riftwing-api-1-1"]);
     server.abort();
+    sim.assert_no_violations();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approval cards, incident threads, hidden commands.
+
+/// Dispatches a slash command by `user` (with Discord `roles`) in `channel`; returns its token.
+fn slash(sim: &Sim, user: u64, roles: &[u64], channel: u64, name: &str, options: Value) -> String {
+    let (id, token) = ids();
+    let mut d = interaction(2, id, &token, user, roles, name, options);
+    d["channel_id"] = json!(channel.to_string());
+    sim.dispatch_interaction(d);
+    token
+}
+
+/// Clicks a button of a message; returns the click's token.
+fn click(sim: &Sim, user: u64, roles: &[u64], message: u64, custom_id: &str) -> String {
+    let (id, token) = ids();
+    sim.click(id, &token, user, roles, message, custom_id);
+    token
+}
+
+/// The first answer (callback) to an interaction, once it arrived.
+async fn callback(sim: &Sim, token: &str) -> discord_sim::Recorded {
+    sim.wait_for(WAIT, |rs| {
+        rs.iter()
+            .find(|r| r.path.contains(&format!("/{token}/callback")))
+            .cloned()
+    })
+    .await
+    .unwrap_or_else(|| panic!("no answer to {token}"))
+}
+
+/// (custom_id, disabled) of every button of a message as it stands.
+fn buttons(m: &discord_sim::SimMessage) -> Vec<(String, bool)> {
+    m.body["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .map(|b| {
+            (
+                b["custom_id"].as_str().unwrap_or("").to_owned(),
+                b["disabled"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+fn card_title(m: &discord_sim::SimMessage) -> String {
+    m.body["embeds"][0]["title"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn card_field(m: &discord_sim::SimMessage, name: &str) -> String {
+    m.body["embeds"][0]["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["name"] == name)
+        .and_then(|f| f["value"].as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Runs a destructive command and returns its card: (message id, request id). The card is
+/// the command's answer: deferred, then edited to the embed with live buttons.
+async fn post_card(sim: &Sim, user: u64, roles: &[u64], channel: u64, name: &str) -> (u64, String) {
+    let token = slash(sim, user, roles, channel, name, json!([]));
+    let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
+    assert!(
+        fin.ack_after < Duration::from_secs(3),
+        "acked after {:?}",
+        fin.ack_after
+    );
+    assert!(!fin.ephemeral, "the card is for the channel");
+    let card = sim.original(&token).expect("the card message");
+    let m = sim.message(card).unwrap();
+    assert!(
+        card_title(&m).starts_with(&format!("Approval needed: /{name}")),
+        "{:#?}",
+        m.body
+    );
+    let b = buttons(&m);
+    assert_eq!(b.len(), 2, "Approve and Deny: {b:?}");
+    assert!(b.iter().all(|(id, off)| !off && id.len() <= 100));
+    let request = b[0]
+        .0
+        .strip_prefix("approval:approve:")
+        .expect("an approve button")
+        .to_owned();
+    assert_eq!(b[1].0, format!("approval:deny:{request}"));
+    for f in [
+        "request",
+        "what",
+        "targets",
+        "digest",
+        "requester",
+        "expires",
+        "approvals",
+    ] {
+        assert!(
+            !card_field(&m, f).is_empty(),
+            "field {f} missing: {:#?}",
+            m.body
+        );
+    }
+    assert_eq!(card_field(&m, "requester"), format!("<@{user}>"));
+    (card, request)
+}
+
+async fn sqlite(dir: &Path) -> Arc<dyn Store> {
+    Arc::new(
+        SqliteStore::open(dir.join("state.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    )
+}
+
+/// The replica's Redis, reached from the outside as an operator would check it.
+async fn platform_redis() -> redis::aio::MultiplexedConnection {
+    let ports = container_ops::platform::PortSet::from_lookup(|k| std::env::var(k).ok()).unwrap();
+    let url = container_ops::platform::PlatformConfig::riftwing(ports)
+        .redis
+        .unwrap()
+        .url;
+    redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("the replica's Redis at {url} (deploy/dev/platform up): {e}"))
+}
+
+/// FLUSHALL calls Redis itself has counted since it started.
+async fn flushall_calls(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_flushall:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_hides_commands_granted_to_nobody_unless_the_catalog_shows_them() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    // Viewers get eight commands; `reset` is granted only to a role nobody holds; everything
+    // else is granted to nobody. `/flush-redis` asks to be shown anyway.
+    std::fs::write(
+        dir.path().join("permissions/team.toml"),
+        format!(
+            r#"
+[roles.viewer]
+users = ["{VIEWER}"]
+
+[roles.approver]
+
+[[grants]]
+roles = ["viewer"]
+commands = ["status", "logs", "stats", "config", "volumes", "network", "disk", "help"]
+
+[[grants]]
+roles = ["approver"]
+commands = ["reset"]
+"#
+        ),
+    )
+    .unwrap();
+    let flush = dir.path().join("commands/flush-redis.toml");
+    let text = std::fs::read_to_string(&flush).unwrap();
+    std::fs::write(
+        &flush,
+        text.replace(
+            "destructive = true",
+            "destructive = true\nshow_when_ungranted = true",
+        ),
+    )
+    .unwrap();
+    let bot = start_bot(&sim, core(dir.path(), Arc::new(FakeEngine::riftwing()))).await;
+    let reg = sim.registration(0, WAIT).await.unwrap();
+    let published: Vec<&str> = reg
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        published,
+        [
+            "config",
+            "disk",
+            "flush-redis",
+            "help",
+            "logs",
+            "network",
+            "stats",
+            "status",
+            "volumes"
+        ]
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_button_flow_on_the_platform_refuses_the_requester_runs_flushall_once_and_shows_the_result()
+ {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let store = sqlite(dir.path()).await;
+    let core = store_core(dir.path(), platform().await, store.clone(), on_test_project);
+    let bot = start_bot(&sim, core).await;
+    let mut redis = platform_redis().await;
+    let _: () = redis::cmd("SET")
+        .arg("disc:planted")
+        .arg("1")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let flushes_before = flushall_calls(&mut redis).await;
+
+    let (card, request) =
+        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "flush-redis").await;
+
+    // The requester's own click: refused, only they see why, nothing changes.
+    let own = click(
+        &sim,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        card,
+        &format!("approval:approve:{request}"),
+    );
+    let cb = callback(&sim, &own).await;
+    assert_eq!(cb.json["type"], 4, "{}", cb.json);
+    assert_eq!(
+        cb.json["data"]["flags"].as_u64().unwrap_or(0) & 64,
+        64,
+        "ephemeral"
+    );
+    let text = cb.json["data"]["content"].as_str().unwrap();
+    assert!(text.contains("cannot approve your own request"), "{text}");
+    // Someone without the approver role: refused too.
+    let viewer = click(
+        &sim,
+        VIEWER,
+        &[],
+        card,
+        &format!("approval:approve:{request}"),
+    );
+    let cb = callback(&sim, &viewer).await;
+    assert_eq!(
+        cb.json["data"]["flags"].as_u64().unwrap_or(0) & 64,
+        64,
+        "ephemeral"
+    );
+    assert!(
+        cb.json["data"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("**Denied.**"),
+        "{}",
+        cb.json
+    );
+    let m = sim.message(card).unwrap();
+    assert!(buttons(&m).iter().all(|(_, off)| !off), "still open");
+    assert_eq!(flushall_calls(&mut redis).await, flushes_before);
+    let exists: u32 = redis::cmd("EXISTS")
+        .arg("disc:planted")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(exists, 1, "nothing ran yet");
+
+    // A double click by one approver and a click by another, at the same moment.
+    let id = format!("approval:approve:{request}");
+    let clicks = [
+        click(&sim, APPROVER, &[], card, &id),
+        click(&sim, APPROVER, &[], card, &id),
+        click(&sim, APPROVER2, &[], card, &id),
+    ];
+    let fin = sim
+        .until(WAIT, || {
+            let m = sim.message(card)?;
+            card_title(&m).starts_with("Approved and ran").then_some(m)
+        })
+        .await
+        .expect("the card shows the result");
+    assert!(
+        buttons(&fin).iter().all(|(_, off)| *off),
+        "buttons off: {:?}",
+        buttons(&fin)
+    );
+    let approver = card_field(&fin, "approved by");
+    assert!(
+        approver.starts_with(&format!("<@{APPROVER}>"))
+            || approver.starts_with(&format!("<@{APPROVER2}>")),
+        "{approver}"
+    );
+    assert!(
+        card_field(&fin, "result").contains("Redis flushed"),
+        "{:#?}",
+        fin.body
+    );
+    for t in &clicks {
+        callback(&sim, t).await;
+    }
+    // Every click answered once; the run's report was posted once (by the winning click).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rs = sim.requests();
+    for t in &clicks {
+        let n = rs
+            .iter()
+            .filter(|r| r.path.contains(&format!("/{t}/callback")))
+            .count();
+        assert_eq!(n, 1, "one answer per click");
+    }
+    let reports: Vec<&discord_sim::Recorded> = rs
+        .iter()
+        .filter(|r| {
+            r.method == "POST"
+                && clicks
+                    .iter()
+                    .any(|t| r.path.ends_with(&format!("/webhooks/{APP_ID}/{t}")))
+                && r.json["flags"].as_u64().unwrap_or(0) & 64 == 0
+        })
+        .collect();
+    assert_eq!(
+        reports.len(),
+        1,
+        "the run's report is posted once: {reports:#?}"
+    );
+    // Redis itself counted one FLUSHALL, and the planted key is gone.
+    assert_eq!(flushall_calls(&mut redis).await, flushes_before + 1);
+    let exists: u32 = redis::cmd("EXISTS")
+        .arg("disc:planted")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "FLUSHALL ran");
+    // The audit holds the refusal, the approval and the run, in that order.
+    let mut audit = store
+        .query_audit(&AuditQuery {
+            limit: 200,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    audit.reverse();
+    let results: Vec<String> = audit
+        .iter()
+        .filter(|e| e.entry.result.contains(&request))
+        .map(|e| format!("{} {}", e.entry.decision, e.entry.result))
+        .collect();
+    let pos = |needle: &str| {
+        results
+            .iter()
+            .position(|r| r.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in {results:#?}"))
+    };
+    assert!(pos("own request") < pos("approved by") && pos("approved by") < pos("succeeded"));
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_click_closes_the_card_naming_who_denied_and_nothing_runs() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let fake = Arc::new(FakeEngine::riftwing());
+    let store = sqlite(dir.path()).await;
+    let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
+    let (card, request) =
+        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "flush-redis").await;
+    let deny = click(
+        &sim,
+        APPROVER,
+        &[],
+        card,
+        &format!("approval:deny:{request}"),
+    );
+    let cb = callback(&sim, &deny).await;
+    assert_eq!(
+        cb.json["type"], 7,
+        "the card is updated in place: {}",
+        cb.json
+    );
+    let m = sim.message(card).unwrap();
+    assert!(card_title(&m).starts_with("Denied"), "{:#?}", m.body);
+    assert!(card_field(&m, "denied by").starts_with(&format!("<@{APPROVER}>")));
+    assert!(buttons(&m).iter().all(|(_, off)| *off));
+    // A late approve on the closed card is refused ephemerally.
+    let late = click(
+        &sim,
+        APPROVER2,
+        &[],
+        card,
+        &format!("approval:approve:{request}"),
+    );
+    let cb = callback(&sim, &late).await;
+    assert_eq!(cb.json["data"]["flags"].as_u64().unwrap_or(0) & 64, 64);
+    assert!(
+        cb.json["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("already **denied**"),
+        "{}",
+        cb.json
+    );
+    assert!(
+        !fake.calls().iter().any(|c| c.contains("FLUSHALL")),
+        "{:?}",
+        fake.calls()
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_card_has_its_buttons_disabled_through_the_channel_route_even_after_a_restart() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let flush = dir.path().join("commands/flush-redis.toml");
+    let text = std::fs::read_to_string(&flush).unwrap();
+    std::fs::write(&flush, text.replace("ttl = \"15m\"", "ttl = \"4s\"")).unwrap();
+    let fake = Arc::new(FakeEngine::riftwing());
+    let store = sqlite(dir.path()).await;
+    let channel_edit = |card: u64| {
+        let path = format!("/api/v10/channels/{}/messages/{card}", CHANNEL_ID);
+        move |rs: &[discord_sim::Recorded]| {
+            rs.iter()
+                .find(|r| r.method == "PATCH" && r.path == path && r.status == 200)
+                .cloned()
+        }
+    };
+
+    // A live bot: its timer closes the card after the interaction token is gone.
+    let bot = start_bot(
+        &sim,
+        store_core(dir.path(), fake.clone(), store.clone(), |_| {}),
+    )
+    .await;
+    let token = slash(
+        &sim,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        CHANNEL_ID,
+        "flush-redis",
+        json!([]),
+    );
+    sim.final_answer(&token, WAIT).await.expect("the card");
+    let card = sim.original(&token).unwrap();
+    sim.expire_token(&token);
+    sim.wait_for(WAIT, channel_edit(card))
+        .await
+        .expect("the card edited through the channel route");
+    let m = sim.message(card).unwrap();
+    assert!(card_title(&m).starts_with("Expired"), "{:#?}", m.body);
+    assert!(buttons(&m).iter().all(|(_, off)| *off), "{:?}", buttons(&m));
+
+    // A card whose bot stops before the expiry: nothing closes it while no bot runs ...
+    let token = slash(
+        &sim,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        CHANNEL_ID,
+        "flush-redis",
+        json!([]),
+    );
+    sim.final_answer(&token, WAIT).await.expect("the card");
+    let card2 = sim.original(&token).unwrap();
+    sim.expire_token(&token);
+    bot.abort();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        channel_edit(card2)(&sim.requests()).is_none(),
+        "no bot, no edit"
+    );
+    // ... and the restarted bot finds it in the store and closes it.
+    let bot = start_bot(
+        &sim,
+        store_core(dir.path(), fake.clone(), store.clone(), |_| {}),
+    )
+    .await;
+    sim.wait_for(WAIT, channel_edit(card2))
+        .await
+        .expect("the restarted bot closes the card");
+    let m = sim.message(card2).unwrap();
+    assert!(card_title(&m).starts_with("Expired"), "{:#?}", m.body);
+    assert!(buttons(&m).iter().all(|(_, off)| *off));
+    // A click on the expired card is refused and runs nothing.
+    let id = card_field(&m, "request").trim_matches('`').to_owned();
+    let late = click(
+        &sim,
+        APPROVER,
+        &[],
+        card2,
+        &format!("approval:approve:{id}"),
+    );
+    let cb = callback(&sim, &late).await;
+    assert_eq!(cb.json["data"]["flags"].as_u64().unwrap_or(0) & 64, 64);
+    assert!(
+        fake.calls().iter().all(|c| !c.contains("FLUSHALL")),
+        "{:?}",
+        fake.calls()
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_thread_lists_two_commands_and_an_approval_in_order_and_is_archived_on_close() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let store = sqlite(dir.path()).await;
+    let core = store_core(dir.path(), platform().await, store.clone(), on_test_project);
+    let bot = start_bot(&sim, core).await;
+    let admin = &[ADMIN_ROLE][..];
+
+    let open = slash(
+        &sim,
+        ADMIN_USER,
+        admin,
+        CHANNEL_ID,
+        "incident",
+        json!([
+            opt("action", 3, json!("open")),
+            opt("title", 3, json!("Redis memory alert"))
+        ]),
+    );
+    let fin = sim.final_answer(&open, WAIT).await.expect("an answer");
+    let d = fin.embeds[0]["description"].as_str().unwrap().to_owned();
+    let threads = sim.threads();
+    assert_eq!(threads.len(), 1, "one thread");
+    let thread = &threads[0];
+    assert_eq!(
+        (thread.kind, thread.parent),
+        (11, Some(CHANNEL_ID)),
+        "public, in the channel"
+    );
+    assert!(
+        thread.name.ends_with("Redis memory alert"),
+        "{}",
+        thread.name
+    );
+    assert!(
+        d.contains("opened: Redis memory alert") && d.contains(&format!("<#{}>", thread.id)),
+        "{d}"
+    );
+    let summary = &sim.messages_in(thread.id)[0];
+    assert_eq!(thread.pins, [summary.id], "the summary is pinned");
+    assert!(
+        summary.body["embeds"][0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("Redis memory alert")
+    );
+
+    // Two commands, then a destructive one approved with the card's button, all in the thread.
+    let t = slash(&sim, VIEWER, &[], thread.id, "status", json!([]));
+    sim.final_answer(&t, WAIT).await.expect("status");
+    let t = slash(
+        &sim,
+        VIEWER,
+        &[],
+        thread.id,
+        "logs",
+        json!([
+            opt("service", 3, json!("minio-init")),
+            opt("tail", 4, json!(5))
+        ]),
+    );
+    sim.final_answer(&t, WAIT).await.expect("logs");
+    let (card, request) = post_card(&sim, ADMIN_USER, admin, thread.id, "flush-redis").await;
+    click(
+        &sim,
+        APPROVER,
+        &[],
+        card,
+        &format!("approval:approve:{request}"),
+    );
+    sim.until(WAIT, || {
+        card_title(&sim.message(card)?)
+            .starts_with("Approved and ran")
+            .then_some(())
+    })
+    .await
+    .expect("the approval ran");
+    // Give the click's timeline entry (written after its answer) a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let close = slash(
+        &sim,
+        ADMIN_USER,
+        admin,
+        thread.id,
+        "incident",
+        json!([opt("action", 3, json!("close"))]),
+    );
+    let fin = sim.final_answer(&close, WAIT).await.expect("the timeline");
+    let mut timeline = fin.embeds[0]["description"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    for (_, body) in &fin.files {
+        timeline.push_str(&String::from_utf8_lossy(body));
+    }
+    let order = [
+        "opened: incident opened: Redis memory alert",
+        "command: /status",
+        "command: /logs service:minio-init tail:5",
+        &format!("command: /flush-redis → pending: approval {request}"),
+        &format!("approval: approve {request} → ran: Approved request {request} ran"),
+        "closed: incident closed",
+    ];
+    let mut at = 0;
+    for needle in order {
+        let found = timeline[at..]
+            .find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` missing or out of order in:\n{timeline}"));
+        at += found + needle.len();
+    }
+    assert!(timeline.contains(&ADMIN_USER.to_string()) && timeline.contains(&APPROVER.to_string()));
+    let archived = sim
+        .until(WAIT, || {
+            let c = sim.channel(thread.id)?;
+            (c.archived && c.locked).then_some(c)
+        })
+        .await;
+    assert!(archived.is_some(), "the thread is archived and locked");
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_approved_run_is_acknowledged_in_time_shows_running_then_the_result() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    // Each restart takes 3 s: the click is acknowledged (type 6) and the card edited later.
+    let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(3)));
+    let store = sqlite(dir.path()).await;
+    let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
+    let (card, request) =
+        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "restart-infra").await;
+    let approve = click(
+        &sim,
+        APPROVER,
+        &[],
+        card,
+        &format!("approval:approve:{request}"),
+    );
+    let cb = callback(&sim, &approve).await;
+    assert_eq!(cb.json["type"], 6, "deferred update: {}", cb.json);
+    let fin = sim
+        .until(WAIT, || {
+            let m = sim.message(card)?;
+            card_title(&m).starts_with("Approved and ran").then_some(m)
+        })
+        .await
+        .expect("the card shows the result");
+    let titles: Vec<String> = fin
+        .history
+        .iter()
+        .filter_map(|b| b["embeds"][0]["title"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Approval needed: /restart-infra",
+            "Approved, running: /restart-infra",
+            "Approved and ran: /restart-infra"
+        ],
+        "pending, running (buttons off), done"
+    );
+    let mut calls = fake.calls();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            "restart riftwing-postgres-1",
+            "restart riftwing-redis-1",
+            "restart riftwing-temporal-1"
+        ],
+        "each infra service restarted once"
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_run_that_fails_shows_failed_on_the_card_and_tells_the_approver() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    // The fake's redis-cli prints nothing, so FLUSHALL is not confirmed: the run fails.
+    let fake = Arc::new(FakeEngine::riftwing());
+    let store = sqlite(dir.path()).await;
+    let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
+    let (card, request) =
+        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "flush-redis").await;
+    let approve = click(
+        &sim,
+        APPROVER,
+        &[],
+        card,
+        &format!("approval:approve:{request}"),
+    );
+    let follow = sim
+        .wait_for(WAIT, |rs| {
+            rs.iter()
+                .find(|r| {
+                    r.method == "POST" && r.path.ends_with(&format!("/webhooks/{APP_ID}/{approve}"))
+                })
+                .cloned()
+        })
+        .await
+        .expect("a follow-up for the approver");
+    assert_eq!(
+        follow.json["flags"].as_u64().unwrap_or(0) & 64,
+        64,
+        "ephemeral"
+    );
+    assert!(
+        follow.json["content"].as_str().unwrap().contains("failed"),
+        "{}",
+        follow.json
+    );
+    let m = sim.message(card).unwrap();
+    assert!(
+        card_title(&m).starts_with("Approved, but failed"),
+        "{:#?}",
+        m.body
+    );
+    assert!(
+        card_field(&m, "result").contains("FLUSHALL"),
+        "{:#?}",
+        m.body
+    );
+    assert!(buttons(&m).iter().all(|(_, off)| *off));
+    assert_eq!(
+        fake.calls()
+            .iter()
+            .filter(|c| c.contains("FLUSHALL"))
+            .count(),
+        1,
+        "attempted once, not retried"
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_refuses_thread_pin_and_message_requests_as_discord_does() {
+    let sim = Sim::start(TOKEN).await;
+    let auth = || vec![("Authorization", format!("Bot {TOKEN}"))];
+    let send = |method: &'static str, path: String, body: Value| {
+        let sim = sim.clone();
+        async move {
+            let (st, resp) = request(
+                sim.rest,
+                method,
+                &path,
+                &auth(),
+                body.to_string().as_bytes(),
+            )
+            .await;
+            let code = serde_json::from_str::<Value>(&resp)
+                .ok()
+                .and_then(|v| v["code"].as_u64());
+            (st, code, resp)
+        }
+    };
+    let threads = format!("/api/v10/channels/{CHANNEL_ID}/threads");
+    // Refused thread creations: name too long or empty, not a thread type, a bad archive
+    // duration, an unknown channel.
+    for (body, code) in [
+        (json!({"name": "n".repeat(101), "type": 11}), 50035),
+        (json!({"name": "", "type": 11}), 50035),
+        (json!({"name": "x", "type": 0}), 50035),
+        (
+            json!({"name": "x", "type": 11, "auto_archive_duration": 30}),
+            50035,
+        ),
+    ] {
+        let (st, c, resp) = send("POST", threads.clone(), body).await;
+        assert_eq!((st, c), (400, Some(code)), "{resp}");
+    }
+    let (st, c, _) = send(
+        "POST",
+        "/api/v10/channels/42/threads".into(),
+        json!({"name": "x", "type": 11}),
+    )
+    .await;
+    assert_eq!((st, c), (404, Some(10003)));
+    assert_eq!(sim.take_violations().len(), 5);
+
+    // A good thread; no thread inside a thread.
+    let (st, _, resp) = send(
+        "POST",
+        threads.clone(),
+        json!({"name": "incident-1 x", "type": 11}),
+    )
+    .await;
+    assert_eq!(st, 201, "{resp}");
+    let thread: u64 = serde_json::from_str::<Value>(&resp).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (st, c, _) = send(
+        "POST",
+        format!("/api/v10/channels/{thread}/threads"),
+        json!({"name": "x", "type": 11}),
+    )
+    .await;
+    assert_eq!((st, c), (400, Some(50024)));
+
+    // Pins need a message of that channel; archiving is for threads; an archived thread takes no posts.
+    let (st, _, resp) = send(
+        "POST",
+        format!("/api/v10/channels/{thread}/messages"),
+        json!({"content": "summary"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{resp}");
+    let msg = serde_json::from_str::<Value>(&resp).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, c, _) = send(
+        "PUT",
+        format!("/api/v10/channels/{CHANNEL_ID}/pins/{msg}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!((st, c), (404, Some(10008)), "a message of another channel");
+    let (st, _, _) = send(
+        "PUT",
+        format!("/api/v10/channels/{thread}/pins/{msg}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 204);
+    let (st, c, _) = send(
+        "PATCH",
+        format!("/api/v10/channels/{CHANNEL_ID}"),
+        json!({"archived": true}),
+    )
+    .await;
+    assert_eq!(
+        (st, c),
+        (400, Some(50035)),
+        "a text channel is not archived"
+    );
+    let (st, _, _) = send(
+        "PATCH",
+        format!("/api/v10/channels/{thread}"),
+        json!({"archived": true, "locked": true}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, c, _) = send(
+        "POST",
+        format!("/api/v10/channels/{thread}/messages"),
+        json!({"content": "late"}),
+    )
+    .await;
+    assert_eq!((st, c), (400, Some(50083)));
+    let (st, c, _) = send(
+        "PATCH",
+        format!("/api/v10/channels/{thread}/messages/{msg}"),
+        json!({"content": "edit"}),
+    )
+    .await;
+    assert_eq!((st, c), (400, Some(50083)));
+    assert_eq!(sim.take_violations().len(), 5);
+    let t = sim.channel(thread).unwrap();
+    assert!(t.archived && t.locked && t.pins.len() == 1);
+
+    // Interaction answers: one first answer per token; an expired token is refused.
+    let cb = "/api/v10/interactions/1/tok-once/callback".to_owned();
+    let (st, _, _) = send(
+        "POST",
+        cb.clone(),
+        json!({"type": 4, "data": {"content": "ok"}}),
+    )
+    .await;
+    assert_eq!(st, 204);
+    let (st, c, _) = send("POST", cb, json!({"type": 4, "data": {"content": "again"}})).await;
+    assert_eq!((st, c), (400, Some(40060)));
+    sim.expire_token("tok-late");
+    let (st, c, _) = send(
+        "POST",
+        "/api/v10/interactions/2/tok-late/callback".into(),
+        json!({"type": 5}),
+    )
+    .await;
+    assert_eq!((st, c), (401, Some(50027)));
+    assert_eq!(sim.take_violations().len(), 2);
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_approvals_needed_the_first_click_counts_on_the_card_and_the_second_runs_it() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let reset = dir.path().join("commands/restart-infra.toml");
+    let text = std::fs::read_to_string(&reset).unwrap();
+    std::fs::write(
+        &reset,
+        text.replace("min_approvals = 1", "min_approvals = 2"),
+    )
+    .unwrap();
+    let fake = Arc::new(FakeEngine::riftwing());
+    let store = sqlite(dir.path()).await;
+    let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
+    let (card, request) =
+        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "restart-infra").await;
+    let approve = format!("approval:approve:{request}");
+    let first = click(&sim, APPROVER, &[], card, &approve);
+    assert_eq!(callback(&sim, &first).await.json["type"], 7);
+    let m = sim.message(card).unwrap();
+    assert!(
+        card_title(&m).starts_with("Approval needed"),
+        "{:#?}",
+        m.body
+    );
+    assert!(
+        card_field(&m, "approvals").starts_with("1 of 2"),
+        "{:#?}",
+        m.body
+    );
+    assert!(
+        buttons(&m).iter().all(|(_, off)| !off),
+        "still open for the second approver"
+    );
+    assert!(fake.calls().is_empty(), "one approval of two runs nothing");
+    // The same person again does not count twice.
+    let again = click(&sim, APPROVER, &[], card, &approve);
+    let cb = callback(&sim, &again).await;
+    assert!(
+        cb.json["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("already reviewed"),
+        "{}",
+        cb.json
+    );
+    let second = click(&sim, APPROVER2, &[], card, &approve);
+    callback(&sim, &second).await;
+    let m = sim
+        .until(WAIT, || {
+            let m = sim.message(card)?;
+            card_title(&m).starts_with("Approved and ran").then_some(m)
+        })
+        .await
+        .expect("the second approval runs it");
+    assert!(
+        card_field(&m, "approvals").starts_with("2 of 2"),
+        "{:#?}",
+        m.body
+    );
+    assert_eq!(
+        fake.calls().len(),
+        3,
+        "postgres, temporal and redis restarted once"
+    );
+    bot.abort();
     sim.assert_no_violations();
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serenity::all::{CommandOptionType, CreateCommand, CreateCommandOption};
 
 use crate::catalog::{Autocomplete, Catalog, Command, OptionSpec, OptionType};
+use crate::policy::Policy;
 use crate::types::{GroupName, ServiceName};
 
 /// Discord's limits on command definitions.
@@ -87,6 +88,20 @@ pub fn all(
     groups: &BTreeMap<GroupName, Vec<ServiceName>>,
 ) -> Vec<CreateCommand> {
     catalog.iter().map(|c| command(c, groups)).collect()
+}
+
+/// What Discord's menu lists: every command some grant reaches, plus the ungranted ones whose
+/// file says `show_when_ungranted = true`. The core still decides every run.
+pub fn published(
+    catalog: &Catalog,
+    policy: &Policy,
+    groups: &BTreeMap<GroupName, Vec<ServiceName>>,
+) -> Vec<CreateCommand> {
+    catalog
+        .iter()
+        .filter(|c| c.show_when_ungranted || policy.is_granted(c.name.as_str()))
+        .map(|c| command(c, groups))
+        .collect()
 }
 
 /// Where an option's suggestions come from (explicit in the catalog, or implied by its type).

@@ -1,8 +1,11 @@
 //! The Discord adapter: gateway and HTTP-endpoint ingresses sharing one interaction handler over the core pipeline.
 
+mod approval;
+pub mod cards;
 pub mod commands;
 pub mod endpoint;
 pub mod render;
+mod threads;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -10,15 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serenity::all::{
-    ApplicationId, Command as GlobalCommand, CommandDataOptionValue, CommandInteraction, Context,
-    CreateAttachment, CreateAutocompleteResponse, CreateEmbed, CreateEmbedFooter,
-    CreateInteractionResponse, CreateInteractionResponseFollowup, CreateInteractionResponseMessage,
-    EditInteractionResponse, EventHandler, GatewayIntents, GuildId, Http, HttpBuilder, Interaction,
-    Ready,
+    ApplicationId, ButtonStyle, Command as GlobalCommand, CommandDataOptionValue,
+    CommandInteraction, Context, CreateActionRow, CreateAttachment, CreateAutocompleteResponse,
+    CreateButton, CreateEmbed, CreateEmbedFooter, CreateInteractionResponse,
+    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
+    EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId, Http, HttpBuilder,
+    Interaction, InteractionId, Member, Ready, User,
 };
-use tokio::sync::oneshot;
+use serenity::builder::Builder;
+use tokio::sync::{oneshot, watch};
 
-use crate::catalog::Autocomplete;
+use crate::catalog::{Autocomplete, Operation};
 use crate::error::{PipelineError, UserError};
 use crate::pipeline::{Core, Invocation};
 use crate::settings::Secret;
@@ -113,17 +118,63 @@ pub enum Ack {
     Reply(oneshot::Sender<CreateInteractionResponse>),
 }
 
+/// Which interaction a REST answer is for.
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    id: InteractionId,
+    token: &'a str,
+}
+
+/// Background tasks (card timers) end when the bot that started them stops: every sender of
+/// the channel is gone then.
+#[derive(Clone)]
+struct Alive {
+    rx: watch::Receiver<()>,
+    _own: Option<Arc<watch::Sender<()>>>,
+}
+
+impl Alive {
+    fn owned() -> Self {
+        let (tx, rx) = watch::channel(());
+        Self {
+            rx,
+            _own: Some(Arc::new(tx)),
+        }
+    }
+
+    /// Resolves when the bot has stopped.
+    async fn stopped(mut rx: watch::Receiver<()>) {
+        while rx.changed().await.is_ok() {}
+    }
+}
+
 /// The one handler both ingresses share.
 pub struct Bot {
     pub core: Arc<Core>,
     pub http: Arc<Http>,
     pub config: DiscordConfig,
+    alive: Alive,
 }
 
 impl Bot {
-    /// Publishes the catalog as slash commands: in the configured guild, or globally.
+    /// A handler whose background tasks live as long as it does.
+    pub fn new(core: Arc<Core>, http: Arc<Http>, config: DiscordConfig) -> Self {
+        Self {
+            core,
+            http,
+            config,
+            alive: Alive::owned(),
+        }
+    }
+
+    /// Publishes the catalog as slash commands (in the configured guild, or globally), minus
+    /// the commands no permission grant reaches unless their file says `show_when_ungranted`.
     pub async fn register(&self) -> serenity::Result<usize> {
-        let defs = commands::all(&self.core.catalog, &self.core.settings.groups);
+        let defs = commands::published(
+            &self.core.catalog,
+            &self.core.policy,
+            &self.core.settings.groups,
+        );
         let n = defs.len();
         match self.config.guild {
             Some(g) => {
@@ -141,6 +192,7 @@ impl Bot {
     pub async fn handle(self: Arc<Self>, interaction: Interaction, ack: Ack) {
         match interaction {
             Interaction::Command(c) => self.command(c, ack).await,
+            Interaction::Component(c) => approval::click(self, c, ack).await,
             Interaction::Autocomplete(c) => self.autocomplete(c, ack).await,
             Interaction::Ping(_) => {
                 send_ack(&self.http, None, ack, CreateInteractionResponse::Pong).await;
@@ -160,34 +212,62 @@ impl Bot {
                 return;
             }
         };
+        let correlation_id = inv.correlation_id.clone();
+        let typed = self
+            .core
+            .redact(format!("/{} {}", inv.command, inv.args).trim_end());
         let core = self.core.clone();
         let mut run = tokio::spawn(async move { core.run(inv).await });
+        let mut ack = Some(ack);
         // Cheap answers (refusals, fast reads) go out directly; anything slower is deferred
         // well inside Discord's 3 seconds and the original response is edited when done.
-        match tokio::time::timeout(self.config.ack_budget, &mut run).await {
-            Ok(result) => {
-                let msgs = messages(joined(result));
-                self.answer_now(&c, ack, msgs).await;
-            }
+        let (result, deferred) = match tokio::time::timeout(self.config.ack_budget, &mut run).await
+        {
+            Ok(result) => (joined(result), false),
             Err(_) => {
                 let defer =
                     CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
-                if !send_ack(&self.http, Some(&c), ack, defer).await {
+                let Some(a) = ack.take() else { return };
+                if !send_ack(&self.http, Some(key(&c)), a, defer).await {
                     return;
                 }
-                let result = joined(run.await);
-                if let Err(e) = &result {
-                    // The deferral was public; a refusal or failure is for the invoker only,
-                    // so the placeholder goes and the answer follows ephemerally.
-                    if let Err(d) = c.delete_response(&*self.http).await {
-                        tracing::warn!("could not remove the deferred response: {d:#}");
-                    }
-                    self.follow_ups(&c, &render::error(e)).await;
-                    return;
-                }
-                self.edit_and_follow(&c, messages(result)).await;
+                (joined(run.await), true)
             }
+        };
+        let request = match &result {
+            Ok(_) => approval::requested(&self.core, &c.data.name, &correlation_id).await,
+            Err(_) => None,
+        };
+        let ending = match &request {
+            Some(r) => format!("pending: approval {} requested (card posted)", r.id),
+            None => crate::incidents::ending(&result),
+        };
+        let closes_incident = result.is_ok() && is_incident_close(&self.core, &c);
+        if let Some(req) = request {
+            approval::post_card(&self, &c, ack.take(), &req).await;
+        } else if deferred {
+            self.finish_deferred(&c, result).await;
+        } else if let Some(a) = ack.take() {
+            self.answer_now(&c, a, messages(result)).await;
         }
+        threads::after_command(&self, &c, &typed, &ending, closes_incident).await;
+    }
+
+    /// The answer to a deferred command: the placeholder is edited, or, for a refusal or
+    /// failure, removed (the deferral was public) and the answer follows ephemerally.
+    async fn finish_deferred(
+        &self,
+        c: &CommandInteraction,
+        result: Result<crate::report::Report, PipelineError>,
+    ) {
+        if let Err(e) = &result {
+            if let Err(d) = c.delete_response(&*self.http).await {
+                tracing::warn!("could not remove the deferred response: {d:#}");
+            }
+            self.follow_ups(c, &render::error(e)).await;
+            return;
+        }
+        self.edit_and_follow(c, messages(result)).await;
     }
 
     /// The result is known: answer in the first response when it has no files, else defer
@@ -196,14 +276,14 @@ impl Bot {
         let first = &msgs[0];
         if first.files.is_empty() {
             let resp = CreateInteractionResponse::Message(response_message(first));
-            if send_ack(&self.http, Some(c), ack, resp).await {
+            if send_ack(&self.http, Some(key(c)), ack, resp).await {
                 self.follow_ups(c, &msgs[1..]).await;
             }
         } else {
             let defer = CreateInteractionResponse::Defer(
                 CreateInteractionResponseMessage::new().ephemeral(first.ephemeral),
             );
-            if send_ack(&self.http, Some(c), ack, defer).await {
+            if send_ack(&self.http, Some(key(c)), ack, defer).await {
                 self.edit_and_follow(c, msgs).await;
             }
         }
@@ -234,7 +314,7 @@ impl Bot {
         }
         send_ack(
             &self.http,
-            Some(&c),
+            Some(key(&c)),
             ack,
             CreateInteractionResponse::Autocomplete(resp),
         )
@@ -308,18 +388,36 @@ fn messages(r: Result<crate::report::Report, PipelineError>) -> Vec<render::Mess
     }
 }
 
+fn key(c: &CommandInteraction) -> Key<'_> {
+    Key {
+        id: c.id,
+        token: &c.token,
+    }
+}
+
+/// `/incident action:close`, which the core has just accepted: the thread is archived after the answer.
+fn is_incident_close(core: &Core, c: &CommandInteraction) -> bool {
+    core.catalog
+        .get(&c.data.name)
+        .is_some_and(|cmd| cmd.operation == Operation::Incident)
+        && c.data.options.iter().any(|o| {
+            o.name == "action"
+                && matches!(&o.value, CommandDataOptionValue::String(s) if s == "close")
+        })
+}
+
 /// Delivers the first answer; false when it could not be delivered (then nothing follows).
 async fn send_ack(
     http: &Http,
-    c: Option<&CommandInteraction>,
+    key: Option<Key<'_>>,
     ack: Ack,
     resp: CreateInteractionResponse,
 ) -> bool {
     match ack {
         Ack::Reply(tx) => tx.send(resp).is_ok(),
         Ack::Rest => {
-            let Some(c) = c else { return false };
-            match c.create_response(http, resp).await {
+            let Some(k) = key else { return false };
+            match resp.execute(http, (k.id, k.token)).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::error!("interaction response failed: {e:#}");
@@ -330,13 +428,26 @@ async fn send_ack(
     }
 }
 
+/// The person and place of an interaction, as the core's types.
+fn actor_and_channel(
+    user: &User,
+    channel: serenity::all::ChannelId,
+    member: Option<&Member>,
+) -> Result<(UserId, ChannelId, Vec<String>), UserError> {
+    let actor = UserId::parse(&user.id.to_string())
+        .map_err(|e| UserError::InvalidArgument(e.to_string()))?;
+    let channel = ChannelId::parse(&channel.to_string())
+        .map_err(|e| UserError::InvalidArgument(e.to_string()))?;
+    let roles = member
+        .map(|m| m.roles.iter().map(|r| r.to_string()).collect())
+        .unwrap_or_default();
+    Ok((actor, channel, roles))
+}
+
 /// Builds the core's Invocation from a slash command: Discord user id, role ids, channel id,
 /// and the options as `name:value` arguments (quoted so spaces survive).
 pub fn invocation(c: &CommandInteraction) -> Result<Invocation, UserError> {
-    let actor = UserId::parse(&c.user.id.to_string())
-        .map_err(|e| UserError::InvalidArgument(e.to_string()))?;
-    let channel = ChannelId::parse(&c.channel_id.to_string())
-        .map_err(|e| UserError::InvalidArgument(e.to_string()))?;
+    let (actor, channel, roles) = actor_and_channel(&c.user, c.channel_id, c.member.as_deref())?;
     let mut args = Vec::new();
     for o in &c.data.options {
         let value = match &o.value {
@@ -354,11 +465,7 @@ pub fn invocation(c: &CommandInteraction) -> Result<Invocation, UserError> {
         args.push(format!("{}:{}", o.name, quote(&o.name, &value)?));
     }
     let mut inv = Invocation::new(actor, channel, c.data.name.clone(), args.join(" "));
-    inv.platform_roles = c
-        .member
-        .as_ref()
-        .map(|m| m.roles.iter().map(|r| r.to_string()).collect())
-        .unwrap_or_default();
+    inv.platform_roles = roles;
     Ok(inv)
 }
 
@@ -386,6 +493,12 @@ fn embed(e: &render::Embed) -> CreateEmbed {
     let mut b = CreateEmbed::new()
         .description(&e.description)
         .colour(e.colour);
+    if let Some(t) = &e.title {
+        b = b.title(t);
+    }
+    for (name, value) in &e.fields {
+        b = b.field(name, value, false);
+    }
     if let Some(f) = &e.footer {
         b = b.footer(CreateEmbedFooter::new(f));
     }
@@ -399,6 +512,28 @@ fn files(m: &render::Message) -> Vec<CreateAttachment> {
         .collect()
 }
 
+/// Buttons in rows of five (the renderer keeps them within five rows).
+fn components(m: &render::Message) -> Vec<CreateActionRow> {
+    m.buttons
+        .chunks(render::limits::BUTTONS_PER_ROW)
+        .map(|row| {
+            CreateActionRow::Buttons(
+                row.iter()
+                    .map(|b| {
+                        CreateButton::new(&b.custom_id)
+                            .label(&b.label)
+                            .style(match b.style {
+                                render::ButtonStyle::Success => ButtonStyle::Success,
+                                render::ButtonStyle::Danger => ButtonStyle::Danger,
+                            })
+                            .disabled(b.disabled)
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 fn response_message(m: &render::Message) -> CreateInteractionResponseMessage {
     let mut b = CreateInteractionResponseMessage::new()
         .embeds(m.embeds.iter().map(embed).collect())
@@ -406,6 +541,9 @@ fn response_message(m: &render::Message) -> CreateInteractionResponseMessage {
         .files(files(m));
     if let Some(c) = &m.content {
         b = b.content(c);
+    }
+    if !m.buttons.is_empty() {
+        b = b.components(components(m));
     }
     b
 }
@@ -418,6 +556,35 @@ fn edit_message(m: &render::Message) -> EditInteractionResponse {
     for f in files(m) {
         b = b.new_attachment(f);
     }
+    if !m.buttons.is_empty() {
+        b = b.components(components(m));
+    }
+    b
+}
+
+/// The same message as an edit through the channel route (when no interaction token is left).
+fn edit_channel_message(m: &render::Message) -> EditMessage {
+    let mut b = EditMessage::new().embeds(m.embeds.iter().map(embed).collect());
+    if let Some(c) = &m.content {
+        b = b.content(c);
+    }
+    if !m.buttons.is_empty() {
+        b = b.components(components(m));
+    }
+    b
+}
+
+/// The same message posted to a channel by the bot itself.
+fn create_message(m: &render::Message) -> CreateMessage {
+    let mut b = CreateMessage::new()
+        .embeds(m.embeds.iter().map(embed).collect())
+        .files(files(m));
+    if let Some(c) = &m.content {
+        b = b.content(c);
+    }
+    if !m.buttons.is_empty() {
+        b = b.components(components(m));
+    }
     b
 }
 
@@ -429,12 +596,16 @@ fn followup_message(m: &render::Message) -> CreateInteractionResponseFollowup {
     if let Some(c) = &m.content {
         b = b.content(c);
     }
+    if !m.buttons.is_empty() {
+        b = b.components(components(m));
+    }
     b
 }
 
 struct GatewayHandler {
     core: Arc<Core>,
     config: DiscordConfig,
+    alive: Alive,
 }
 
 impl GatewayHandler {
@@ -444,6 +615,7 @@ impl GatewayHandler {
             core: self.core.clone(),
             http: ctx.http.clone(),
             config: self.config.clone(),
+            alive: self.alive.clone(),
         })
     }
 }
@@ -464,26 +636,40 @@ impl EventHandler for GatewayHandler {
 }
 
 /// Connects to the gateway, registers the catalog and answers interactions until stopped.
+/// Open approval cards are picked up again (their expiry re-scheduled), and `/incident`
+/// gets Discord threads.
 pub async fn serve(core: Arc<Core>, config: DiscordConfig) -> anyhow::Result<()> {
-    let handler = GatewayHandler {
-        core,
-        config: config.clone(),
+    // Card timers end with this function: when it returns or is dropped, the sender goes.
+    let (_alive_tx, alive_rx) = watch::channel(());
+    let alive = Alive {
+        rx: alive_rx,
+        _own: None,
     };
+    let http = Arc::new(config.http());
+    core.set_threads(Arc::new(threads::DiscordThreads::new(http.clone())));
+    let bot = Arc::new(Bot {
+        core: core.clone(),
+        http,
+        config: config.clone(),
+        alive: alive.clone(),
+    });
+    tokio::spawn(approval::resume(bot.clone()));
     if let (Some(key), Some(addr)) = (&config.public_key, config.interactions_addr) {
         let verifier = endpoint::verifier(key).map_err(anyhow::Error::msg)?;
-        let bot = Arc::new(Bot {
-            core: handler.core.clone(),
-            http: Arc::new(config.http()),
-            config: config.clone(),
-        });
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(%addr, "HTTP interactions endpoint listening");
+        let bot = bot.clone();
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, endpoint::router(bot, verifier)).await {
                 tracing::error!("interactions endpoint stopped: {e:#}");
             }
         });
     }
+    let handler = GatewayHandler {
+        core,
+        config: config.clone(),
+        alive,
+    };
     let mut client =
         serenity::all::ClientBuilder::new_with_http(config.http(), GatewayIntents::GUILDS)
             .event_handler(handler)

@@ -31,19 +31,43 @@ pub fn discord_len(s: &str) -> usize {
 }
 
 /// One embed; only the fields the bot uses.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Embed {
+    pub title: Option<String>,
     pub description: String,
+    /// (name, value), shown inline-less in order.
+    pub fields: Vec<(String, String)>,
     pub colour: u32,
     pub footer: Option<String>,
 }
 
-/// A message ready to send: content, embeds, files and whether only the invoker sees it.
+/// How a button looks; Discord's styles 3 (green) and 4 (red).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ButtonStyle {
+    Success,
+    Danger,
+}
+
+/// A button that sends its `custom_id` back to the bot when clicked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Button {
+    pub custom_id: String,
+    pub label: String,
+    pub style: ButtonStyle,
+    pub disabled: bool,
+}
+
+/// Discord's limit on a button label.
+pub const BUTTON_LABEL: usize = 80;
+
+/// A message ready to send: content, embeds, files, buttons (in rows of five) and whether
+/// only the invoker sees it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Message {
     pub content: Option<String>,
     pub embeds: Vec<Embed>,
     pub files: Vec<Attachment>,
+    pub buttons: Vec<Button>,
     pub ephemeral: bool,
 }
 
@@ -81,13 +105,11 @@ pub fn report(r: &Report) -> Vec<Message> {
     let embed = Embed {
         description,
         colour: colour(r.severity),
-        footer: None,
+        ..Embed::default()
     };
     let mut messages = vec![Message {
-        content: None,
         embeds: vec![embed],
-        files: Vec::new(),
-        ephemeral: false,
+        ..Message::default()
     }];
     attach(&mut messages, files);
     messages
@@ -205,6 +227,10 @@ pub fn violations(m: &Message) -> Vec<String> {
     }
     let mut total = 0;
     for e in &m.embeds {
+        let t = e.title.as_deref().map_or(0, discord_len);
+        if t > limits::EMBED_TITLE {
+            v.push(format!("embed title is {t} long"));
+        }
         let d = discord_len(&e.description);
         if d > limits::EMBED_DESCRIPTION {
             v.push(format!("embed description is {d} long"));
@@ -213,7 +239,31 @@ pub fn violations(m: &Message) -> Vec<String> {
         if f > limits::FOOTER {
             v.push(format!("footer is {f} long"));
         }
-        total += d + f;
+        if e.fields.len() > limits::EMBED_FIELDS {
+            v.push(format!("{} embed fields", e.fields.len()));
+        }
+        for (name, value) in &e.fields {
+            let (n, val) = (discord_len(name), discord_len(value));
+            if n == 0 || n > limits::FIELD_NAME {
+                v.push(format!("field name `{name}` is {n} long"));
+            }
+            if val == 0 || val > limits::FIELD_VALUE {
+                v.push(format!("field `{name}` value is {val} long"));
+            }
+            total += n + val;
+        }
+        total += t + d + f;
+    }
+    if m.buttons.len() > limits::ACTION_ROWS * limits::BUTTONS_PER_ROW {
+        v.push(format!("{} buttons", m.buttons.len()));
+    }
+    for b in &m.buttons {
+        if !(1..=limits::CUSTOM_ID).contains(&discord_len(&b.custom_id)) {
+            v.push(format!("custom_id `{}` out of 1..=100", b.custom_id));
+        }
+        if !(1..=BUTTON_LABEL).contains(&discord_len(&b.label)) {
+            v.push(format!("button label `{}` out of 1..=80", b.label));
+        }
     }
     if total > limits::EMBED_TOTAL {
         v.push(format!("embeds total {total}"));
