@@ -25,4 +25,5 @@ pub mod redact;
 pub mod report;
 pub mod settings;
 pub mod store;
+pub mod temporal;
 pub mod types;
