@@ -757,8 +757,9 @@ async fn bring_up(
 /// (all but [`KEEP_VOLUMES`]), start it again in dependency order, re-run the init jobs.
 ///
 /// If it fails before the volumes are touched (backup, a check), nothing has changed. If it
-/// fails after the stop, it still starts every container it can and says which step failed;
-/// the backup named in the error is on the kept volume either way.
+/// fails after the stop, the engine has created the removed containers again, every container
+/// is started in order, and the error says which step failed; the backup named in it is on
+/// the kept volume either way.
 async fn reset_project(
     engine: &dyn Engine,
     b: &Bound,
@@ -1129,6 +1130,39 @@ mod tests {
         assert!(
             at("start riftwing-temporal-1") < at("start riftwing-worker-1-1"),
             "{calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_project_reset_that_fails_at_the_volumes_names_the_step_and_the_backup() {
+        let f = project();
+        f.script_exec(BACKUP_SCRIPT, backup_ok());
+        let b = bind_reset(&f).await.unwrap();
+        // Between approval and the engine's own check, another project starts using a volume.
+        f.set_foreign_users("riftwing_minio-data", &["other-project-minio-1"]);
+        let cat = catalog();
+        let e = execute(
+            &f,
+            cat.get("reset-project").unwrap(),
+            &parse(&cat, "reset-project", "").unwrap(),
+            &b,
+            &PlatformConfig::riftwing_default(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("removing and recreating the volumes")
+                && m.contains("other-project-minio-1")
+                && m.contains("backup_2026-12-03_18-00-00.dump")
+                && m.contains("every service was started again"),
+            "{m}"
+        );
+        assert!(
+            !f.calls().iter().any(|c| c.starts_with("reset-volumes")),
+            "{:?}",
+            f.calls()
         );
     }
 

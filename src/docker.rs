@@ -658,17 +658,43 @@ impl Engine for DockerEngine {
             .filter(|(_, i)| running_state(i) == "running" || running_state(i) == "restarting")
             .map(|(full, _)| self.stop(full, timeout));
         futures::future::try_join_all(stops).await?;
-        for (full, _) in &recreate {
-            self.remove(full).await?;
+        let mut removed = Vec::new();
+        let mut failure = None;
+        for (full, spec) in recreate {
+            match self.remove(&full).await {
+                Ok(()) => removed.push((full, spec)),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
         }
-        for vi in &specs {
-            self.renew_volume(vi).await?;
+        if failure.is_none() {
+            for vi in &specs {
+                if let Err(e) = self.renew_volume(vi).await {
+                    failure = Some(EngineError::Other(format!(
+                        "renewing volume {}: {e}",
+                        vi.name
+                    )));
+                    break;
+                }
+            }
         }
+        // Whatever happened above, every removed container is created again, so a failure
+        // half-way leaves the project startable rather than missing containers.
         let mut renewed = Vec::new();
-        for (old, spec) in recreate {
-            renewed.push((old, self.create_from(spec).await?));
+        for (old, spec) in removed {
+            match self.create_from(spec).await {
+                Ok(new) => renewed.push((old, new)),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
         }
-        Ok(renewed)
+        match failure {
+            None => Ok(renewed),
+            Some(e) => Err(e),
+        }
     }
 
     #[instrument(skip_all, fields(project = %self.project, container = container_id))]

@@ -181,7 +181,8 @@ pub trait Engine: Send + Sync {
     /// then stops `containers`, removes those that mount one of `volumes`, removes `volumes` and
     /// creates them again empty with the same labels, and creates the removed containers again
     /// from their own inspected configuration, NOT started. Returns (old id, new id) pairs.
-    /// The default refuses before touching anything.
+    /// If a step fails after the stop, the removed containers are still created again
+    /// before the error is returned. The default refuses before touching anything.
     async fn reset_volumes(
         &self,
         containers: &[String],
