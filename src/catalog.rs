@@ -43,6 +43,10 @@ pub enum Operation {
     FlushRedis,
     /// Destructive: terminate the app's Postgres backends.
     TerminateBackends,
+    /// Destructive: the whole project's volumes recreated empty (backups kept), everything restarted.
+    ResetProject,
+    /// Destructive: terminate one Temporal workflow through the HTTP API.
+    TerminateWorkflow,
     /// Read-only diagnosis: every probe, then the Container Operations Report.
     Diagnose,
     /// Read-only: the probes' verdicts as a table, optionally for one service or probe.
@@ -90,6 +94,8 @@ impl Operation {
             Operation::Restore => "restore",
             Operation::FlushRedis => "flush_redis",
             Operation::TerminateBackends => "terminate_backends",
+            Operation::ResetProject => "reset_project",
+            Operation::TerminateWorkflow => "terminate_workflow",
             Operation::Diagnose => "diagnose",
             Operation::Health => "health",
             Operation::Db => "db",
@@ -130,6 +136,7 @@ impl Operation {
                 ("limit", ParamKind::Integer),
             ],
             Operation::Restore => &[("file", ParamKind::String)],
+            Operation::TerminateWorkflow => &[("workflow", ParamKind::String)],
             Operation::Diagnose => &[("service", ParamKind::String)],
             Operation::Health => &[("target", ParamKind::String)],
             Operation::Db => &[("view", ParamKind::String)],
@@ -165,6 +172,8 @@ impl Operation {
             | Operation::Restore
             | Operation::FlushRedis
             | Operation::TerminateBackends
+            | Operation::ResetProject
+            | Operation::TerminateWorkflow
             | Operation::Diagnose
             | Operation::Health
             | Operation::Db

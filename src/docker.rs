@@ -606,166 +606,95 @@ impl Engine for DockerEngine {
         timeout: Duration,
     ) -> Result<String, EngineError> {
         let (full, i) = self.owned_id(container_id).await?;
-        let mounted: HashSet<String> = i
-            .mounts
-            .iter()
-            .flatten()
-            .filter_map(|m| m.name.clone())
-            .collect();
+        let mounted = mounted_volumes(&i);
         // Every volume is checked before anything is stopped, so a refusal changes nothing.
-        let mut specs = Vec::new();
         for v in volumes {
             if !mounted.contains(v) {
                 return Err(EngineError::Other(format!(
                     "volume {v} is not mounted by container {container_id}"
                 )));
             }
-            let vi = within(CALL_DEADLINE, async {
-                self.docker.inspect_volume(v).await.map_err(engine_error)
-            })
-            .await?;
-            if vi.labels.get(PROJECT_LABEL) != Some(&self.project) {
-                warn!(volume = %v, project = %self.project, "refused a volume outside the project");
-                return Err(EngineError::Other(format!(
-                    "volume {v} does not belong to project {}",
-                    self.project
-                )));
-            }
-            specs.push(vi);
         }
-        let name = i
-            .name
-            .clone()
-            .map(|n| n.trim_start_matches('/').to_owned())
-            .ok_or_else(|| EngineError::Other(format!("inspect of {container_id} has no name")))?;
-        let config = i.config.clone().ok_or_else(|| {
-            EngineError::Other(format!("inspect of {container_id} has no config"))
-        })?;
-        let short = full.chars().take(12).collect::<String>();
-        let mut networks: Vec<(String, bollard::models::EndpointSettings)> = i
-            .network_settings
-            .as_ref()
-            .and_then(|n| n.networks.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(net, e)| {
-                // Only the names the endpoint was given survive; addresses and the old id alias do not.
-                let aliases = e
-                    .aliases
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|a| *a != short && !full.starts_with(a.as_str()))
-                    .collect::<Vec<_>>();
-                (
-                    net,
-                    bollard::models::EndpointSettings {
-                        aliases: Some(aliases),
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect();
-        networks.sort_by(|a, b| a.0.cmp(&b.0));
-        let first = networks.first().cloned();
-
+        let specs = self.check_volumes(volumes).await?;
+        let spec = creation_spec(&full, &i)?;
         self.stop(&full, timeout).await?;
-        within(CALL_DEADLINE, async {
-            self.docker
-                .remove_container(
-                    &full,
-                    Some(bollard::query_parameters::RemoveContainerOptions {
-                        v: false,
-                        force: true,
-                        link: false,
-                    }),
-                )
-                .await
-                .map_err(|e| container_error(container_id, e))
-        })
-        .await?;
+        self.remove(&full).await?;
         for vi in &specs {
-            within(CALL_DEADLINE, async {
-                self.docker
-                    .remove_volume(
-                        &vi.name,
-                        Some(bollard::query_parameters::RemoveVolumeOptions { force: false }),
-                    )
-                    .await
-                    .map_err(engine_error)?;
-                self.docker
-                    .create_volume(bollard::models::VolumeCreateRequest {
-                        name: Some(vi.name.clone()),
-                        driver: Some(vi.driver.clone()),
-                        driver_opts: Some(vi.options.clone()),
-                        labels: Some(vi.labels.clone()),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(engine_error)
-            })
-            .await?;
+            self.renew_volume(vi).await?;
         }
-        let body = bollard::models::ContainerCreateBody {
-            hostname: config.hostname,
-            domainname: config.domainname,
-            user: config.user,
-            attach_stdin: config.attach_stdin,
-            attach_stdout: config.attach_stdout,
-            attach_stderr: config.attach_stderr,
-            exposed_ports: config.exposed_ports,
-            tty: config.tty,
-            open_stdin: config.open_stdin,
-            stdin_once: config.stdin_once,
-            env: config.env,
-            cmd: config.cmd,
-            healthcheck: config.healthcheck,
-            args_escaped: config.args_escaped,
-            image: config.image,
-            volumes: config.volumes,
-            working_dir: config.working_dir,
-            entrypoint: config.entrypoint,
-            network_disabled: config.network_disabled,
-            on_build: config.on_build,
-            labels: config.labels,
-            stop_signal: config.stop_signal,
-            stop_timeout: config.stop_timeout,
-            shell: config.shell,
-            host_config: i.host_config.clone(),
-            networking_config: first.map(|(net, e)| bollard::models::NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(net, e)])),
-            }),
-        };
-        let created = within(CALL_DEADLINE, async {
-            self.docker
-                .create_container(
-                    Some(bollard::query_parameters::CreateContainerOptions {
-                        name: Some(name.clone()),
-                        platform: String::new(),
-                    }),
-                    body,
-                )
-                .await
-                .map_err(engine_error)
-        })
-        .await?;
-        // API 1.41 attaches one network at creation; the others are connected afterwards.
-        for (net, e) in networks.into_iter().skip(1) {
-            within(CALL_DEADLINE, async {
-                self.docker
-                    .connect_network(
-                        &net,
-                        bollard::models::NetworkConnectRequest {
-                            container: created.id.clone(),
-                            endpoint_config: Some(e),
-                        },
-                    )
-                    .await
-                    .map_err(engine_error)
-            })
-            .await?;
+        let id = self.create_from(spec).await?;
+        self.start(&id).await?;
+        Ok(id)
+    }
+
+    #[instrument(skip_all, fields(project = %self.project, volume))]
+    async fn volume_users_outside_project(&self, volume: &str) -> Result<Vec<String>, EngineError> {
+        within(CALL_DEADLINE, self.foreign_users(volume)).await
+    }
+
+    #[instrument(skip_all, fields(project = %self.project, containers = containers.len(), volumes = volumes.len()))]
+    async fn reset_volumes(
+        &self,
+        containers: &[String],
+        volumes: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        // Everything is inspected and checked before the first stop, so a refusal changes nothing.
+        let mut owned = Vec::new();
+        for c in containers {
+            owned.push(self.owned_id(c).await?);
         }
-        self.start(&created.id).await?;
-        Ok(created.id)
+        let specs = self.check_volumes(volumes).await?;
+        let wanted: HashSet<&String> = volumes.iter().collect();
+        let mut recreate = Vec::new();
+        for (full, i) in &owned {
+            if mounted_volumes(i).iter().any(|v| wanted.contains(v)) {
+                recreate.push((full.clone(), creation_spec(full, i)?));
+            }
+        }
+        // Stopped together: the platform goes down as a whole, as with `docker compose down`.
+        let stops = owned
+            .iter()
+            .filter(|(_, i)| running_state(i) == "running" || running_state(i) == "restarting")
+            .map(|(full, _)| self.stop(full, timeout));
+        futures::future::try_join_all(stops).await?;
+        let mut removed = Vec::new();
+        let mut failure = None;
+        for (full, spec) in recreate {
+            match self.remove(&full).await {
+                Ok(()) => removed.push((full, spec)),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if failure.is_none() {
+            for vi in &specs {
+                if let Err(e) = self.renew_volume(vi).await {
+                    failure = Some(EngineError::Other(format!(
+                        "renewing volume {}: {e}",
+                        vi.name
+                    )));
+                    break;
+                }
+            }
+        }
+        // Whatever happened above, every removed container is created again, so a failure
+        // half-way leaves the project startable rather than missing containers.
+        let mut renewed = Vec::new();
+        for (old, spec) in removed {
+            match self.create_from(spec).await {
+                Ok(new) => renewed.push((old, new)),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            None => Ok(renewed),
+            Some(e) => Err(e),
+        }
     }
 
     #[instrument(skip_all, fields(project = %self.project, container = container_id))]
@@ -807,6 +736,237 @@ impl Engine for DockerEngine {
                 .join("\n"),
             stderr: String::new(),
         })
+    }
+}
+
+/// What `create_container` needs to make a container again as it was: its name, its own
+/// inspected configuration, and its networks (the first attached at creation).
+struct CreationSpec {
+    name: String,
+    body: bollard::models::ContainerCreateBody,
+    networks: Vec<(String, bollard::models::EndpointSettings)>,
+}
+
+fn mounted_volumes(i: &ContainerInspectResponse) -> HashSet<String> {
+    i.mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| m.name.clone())
+        .collect()
+}
+
+fn creation_spec(full: &str, i: &ContainerInspectResponse) -> Result<CreationSpec, EngineError> {
+    let name = i
+        .name
+        .clone()
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .ok_or_else(|| EngineError::Other(format!("inspect of {full} has no name")))?;
+    let config = i
+        .config
+        .clone()
+        .ok_or_else(|| EngineError::Other(format!("inspect of {full} has no config")))?;
+    let short = full.chars().take(12).collect::<String>();
+    let mut networks: Vec<(String, bollard::models::EndpointSettings)> = i
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(net, e)| {
+            // Only the names the endpoint was given survive; addresses and the old id alias do not.
+            let aliases = e
+                .aliases
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| *a != short && !full.starts_with(a.as_str()))
+                .collect::<Vec<_>>();
+            (
+                net,
+                bollard::models::EndpointSettings {
+                    aliases: Some(aliases),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    networks.sort_by(|a, b| a.0.cmp(&b.0));
+    let first = networks.first().cloned();
+    let body = bollard::models::ContainerCreateBody {
+        hostname: config.hostname,
+        domainname: config.domainname,
+        user: config.user,
+        attach_stdin: config.attach_stdin,
+        attach_stdout: config.attach_stdout,
+        attach_stderr: config.attach_stderr,
+        exposed_ports: config.exposed_ports,
+        tty: config.tty,
+        open_stdin: config.open_stdin,
+        stdin_once: config.stdin_once,
+        env: config.env,
+        cmd: config.cmd,
+        healthcheck: config.healthcheck,
+        args_escaped: config.args_escaped,
+        image: config.image,
+        volumes: config.volumes,
+        working_dir: config.working_dir,
+        entrypoint: config.entrypoint,
+        network_disabled: config.network_disabled,
+        on_build: config.on_build,
+        labels: config.labels,
+        stop_signal: config.stop_signal,
+        stop_timeout: config.stop_timeout,
+        shell: config.shell,
+        host_config: i.host_config.clone(),
+        networking_config: first.map(|(net, e)| bollard::models::NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(net, e)])),
+        }),
+    };
+    Ok(CreationSpec {
+        name,
+        body,
+        networks,
+    })
+}
+
+impl DockerEngine {
+    /// Names of containers outside this project that mount `volume`.
+    async fn foreign_users(&self, volume: &str) -> Result<Vec<String>, EngineError> {
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&HashMap::from([(
+                "volume".to_string(),
+                vec![volume.to_string()],
+            )]))
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine_error)?;
+        Ok(list
+            .into_iter()
+            .filter(|c| c.labels.as_ref().and_then(|l| l.get(PROJECT_LABEL)) != Some(&self.project))
+            .map(|c| {
+                c.names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .or(c.id)
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
+    /// Inspects each volume and refuses unless it carries this project's label and no
+    /// container outside the project mounts it (Docker would refuse to remove it half-way).
+    async fn check_volumes(
+        &self,
+        volumes: &[String],
+    ) -> Result<Vec<bollard::models::Volume>, EngineError> {
+        let mut specs = Vec::new();
+        for v in volumes {
+            let vi = within(CALL_DEADLINE, async {
+                self.docker.inspect_volume(v).await.map_err(engine_error)
+            })
+            .await?;
+            if vi.labels.get(PROJECT_LABEL) != Some(&self.project) {
+                warn!(volume = %v, project = %self.project, "refused a volume outside the project");
+                return Err(EngineError::Other(format!(
+                    "volume {v} does not belong to project {}",
+                    self.project
+                )));
+            }
+            let foreign = within(CALL_DEADLINE, self.foreign_users(v)).await?;
+            if !foreign.is_empty() {
+                return Err(EngineError::Other(format!(
+                    "volume {v} is also mounted by {} outside project {}; nothing was changed",
+                    foreign.join(", "),
+                    self.project
+                )));
+            }
+            specs.push(vi);
+        }
+        Ok(specs)
+    }
+
+    async fn remove(&self, full: &str) -> Result<(), EngineError> {
+        within(CALL_DEADLINE, async {
+            self.docker
+                .remove_container(
+                    full,
+                    Some(bollard::query_parameters::RemoveContainerOptions {
+                        v: false,
+                        force: true,
+                        link: false,
+                    }),
+                )
+                .await
+                .map_err(|e| container_error(full, e))
+        })
+        .await
+    }
+
+    /// Removes the volume and creates it again empty, with the same name, driver, options and labels.
+    async fn renew_volume(&self, vi: &bollard::models::Volume) -> Result<(), EngineError> {
+        within(CALL_DEADLINE, async {
+            self.docker
+                .remove_volume(
+                    &vi.name,
+                    Some(bollard::query_parameters::RemoveVolumeOptions { force: false }),
+                )
+                .await
+                .map_err(engine_error)?;
+            self.docker
+                .create_volume(bollard::models::VolumeCreateRequest {
+                    name: Some(vi.name.clone()),
+                    driver: Some(vi.driver.clone()),
+                    driver_opts: Some(vi.options.clone()),
+                    labels: Some(vi.labels.clone()),
+                    ..Default::default()
+                })
+                .await
+                .map_err(engine_error)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Creates the container from its spec (not started) and returns the new id.
+    async fn create_from(&self, spec: CreationSpec) -> Result<String, EngineError> {
+        let CreationSpec {
+            name,
+            body,
+            networks,
+        } = spec;
+        let created = within(CALL_DEADLINE, async {
+            self.docker
+                .create_container(
+                    Some(bollard::query_parameters::CreateContainerOptions {
+                        name: Some(name.clone()),
+                        platform: String::new(),
+                    }),
+                    body,
+                )
+                .await
+                .map_err(engine_error)
+        })
+        .await?;
+        // API 1.41 attaches one network at creation; the others are connected afterwards.
+        for (net, e) in networks.into_iter().skip(1) {
+            within(CALL_DEADLINE, async {
+                self.docker
+                    .connect_network(
+                        &net,
+                        bollard::models::NetworkConnectRequest {
+                            container: created.id.clone(),
+                            endpoint_config: Some(e),
+                        },
+                    )
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?;
+        }
+        Ok(created.id)
     }
 }
 

@@ -168,6 +168,33 @@ pub trait Engine: Send + Sync {
         volumes: &[String],
         timeout: Duration,
     ) -> Result<String, EngineError>;
+    /// Containers outside the project (by name) that mount `volume`: a reset must not take a
+    /// volume from under another project.
+    /// The default refuses: an engine that cannot tell must not let a reset go ahead.
+    async fn volume_users_outside_project(&self, volume: &str) -> Result<Vec<String>, EngineError> {
+        Err(EngineError::Other(format!(
+            "this engine cannot tell who else mounts volume {volume}"
+        )))
+    }
+    /// The project's half of `docker compose down -v`: checks every container and volume first
+    /// (project label, no other project's container on a volume) so a refusal changes nothing;
+    /// then stops `containers`, removes those that mount one of `volumes`, removes `volumes` and
+    /// creates them again empty with the same labels, and creates the removed containers again
+    /// from their own inspected configuration, NOT started. Returns (old id, new id) pairs.
+    /// If a step fails after the stop, the removed containers are still created again
+    /// before the error is returned. The default refuses before touching anything.
+    async fn reset_volumes(
+        &self,
+        containers: &[String],
+        volumes: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        let _ = (containers, timeout);
+        Err(EngineError::Other(format!(
+            "this engine cannot reset volumes ({})",
+            volumes.join(", ")
+        )))
+    }
     /// Starts a stopped one-shot container (an init job) and waits for it to exit, bounded
     /// by `timeout`; returns its exit code and the tail of its output.
     async fn run_one_shot(

@@ -27,6 +27,18 @@ pub struct FakeEngine {
     state: Mutex<State>,
     /// How long each mutation or stats call takes, to show that the core runs them in parallel.
     pub delay: Duration,
+    /// Scripted answers for exec and volume users (see `script_exec`, `set_foreign_users`).
+    scripted: Mutex<Scripted>,
+}
+
+#[derive(Default)]
+struct Scripted {
+    /// program name → output of an exec of it.
+    exec: HashMap<String, ExecOutput>,
+    /// volume → containers of other projects that mount it.
+    foreign: HashMap<String, Vec<String>>,
+    /// The project's volumes, when a test sets them.
+    volumes: Option<Vec<VolumeInfo>>,
 }
 
 /// The services of the seed's platform.
@@ -245,6 +257,9 @@ impl Engine for FakeEngine {
 
     async fn volumes(&self) -> Result<Vec<VolumeInfo>, EngineError> {
         self.up()?;
+        if let Some(v) = self.scripted().volumes.clone() {
+            return Ok(v);
+        }
         Ok(vec![VolumeInfo {
             name: "riftwing_postgres_data".into(),
             driver: "local".into(),
@@ -298,11 +313,14 @@ impl Engine for FakeEngine {
         self.lock()
             .calls
             .push(format!("exec {} {}", c.name, argv.join(" ")));
-        Ok(ExecOutput {
+        let scripted = argv
+            .first()
+            .and_then(|p| self.scripted().exec.get(p).cloned());
+        Ok(scripted.unwrap_or(ExecOutput {
             exit_code: Some(0),
             stdout: String::new(),
             stderr: String::new(),
-        })
+        }))
     }
 
     async fn recreate_with_fresh_volumes(
@@ -323,6 +341,52 @@ impl Engine for FakeEngine {
         Ok(new_id)
     }
 
+    async fn volume_users_outside_project(&self, volume: &str) -> Result<Vec<String>, EngineError> {
+        self.up()?;
+        Ok(self
+            .scripted()
+            .foreign
+            .get(volume)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn reset_volumes(
+        &self,
+        containers: &[String],
+        volumes: &[String],
+        _timeout: Duration,
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        self.up()?;
+        for v in volumes {
+            if let Some(f) = self.scripted().foreign.get(v).filter(|f| !f.is_empty()) {
+                return Err(EngineError::Other(format!(
+                    "volume {v} is also mounted by {}",
+                    f.join(", ")
+                )));
+            }
+        }
+        let mut found = Vec::new();
+        for id in containers {
+            found.push(self.find(id)?);
+        }
+        let mut st = self.lock();
+        st.calls
+            .push(format!("reset-volumes {}", volumes.join(",")));
+        let mut renewed = Vec::new();
+        for c in found {
+            st.calls.push(format!("stop {}", c.name));
+            if let Some(x) = st.containers.iter_mut().find(|x| x.id == c.id) {
+                x.state = "exited".into();
+                if x.volumes.iter().any(|v| volumes.contains(v)) {
+                    x.id = format!("{}-new", c.id);
+                    renewed.push((c.id.clone(), x.id.clone()));
+                }
+            }
+        }
+        Ok(renewed)
+    }
+
     async fn run_one_shot(&self, id: &str, _timeout: Duration) -> Result<ExecOutput, EngineError> {
         self.up()?;
         let c = self.find(id)?;
@@ -332,5 +396,42 @@ impl Engine for FakeEngine {
             stdout: String::new(),
             stderr: String::new(),
         })
+    }
+}
+
+/// Scripting of the destructive paths (exec answers, volumes shared with other projects).
+impl FakeEngine {
+    fn scripted(&self) -> std::sync::MutexGuard<'_, Scripted> {
+        self.scripted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every later exec of `program` answers `out`.
+    pub fn script_exec(&self, program: &str, out: ExecOutput) {
+        self.scripted().exec.insert(program.to_owned(), out);
+    }
+
+    /// Marks `volume` as mounted by these containers of other projects.
+    pub fn set_foreign_users(&self, volume: &str, containers: &[&str]) {
+        self.scripted().foreign.insert(
+            volume.to_owned(),
+            containers.iter().map(|c| (*c).to_owned()).collect(),
+        );
+    }
+
+    /// The project's volumes from now on: `(name, name in the Compose file)`.
+    pub fn set_volumes(&self, volumes: &[(&str, &str)]) {
+        self.scripted().volumes = Some(
+            volumes
+                .iter()
+                .map(|(name, compose)| VolumeInfo {
+                    name: (*name).to_owned(),
+                    driver: "local".into(),
+                    mountpoint: format!("/var/lib/docker/volumes/{name}/_data"),
+                    created_at: None,
+                    compose_name: Some((*compose).to_owned()),
+                    size: None,
+                })
+                .collect(),
+        );
     }
 }

@@ -27,4 +27,5 @@ pub mod replica;
 pub mod report;
 pub mod settings;
 pub mod store;
+pub mod temporal;
 pub mod types;

@@ -359,7 +359,17 @@ impl Core {
                 Some(cs) => cs,
                 None => self.containers().instrument(gate.clone()).await?,
             };
-            let bound = destructive::bind(cmd, &args, &services, &all)?;
+            let engine = self.engine.get().instrument(gate.clone()).await?;
+            let bound = destructive::bind_live(
+                engine.as_ref(),
+                cmd,
+                &args,
+                &services,
+                &all,
+                &self.settings.platform,
+            )
+            .instrument(gate.clone())
+            .await?;
             let req = approvals
                 .create(
                     NewRequest {
@@ -731,11 +741,24 @@ impl Core {
             },
         )?;
         let (services, _) = target_services(cmd, &args, Some(&known), &self.settings.groups);
-        let bound = destructive::bind(cmd, &args, &services, &all).map_err(|e| match e {
-            PipelineError::User(u) => PipelineError::User(UserError::Denied(format!(
-                "the target changed since approval: {}",
-                u.markdown()
-            ))),
+        let engine = self.engine.get().await?;
+        let bound = destructive::bind_live(
+            engine.as_ref(),
+            cmd,
+            &args,
+            &services,
+            &all,
+            &self.settings.platform,
+        )
+        .await
+        .map_err(|e| match e {
+            // A dependency that does not answer is not a changed target.
+            PipelineError::User(u) if !matches!(u, UserError::Unavailable(_)) => {
+                PipelineError::User(UserError::Denied(format!(
+                    "the target changed since approval: {}",
+                    u.markdown()
+                )))
+            }
             e => e,
         })?;
         if !req.matches(&bound.op) {
@@ -745,12 +768,12 @@ impl Core {
             ))
             .into());
         }
-        let engine = self.engine.get().await?;
         destructive::execute(
             engine.as_ref(),
             cmd,
             &args,
             &bound,
+            &self.settings.platform,
             self.settings.limits.stop_timeout,
         )
         .await

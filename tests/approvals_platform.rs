@@ -16,6 +16,8 @@ use container_ops::cli::{Cli, execute, load_config};
 use container_ops::docker::DockerEngine;
 use container_ops::engine::Engine;
 use container_ops::pipeline::{Core, Invocation, LazyEngine};
+use container_ops::platform::{PlatformConfig, PortSet};
+use container_ops::probes::s3::S3Probe;
 use container_ops::report::Report;
 use container_ops::store::postgres::PostgresOptions;
 use container_ops::store::{AuditDecision, AuditQuery, PostgresStore, SqliteStore, Store};
@@ -34,9 +36,26 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The environment the bot sees in these tests: only the project is overridden.
+/// The seed's port variables, so a side-by-side instance on shifted ports is reached.
+const PORT_VARS: &[&str] = &[
+    "POSTGRES_PORT",
+    "REDIS_PORT",
+    "MINIO_PORT",
+    "TEMPORAL_PORT",
+    "API_PORT",
+    "AI_GATEWAY_PORT",
+    "MCP_PORT",
+    "CONSOLE_PORT",
+];
+
+/// The environment the bot sees in these tests: the project, and the port variables if set.
 fn env_lookup(extra: Vec<(String, String)>) -> impl Fn(&str) -> Option<String> {
     let mut vars = vec![("CONTAINER_OPS_PROJECT".to_string(), project())];
+    for k in PORT_VARS {
+        if let Ok(v) = std::env::var(k) {
+            vars.push((k.to_string(), v));
+        }
+    }
     vars.extend(extra);
     move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
 }
@@ -522,4 +541,268 @@ async fn a_request_whose_container_was_recreated_fails_closed_and_says_why() {
     let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
     assert_eq!(req.state, ApprovalState::Failed);
     platform_wait(120);
+}
+
+fn platform_config() -> PlatformConfig {
+    PlatformConfig::riftwing(PortSet::from_lookup(|k| std::env::var(k).ok()).unwrap())
+}
+
+fn s3() -> S3Probe {
+    S3Probe::new(
+        platform_config().s3.as_ref().unwrap(),
+        Duration::from_secs(10),
+    )
+}
+
+async fn put_object(key: &str) {
+    let s = s3();
+    s.client()
+        .put_object()
+        .bucket(&platform_config().s3.unwrap().bucket)
+        .key(key)
+        .body(b"planted before a reset".to_vec().into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    assert_eq!(s.stat(key).await.unwrap().status, 200, "{key} planted");
+}
+
+async fn object_status(key: &str) -> u16 {
+    s3().stat(key).await.unwrap().status
+}
+
+/// Requests `line` as alice (an operator) and has bob (an approver) approve it.
+async fn request_and_approve(core: &Core, line: &str) -> (Report, Report) {
+    let pending = core
+        .run(inv("alice", line))
+        .await
+        .unwrap_or_else(|e| panic!("{line}: {}", e.markdown()));
+    let id = pending_id(&pending);
+    let ran = core
+        .run(inv("bob", &format!("/approve {id}")))
+        .await
+        .unwrap_or_else(|e| panic!("approve {line}: {}", e.markdown()));
+    (pending, ran)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minio_reset_leaves_the_bucket_recreated_empty_by_its_init_job() {
+    require_platform().await;
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(sqlite_store(dir.path()).await).await;
+    let key = format!("planted/{}", uuid::Uuid::new_v4().simple());
+    put_object(&key).await;
+
+    let (pending, ran) = request_and_approve(&core, "/reset minio").await;
+    assert!(
+        pending
+            .all_text()
+            .contains(&format!("volume:{}_minio-data", project())),
+        "{}",
+        pending.all_text()
+    );
+    let text = ran.all_text();
+    assert!(
+        ran.title.contains("Reset `minio`") && text.contains("`minio-init` exited 0"),
+        "{text}"
+    );
+    assert_eq!(object_status(&key).await, 404, "the planted object is gone");
+    assert_eq!(
+        object_status(".keep").await,
+        200,
+        "minio-init created the bucket again"
+    );
+    platform_wait(180);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_backends_ends_a_long_running_query_and_the_platform_stays_healthy() {
+    require_platform().await;
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(sqlite_store(dir.path()).await).await;
+    let pg = platform_config().postgres.unwrap();
+    let (client, conn) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user={} password={} dbname={}",
+            pg.host,
+            pg.port,
+            pg.user,
+            pg.password.expose(),
+            pg.database
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("connect to the platform's Postgres: {e}"));
+    let conn = tokio::spawn(conn);
+    let sleeper = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(600)").await });
+    // The query is running before the request is made.
+    let started = Instant::now();
+    while psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(600)'").trim()
+        != "1"
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "pg_sleep never showed up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (_, ran) = request_and_approve(&core, "/terminate-backends").await;
+    assert!(ran.title.contains("Terminated"), "{}", ran.title);
+    let ended = tokio::time::timeout(Duration::from_secs(20), sleeper)
+        .await
+        .expect("the long query ended long before its 600 s")
+        .unwrap();
+    let err = ended.expect_err("the query was cut off, not finished");
+    assert!(
+        err.to_string().contains("terminat") || err.is_closed() || conn.is_finished(),
+        "{err}"
+    );
+    assert_eq!(
+        psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(600)'").trim(),
+        "0"
+    );
+    platform_wait(120);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_terminate_marks_it_terminated_in_temporal_and_an_unknown_id_is_explained() {
+    require_platform().await;
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(sqlite_store(dir.path()).await).await;
+    let listed = core
+        .run(inv("alice", "/temporal"))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.markdown()))
+        .all_text();
+    let status_of = |text: &str, id: &str| {
+        text.lines().find(|l| l.contains(id)).map(|l| {
+            l.split_whitespace()
+                .last()
+                .unwrap_or("")
+                .trim_matches('|')
+                .trim()
+                .to_owned()
+        })
+    };
+    let id = (1..=5)
+        .map(|i| format!("wf-{i:04}"))
+        .find(|id| status_of(&listed, id).as_deref() == Some("Running"))
+        .unwrap_or_else(|| panic!("no running workflow in the stand-in: {listed}"));
+
+    let unknown = core
+        .run(inv("alice", "/temporal-terminate workflow:wf-9999"))
+        .await
+        .unwrap_err()
+        .markdown();
+    assert!(
+        unknown.contains("wf-9999") && unknown.contains("/temporal"),
+        "{unknown}"
+    );
+    let bad = core
+        .run(inv("alice", "/temporal-terminate workflow:../x"))
+        .await
+        .unwrap_err()
+        .markdown();
+    assert!(bad.contains("not a workflow id"), "{bad}");
+
+    let (pending, ran) =
+        request_and_approve(&core, &format!("/temporal-terminate workflow:{id}")).await;
+    assert!(
+        pending.all_text().contains(&format!("workflow:{id}")),
+        "{}",
+        pending.all_text()
+    );
+    assert!(
+        ran.title.contains(&format!("Workflow `{id}` terminated")),
+        "{}",
+        ran.title
+    );
+    let after = core
+        .run(inv("alice", "/temporal"))
+        .await
+        .unwrap()
+        .all_text();
+    assert_eq!(
+        status_of(&after, &id).as_deref(),
+        Some("Terminated"),
+        "{after}"
+    );
+}
+
+fn redis_get(key: &str) -> String {
+    docker_exec("redis", &["redis-cli", "GET", key])
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_project_reset_empties_every_store_but_keeps_the_backup_that_restores_the_row() {
+    require_platform().await;
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(sqlite_store(dir.path()).await).await;
+    let marker = format!("before-full-reset-{}", uuid::Uuid::new_v4().simple());
+    psql(&format!(
+        "INSERT INTO tenant_records (tenant_id, payload) VALUES ('approvals-test', '{marker}')"
+    ));
+    let count = |m: &str| {
+        psql(&format!(
+            "SELECT count(*) FROM tenant_records WHERE payload = '{m}'"
+        ))
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(count(&marker), "1");
+    docker_exec("redis", &["redis-cli", "SET", &marker, "planted"]);
+    let key = format!("planted/{marker}");
+    put_object(&key).await;
+    let backups = format!("{}_backups", project());
+    // A local volume's CreatedAt follows its directory's mtime, so the kept volume is
+    // recognised by a file planted in it, not by a timestamp.
+    let kept_marker = format!("/backups/kept-{marker}");
+    docker_exec("db-backup", &["touch", &kept_marker]);
+    let pg_volume = format!("{}_postgres_data", project());
+    let pg_created = volume_created_at(&pg_volume);
+    // Volume timestamps have one-second resolution.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let (pending, ran) = request_and_approve(&core, "/reset-project").await;
+    let asked = pending.all_text();
+    assert!(
+        asked.contains(&format!("kept-volume:{backups}"))
+            && asked.contains(&format!("volume:{pg_volume}")),
+        "the approver sees what goes and what stays: {asked}"
+    );
+    let text = ran.all_text();
+    assert!(ran.title.contains("every service healthy again"), "{text}");
+    let file = text
+        .split_whitespace()
+        .find_map(|w| {
+            w.trim_matches(|c: char| {
+                !c.is_ascii_alphanumeric() && c != '_' && c != '.' && c != '-' && c != '/'
+            })
+            .strip_prefix("/backups/")
+            .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("the report names its backup: {text}"));
+    platform_wait(180);
+
+    assert_ne!(
+        volume_created_at(&pg_volume),
+        pg_created,
+        "postgres got a new volume"
+    );
+    docker_exec("db-backup", &["test", "-f", &kept_marker]);
+    assert_eq!(count(&marker), "0", "the row is gone");
+    assert_eq!(redis_get(&marker), "", "the Redis key is gone");
+    assert_eq!(object_status(&key).await, 404, "the S3 object is gone");
+    assert_eq!(object_status(".keep").await, 200, "minio-init ran again");
+    docker_exec("db-backup", &["test", "-s", &format!("/backups/{file}")]);
+    docker_exec("db-backup", &["rm", &kept_marker]);
+
+    let (_, restored) = request_and_approve(&core, &format!("/restore file:{file}")).await;
+    assert!(restored.title.contains("restored"), "{}", restored.title);
+    assert_eq!(count(&marker), "1", "the pre-reset backup restores the row");
+    platform_wait(180);
 }

@@ -43,7 +43,7 @@ fn check_config_accepts_the_shipped_files() {
     let (code, out, err) = run(&["check-config"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("31 command(s)") && out.contains("4 role(s)"),
+        out.contains("33 command(s)") && out.contains("4 role(s)"),
         "{out}"
     );
 }
