@@ -245,6 +245,8 @@ mod tests {
             reviews: vec![],
             result: None,
             updated_at: now,
+            executor: None,
+            lease_until: None,
         }
     }
 
