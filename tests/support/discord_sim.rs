@@ -1003,6 +1003,36 @@ fn route(
         )
     };
     let ok = |v: Value| (StatusCode::OK, axum::Json(v).into_response());
+    let no_channel = || {
+        refuse(
+            sim,
+            method,
+            path,
+            StatusCode::NOT_FOUND,
+            10003,
+            "Unknown Channel",
+        )
+    };
+    let no_message = || {
+        refuse(
+            sim,
+            method,
+            path,
+            StatusCode::NOT_FOUND,
+            10008,
+            "Unknown Message",
+        )
+    };
+    let archived = || {
+        refuse(
+            sim,
+            method,
+            path,
+            StatusCode::BAD_REQUEST,
+            50083,
+            "Thread is archived",
+        )
+    };
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["gateway"]) => ok(json!({"url": format!("ws://{}", sim.gateway)})),
         ("PUT", ["applications", app, "commands"])
@@ -1205,14 +1235,7 @@ fn route(
                     drop(inner);
                     match edited {
                         Some(obj) => ok(obj),
-                        None => refuse(
-                            sim,
-                            method,
-                            path,
-                            StatusCode::NOT_FOUND,
-                            10008,
-                            "Unknown Message",
-                        ),
+                        None => no_message(),
                     }
                 }
                 None => {
@@ -1225,14 +1248,7 @@ fn route(
         }
         ("POST", ["channels", channel, "threads"]) => {
             let Some(parent) = known_channel(sim, channel) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10003,
-                    "Unknown Channel",
-                );
+                return no_channel();
             };
             if parent.kind != 0 && parent.kind != 5 {
                 return refuse(
@@ -1286,24 +1302,10 @@ fn route(
         }
         ("POST", ["channels", channel, "messages"]) => {
             let Some(c) = known_channel(sim, channel) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10003,
-                    "Unknown Channel",
-                );
+                return no_channel();
             };
             if c.archived {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::BAD_REQUEST,
-                    50083,
-                    "Thread is archived",
-                );
+                return archived();
             }
             let problems = message_problems(json, files, true);
             if !problems.is_empty() {
@@ -1314,34 +1316,13 @@ fn route(
         }
         ("PATCH", ["channels", channel, "messages", message]) => {
             let Some(c) = known_channel(sim, channel) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10003,
-                    "Unknown Channel",
-                );
+                return no_channel();
             };
             let Some(m) = known_message(sim, c.id, message) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10008,
-                    "Unknown Message",
-                );
+                return no_message();
             };
             if c.archived {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::BAD_REQUEST,
-                    50083,
-                    "Thread is archived",
-                );
+                return archived();
             }
             let problems = message_problems(json, files, false);
             if !problems.is_empty() {
@@ -1355,24 +1336,10 @@ fn route(
         }
         ("PUT", ["channels", channel, "pins", message]) => {
             let Some(c) = known_channel(sim, channel) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10003,
-                    "Unknown Channel",
-                );
+                return no_channel();
             };
             let Some(m) = known_message(sim, c.id, message) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10008,
-                    "Unknown Message",
-                );
+                return no_message();
             };
             if c.pins.len() >= MAX_PINS {
                 return refuse(
@@ -1397,14 +1364,7 @@ fn route(
         }
         ("PATCH", ["channels", channel]) => {
             let Some(c) = known_channel(sim, channel) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10003,
-                    "Unknown Channel",
-                );
+                return no_channel();
             };
             let mut problems = Vec::new();
             for k in ["archived", "locked"] {
