@@ -637,14 +637,7 @@ async fn a_failure_after_deferral_replaces_the_public_placeholder_with_an_epheme
         "restart",
         json!([opt("service", 3, json!("api-1"))]),
     );
-    let follow_up = sim
-        .wait_for(WAIT, |rs| {
-            rs.iter()
-                .find(|r| {
-                    r.method == "POST" && r.path.ends_with(&format!("/webhooks/{APP_ID}/{token}"))
-                })
-                .cloned()
-        })
+    let follow_up = follow_up(&sim, &token)
         .await
         .expect("an ephemeral follow-up");
     assert_eq!(
@@ -959,6 +952,17 @@ fn click(sim: &Sim, user: u64, roles: &[u64], message: u64, custom_id: &str) -> 
     let (id, token) = ids();
     sim.click(id, &token, user, roles, message, custom_id);
     token
+}
+
+/// The first follow-up message of an interaction, once it arrived.
+async fn follow_up(sim: &Sim, token: &str) -> Option<discord_sim::Recorded> {
+    let path = format!("/webhooks/{APP_ID}/{token}");
+    sim.wait_for(WAIT, |rs| {
+        rs.iter()
+            .find(|r| r.method == "POST" && r.path.ends_with(&path))
+            .cloned()
+    })
+    .await
 }
 
 /// The first answer (callback) to an interaction, once it arrived.
@@ -1656,14 +1660,7 @@ async fn an_approved_run_that_fails_shows_failed_on_the_card_and_tells_the_appro
     let t = CardBot::start(FakeEngine::riftwing(), "flush-redis", |_| {}).await;
     let approve = t.click(APPROVER, true);
     let sim = &t.sim;
-    let follow = sim
-        .wait_for(WAIT, |rs| {
-            rs.iter()
-                .find(|r| {
-                    r.method == "POST" && r.path.ends_with(&format!("/webhooks/{APP_ID}/{approve}"))
-                })
-                .cloned()
-        })
+    let follow = follow_up(sim, &approve)
         .await
         .expect("a follow-up for the approver");
     assert_eq!(

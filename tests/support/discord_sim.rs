@@ -1023,6 +1023,17 @@ fn route(
             "Unknown Message",
         )
     };
+    // An interaction token past its 15 minutes.
+    let gone = || {
+        refuse(
+            sim,
+            method,
+            path,
+            StatusCode::UNAUTHORIZED,
+            50027,
+            "Invalid Webhook Token",
+        )
+    };
     let archived = || {
         refuse(
             sim,
@@ -1071,18 +1082,10 @@ fn route(
         ("POST", ["interactions", _, token, "callback"]) => {
             let kind = json["type"].as_u64().unwrap_or(0);
             let data = &json["data"];
-            let mut inner = sim.lock();
-            if inner.expired.contains(*token) {
-                drop(inner);
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::UNAUTHORIZED,
-                    50027,
-                    "Invalid Webhook Token",
-                );
+            if sim.lock().expired.contains(*token) {
+                return gone();
             }
+            let mut inner = sim.lock();
             if !inner.acknowledged.insert(token.to_string()) {
                 drop(inner);
                 return refuse(
@@ -1168,18 +1171,10 @@ fn route(
             if *app != APP_ID.to_string() {
                 return invalid(vec![format!("unknown application {app}")]);
             }
-            let mut inner = sim.lock();
-            if inner.expired.contains(*token) {
-                drop(inner);
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::UNAUTHORIZED,
-                    50027,
-                    "Invalid Webhook Token",
-                );
+            if sim.lock().expired.contains(*token) {
+                return gone();
             }
+            let mut inner = sim.lock();
             if let Some(id) = inner.originals.get(*token).copied() {
                 inner.messages.remove(&id);
             }
@@ -1198,18 +1193,10 @@ fn route(
             if !problems.is_empty() {
                 return invalid(problems);
             }
-            let mut inner = sim.lock();
-            if inner.expired.contains(*token) {
-                drop(inner);
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::UNAUTHORIZED,
-                    50027,
-                    "Invalid Webhook Token",
-                );
+            if sim.lock().expired.contains(*token) {
+                return gone();
             }
+            let mut inner = sim.lock();
             let d = inner.dispatched(token).cloned();
             let channel = d.as_ref().map_or(CHANNEL_ID, |d| d.channel);
             if d.is_some() && !inner.acknowledged.contains(*token) {
