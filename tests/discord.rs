@@ -637,14 +637,7 @@ async fn a_failure_after_deferral_replaces_the_public_placeholder_with_an_epheme
         "restart",
         json!([opt("service", 3, json!("api-1"))]),
     );
-    let follow_up = sim
-        .wait_for(WAIT, |rs| {
-            rs.iter()
-                .find(|r| {
-                    r.method == "POST" && r.path.ends_with(&format!("/webhooks/{APP_ID}/{token}"))
-                })
-                .cloned()
-        })
+    let follow_up = follow_up(&sim, &token)
         .await
         .expect("an ephemeral follow-up");
     assert_eq!(
@@ -961,6 +954,17 @@ fn click(sim: &Sim, user: u64, roles: &[u64], message: u64, custom_id: &str) -> 
     token
 }
 
+/// The first follow-up message of an interaction, once it arrived.
+async fn follow_up(sim: &Sim, token: &str) -> Option<discord_sim::Recorded> {
+    let path = format!("/webhooks/{APP_ID}/{token}");
+    sim.wait_for(WAIT, |rs| {
+        rs.iter()
+            .find(|r| r.method == "POST" && r.path.ends_with(&path))
+            .cloned()
+    })
+    .await
+}
+
 /// The first answer (callback) to an interaction, once it arrived.
 async fn callback(sim: &Sim, token: &str) -> discord_sim::Recorded {
     sim.wait_for(WAIT, |rs| {
@@ -1052,6 +1056,77 @@ async fn post_card(sim: &Sim, user: u64, roles: &[u64], channel: u64, name: &str
     (card, request)
 }
 
+/// Replaces `from` by `to` in the private copy of a command file.
+fn edit_command(dir: &Path, name: &str, from: &str, to: &str) {
+    let path = dir.join(format!("commands/{name}.toml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{name}.toml has no `{from}`");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
+
+/// A bot on a fake engine with its own store, and the card of `command` run by the admin.
+struct CardBot {
+    sim: Arc<Sim>,
+    fake: Arc<FakeEngine>,
+    bot: tokio::task::JoinHandle<()>,
+    card: u64,
+    request: String,
+    _dir: tempfile::TempDir,
+}
+
+impl CardBot {
+    async fn start(fake: FakeEngine, command: &str, edit: impl FnOnce(&Path)) -> Self {
+        let sim = Sim::start(TOKEN).await;
+        let dir = config_dir();
+        edit(dir.path());
+        let fake = Arc::new(fake);
+        let store = sqlite(dir.path()).await;
+        let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
+        let (card, request) = post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, command).await;
+        Self {
+            sim,
+            fake,
+            bot,
+            card,
+            request,
+            _dir: dir,
+        }
+    }
+
+    /// `user` clicks Approve (or Deny); returns the click's token.
+    fn click(&self, user: u64, approve: bool) -> String {
+        let what = if approve { "approve" } else { "deny" };
+        click(
+            &self.sim,
+            user,
+            &[],
+            self.card,
+            &format!("approval:{what}:{}", self.request),
+        )
+    }
+
+    /// The card once its title starts with `title`.
+    async fn card_when(&self, title: &str) -> discord_sim::SimMessage {
+        self.sim
+            .until(WAIT, || {
+                let m = self.sim.message(self.card)?;
+                card_title(&m).starts_with(title).then_some(m)
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "the card never showed `{title}`: {:#?}",
+                    self.sim.message(self.card)
+                )
+            })
+    }
+
+    fn stop(self) {
+        self.bot.abort();
+        self.sim.assert_no_violations();
+    }
+}
+
 async fn sqlite(dir: &Path) -> Arc<dyn Store> {
     Arc::new(
         SqliteStore::open(dir.join("state.db").to_str().unwrap())
@@ -1113,16 +1188,12 @@ commands = ["reset"]
         ),
     )
     .unwrap();
-    let flush = dir.path().join("commands/flush-redis.toml");
-    let text = std::fs::read_to_string(&flush).unwrap();
-    std::fs::write(
-        &flush,
-        text.replace(
-            "destructive = true",
-            "destructive = true\nshow_when_ungranted = true",
-        ),
-    )
-    .unwrap();
+    edit_command(
+        dir.path(),
+        "flush-redis",
+        "destructive = true",
+        "destructive = true\nshow_when_ungranted = true",
+    );
     let bot = start_bot(&sim, core(dir.path(), Arc::new(FakeEngine::riftwing()))).await;
     let reg = sim.registration(0, WAIT).await.unwrap();
     let published: Vec<&str> = reg
@@ -1312,64 +1383,32 @@ async fn approve_button_flow_on_the_platform_refuses_the_requester_runs_flushall
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deny_click_closes_the_card_naming_who_denied_and_nothing_runs() {
-    let sim = Sim::start(TOKEN).await;
-    let dir = config_dir();
-    let fake = Arc::new(FakeEngine::riftwing());
-    let store = sqlite(dir.path()).await;
-    let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
-    let (card, request) =
-        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "flush-redis").await;
-    let deny = click(
-        &sim,
-        APPROVER,
-        &[],
-        card,
-        &format!("approval:deny:{request}"),
-    );
-    let cb = callback(&sim, &deny).await;
+    let t = CardBot::start(FakeEngine::riftwing(), "flush-redis", |_| {}).await;
+    let cb = callback(&t.sim, &t.click(APPROVER, false)).await;
     assert_eq!(
         cb.json["type"], 7,
         "the card is updated in place: {}",
         cb.json
     );
-    let m = sim.message(card).unwrap();
+    let m = t.sim.message(t.card).unwrap();
     assert!(card_title(&m).starts_with("Denied"), "{:#?}", m.body);
     assert!(card_field(&m, "denied by").starts_with(&format!("<@{APPROVER}>")));
     assert!(buttons(&m).iter().all(|(_, off)| *off));
     // A late approve on the closed card is refused ephemerally.
-    let late = click(
-        &sim,
-        APPROVER2,
-        &[],
-        card,
-        &format!("approval:approve:{request}"),
-    );
-    let cb = callback(&sim, &late).await;
+    let cb = callback(&t.sim, &t.click(APPROVER2, true)).await;
     assert_eq!(cb.json["data"]["flags"].as_u64().unwrap_or(0) & 64, 64);
-    assert!(
-        cb.json["data"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("already **denied**"),
-        "{}",
-        cb.json
-    );
-    assert!(
-        !fake.calls().iter().any(|c| c.contains("FLUSHALL")),
-        "{:?}",
-        fake.calls()
-    );
-    bot.abort();
-    sim.assert_no_violations();
+    let text = cb.json["data"]["content"].as_str().unwrap();
+    assert!(text.contains("already **denied**"), "{text}");
+    let calls = t.fake.calls();
+    assert!(!calls.iter().any(|c| c.contains("FLUSHALL")), "{calls:?}");
+    t.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_card_has_its_buttons_disabled_through_the_channel_route_even_after_a_restart() {
     let sim = Sim::start(TOKEN).await;
     let dir = config_dir();
-    let flush = dir.path().join("commands/flush-redis.toml");
-    let text = std::fs::read_to_string(&flush).unwrap();
-    std::fs::write(&flush, text.replace("ttl = \"15m\"", "ttl = \"4s\"")).unwrap();
+    edit_command(dir.path(), "flush-redis", "ttl = \"15m\"", "ttl = \"4s\"");
     let fake = Arc::new(FakeEngine::riftwing());
     let store = sqlite(dir.path()).await;
     let channel_edit = |card: u64| {
@@ -1581,30 +1620,12 @@ async fn an_incident_thread_lists_two_commands_and_an_approval_in_order_and_is_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_approved_run_is_acknowledged_in_time_shows_running_then_the_result() {
-    let sim = Sim::start(TOKEN).await;
-    let dir = config_dir();
     // Each restart takes 3 s: the click is acknowledged (type 6) and the card edited later.
-    let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(3)));
-    let store = sqlite(dir.path()).await;
-    let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
-    let (card, request) =
-        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "restart-infra").await;
-    let approve = click(
-        &sim,
-        APPROVER,
-        &[],
-        card,
-        &format!("approval:approve:{request}"),
-    );
-    let cb = callback(&sim, &approve).await;
+    let slow = FakeEngine::riftwing().with_delay(Duration::from_secs(3));
+    let t = CardBot::start(slow, "restart-infra", |_| {}).await;
+    let cb = callback(&t.sim, &t.click(APPROVER, true)).await;
     assert_eq!(cb.json["type"], 6, "deferred update: {}", cb.json);
-    let fin = sim
-        .until(WAIT, || {
-            let m = sim.message(card)?;
-            card_title(&m).starts_with("Approved and ran").then_some(m)
-        })
-        .await
-        .expect("the card shows the result");
+    let fin = t.card_when("Approved and ran").await;
     let titles: Vec<String> = fin
         .history
         .iter()
@@ -1619,7 +1640,7 @@ async fn a_slow_approved_run_is_acknowledged_in_time_shows_running_then_the_resu
         ],
         "pending, running (buttons off), done"
     );
-    let mut calls = fake.calls();
+    let mut calls = t.fake.calls();
     calls.sort();
     assert_eq!(
         calls,
@@ -1630,35 +1651,16 @@ async fn a_slow_approved_run_is_acknowledged_in_time_shows_running_then_the_resu
         ],
         "each infra service restarted once"
     );
-    bot.abort();
-    sim.assert_no_violations();
+    t.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_run_that_fails_shows_failed_on_the_card_and_tells_the_approver() {
-    let sim = Sim::start(TOKEN).await;
-    let dir = config_dir();
     // The fake's redis-cli prints nothing, so FLUSHALL is not confirmed: the run fails.
-    let fake = Arc::new(FakeEngine::riftwing());
-    let store = sqlite(dir.path()).await;
-    let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
-    let (card, request) =
-        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "flush-redis").await;
-    let approve = click(
-        &sim,
-        APPROVER,
-        &[],
-        card,
-        &format!("approval:approve:{request}"),
-    );
-    let follow = sim
-        .wait_for(WAIT, |rs| {
-            rs.iter()
-                .find(|r| {
-                    r.method == "POST" && r.path.ends_with(&format!("/webhooks/{APP_ID}/{approve}"))
-                })
-                .cloned()
-        })
+    let t = CardBot::start(FakeEngine::riftwing(), "flush-redis", |_| {}).await;
+    let approve = t.click(APPROVER, true);
+    let sim = &t.sim;
+    let follow = follow_up(sim, &approve)
         .await
         .expect("a follow-up for the approver");
     assert_eq!(
@@ -1671,7 +1673,7 @@ async fn an_approved_run_that_fails_shows_failed_on_the_card_and_tells_the_appro
         "{}",
         follow.json
     );
-    let m = sim.message(card).unwrap();
+    let m = t.card_when("Approved, but failed").await;
     assert!(
         card_title(&m).starts_with("Approved, but failed"),
         "{:#?}",
@@ -1684,15 +1686,15 @@ async fn an_approved_run_that_fails_shows_failed_on_the_card_and_tells_the_appro
     );
     assert!(buttons(&m).iter().all(|(_, off)| *off));
     assert_eq!(
-        fake.calls()
+        t.fake
+            .calls()
             .iter()
             .filter(|c| c.contains("FLUSHALL"))
             .count(),
         1,
         "attempted once, not retried"
     );
-    bot.abort();
-    sim.assert_no_violations();
+    t.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1848,24 +1850,13 @@ async fn the_simulator_refuses_thread_pin_and_message_requests_as_discord_does()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_approvals_needed_the_first_click_counts_on_the_card_and_the_second_runs_it() {
-    let sim = Sim::start(TOKEN).await;
-    let dir = config_dir();
-    let reset = dir.path().join("commands/restart-infra.toml");
-    let text = std::fs::read_to_string(&reset).unwrap();
-    std::fs::write(
-        &reset,
-        text.replace("min_approvals = 1", "min_approvals = 2"),
-    )
-    .unwrap();
-    let fake = Arc::new(FakeEngine::riftwing());
-    let store = sqlite(dir.path()).await;
-    let bot = start_bot(&sim, store_core(dir.path(), fake.clone(), store, |_| {})).await;
-    let (card, request) =
-        post_card(&sim, ADMIN_USER, &[ADMIN_ROLE], CHANNEL_ID, "restart-infra").await;
-    let approve = format!("approval:approve:{request}");
-    let first = click(&sim, APPROVER, &[], card, &approve);
-    assert_eq!(callback(&sim, &first).await.json["type"], 7);
-    let m = sim.message(card).unwrap();
+    let two = |d: &Path| edit_command(d, "restart-infra", "min_approvals = 1", "min_approvals = 2");
+    let t = CardBot::start(FakeEngine::riftwing(), "restart-infra", two).await;
+    assert_eq!(
+        callback(&t.sim, &t.click(APPROVER, true)).await.json["type"],
+        7
+    );
+    let m = t.sim.message(t.card).unwrap();
     assert!(
         card_title(&m).starts_with("Approval needed"),
         "{:#?}",
@@ -1880,37 +1871,25 @@ async fn with_two_approvals_needed_the_first_click_counts_on_the_card_and_the_se
         buttons(&m).iter().all(|(_, off)| !off),
         "still open for the second approver"
     );
-    assert!(fake.calls().is_empty(), "one approval of two runs nothing");
-    // The same person again does not count twice.
-    let again = click(&sim, APPROVER, &[], card, &approve);
-    let cb = callback(&sim, &again).await;
     assert!(
-        cb.json["data"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("already reviewed"),
-        "{}",
-        cb.json
+        t.fake.calls().is_empty(),
+        "one approval of two runs nothing"
     );
-    let second = click(&sim, APPROVER2, &[], card, &approve);
-    callback(&sim, &second).await;
-    let m = sim
-        .until(WAIT, || {
-            let m = sim.message(card)?;
-            card_title(&m).starts_with("Approved and ran").then_some(m)
-        })
-        .await
-        .expect("the second approval runs it");
+    // The same person again does not count twice.
+    let cb = callback(&t.sim, &t.click(APPROVER, true)).await;
+    let text = cb.json["data"]["content"].as_str().unwrap();
+    assert!(text.contains("already reviewed"), "{text}");
+    callback(&t.sim, &t.click(APPROVER2, true)).await;
+    let m = t.card_when("Approved and ran").await;
     assert!(
         card_field(&m, "approvals").starts_with("2 of 2"),
         "{:#?}",
         m.body
     );
     assert_eq!(
-        fake.calls().len(),
+        t.fake.calls().len(),
         3,
         "postgres, temporal and redis restarted once"
     );
-    bot.abort();
-    sim.assert_no_violations();
+    t.stop();
 }

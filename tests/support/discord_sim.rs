@@ -1003,6 +1003,47 @@ fn route(
         )
     };
     let ok = |v: Value| (StatusCode::OK, axum::Json(v).into_response());
+    let no_channel = || {
+        refuse(
+            sim,
+            method,
+            path,
+            StatusCode::NOT_FOUND,
+            10003,
+            "Unknown Channel",
+        )
+    };
+    let no_message = || {
+        refuse(
+            sim,
+            method,
+            path,
+            StatusCode::NOT_FOUND,
+            10008,
+            "Unknown Message",
+        )
+    };
+    // An interaction token past its 15 minutes.
+    let gone = || {
+        refuse(
+            sim,
+            method,
+            path,
+            StatusCode::UNAUTHORIZED,
+            50027,
+            "Invalid Webhook Token",
+        )
+    };
+    let archived = || {
+        refuse(
+            sim,
+            method,
+            path,
+            StatusCode::BAD_REQUEST,
+            50083,
+            "Thread is archived",
+        )
+    };
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["gateway"]) => ok(json!({"url": format!("ws://{}", sim.gateway)})),
         ("PUT", ["applications", app, "commands"])
@@ -1041,18 +1082,10 @@ fn route(
         ("POST", ["interactions", _, token, "callback"]) => {
             let kind = json["type"].as_u64().unwrap_or(0);
             let data = &json["data"];
-            let mut inner = sim.lock();
-            if inner.expired.contains(*token) {
-                drop(inner);
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::UNAUTHORIZED,
-                    50027,
-                    "Invalid Webhook Token",
-                );
+            if sim.lock().expired.contains(*token) {
+                return gone();
             }
+            let mut inner = sim.lock();
             if !inner.acknowledged.insert(token.to_string()) {
                 drop(inner);
                 return refuse(
@@ -1138,18 +1171,10 @@ fn route(
             if *app != APP_ID.to_string() {
                 return invalid(vec![format!("unknown application {app}")]);
             }
-            let mut inner = sim.lock();
-            if inner.expired.contains(*token) {
-                drop(inner);
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::UNAUTHORIZED,
-                    50027,
-                    "Invalid Webhook Token",
-                );
+            if sim.lock().expired.contains(*token) {
+                return gone();
             }
+            let mut inner = sim.lock();
             if let Some(id) = inner.originals.get(*token).copied() {
                 inner.messages.remove(&id);
             }
@@ -1168,18 +1193,10 @@ fn route(
             if !problems.is_empty() {
                 return invalid(problems);
             }
-            let mut inner = sim.lock();
-            if inner.expired.contains(*token) {
-                drop(inner);
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::UNAUTHORIZED,
-                    50027,
-                    "Invalid Webhook Token",
-                );
+            if sim.lock().expired.contains(*token) {
+                return gone();
             }
+            let mut inner = sim.lock();
             let d = inner.dispatched(token).cloned();
             let channel = d.as_ref().map_or(CHANNEL_ID, |d| d.channel);
             if d.is_some() && !inner.acknowledged.contains(*token) {
@@ -1205,14 +1222,7 @@ fn route(
                     drop(inner);
                     match edited {
                         Some(obj) => ok(obj),
-                        None => refuse(
-                            sim,
-                            method,
-                            path,
-                            StatusCode::NOT_FOUND,
-                            10008,
-                            "Unknown Message",
-                        ),
+                        None => no_message(),
                     }
                 }
                 None => {
@@ -1225,14 +1235,7 @@ fn route(
         }
         ("POST", ["channels", channel, "threads"]) => {
             let Some(parent) = known_channel(sim, channel) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10003,
-                    "Unknown Channel",
-                );
+                return no_channel();
             };
             if parent.kind != 0 && parent.kind != 5 {
                 return refuse(
@@ -1286,24 +1289,10 @@ fn route(
         }
         ("POST", ["channels", channel, "messages"]) => {
             let Some(c) = known_channel(sim, channel) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10003,
-                    "Unknown Channel",
-                );
+                return no_channel();
             };
             if c.archived {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::BAD_REQUEST,
-                    50083,
-                    "Thread is archived",
-                );
+                return archived();
             }
             let problems = message_problems(json, files, true);
             if !problems.is_empty() {
@@ -1314,34 +1303,13 @@ fn route(
         }
         ("PATCH", ["channels", channel, "messages", message]) => {
             let Some(c) = known_channel(sim, channel) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10003,
-                    "Unknown Channel",
-                );
+                return no_channel();
             };
             let Some(m) = known_message(sim, c.id, message) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10008,
-                    "Unknown Message",
-                );
+                return no_message();
             };
             if c.archived {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::BAD_REQUEST,
-                    50083,
-                    "Thread is archived",
-                );
+                return archived();
             }
             let problems = message_problems(json, files, false);
             if !problems.is_empty() {
@@ -1355,24 +1323,10 @@ fn route(
         }
         ("PUT", ["channels", channel, "pins", message]) => {
             let Some(c) = known_channel(sim, channel) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10003,
-                    "Unknown Channel",
-                );
+                return no_channel();
             };
             let Some(m) = known_message(sim, c.id, message) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10008,
-                    "Unknown Message",
-                );
+                return no_message();
             };
             if c.pins.len() >= MAX_PINS {
                 return refuse(
@@ -1397,14 +1351,7 @@ fn route(
         }
         ("PATCH", ["channels", channel]) => {
             let Some(c) = known_channel(sim, channel) else {
-                return refuse(
-                    sim,
-                    method,
-                    path,
-                    StatusCode::NOT_FOUND,
-                    10003,
-                    "Unknown Channel",
-                );
+                return no_channel();
             };
             let mut problems = Vec::new();
             for k in ["archived", "locked"] {
