@@ -1358,6 +1358,7 @@ mod tests {
         for (n, (who, line)) in refused.iter().enumerate() {
             let md = core.run(inv(who, line)).await.unwrap_err().markdown();
             assert!(md.contains(STORE_DOWN), "{line}: {md}");
+            assert!(!md.contains("Docker host"), "not a Docker problem: {md}");
             assert!(
                 md.contains(&format!("{} entr", n + 1)) && md.contains("audit-spill.jsonl"),
                 "{line}: {md}"
