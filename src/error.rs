@@ -92,6 +92,10 @@ impl UserError {
             UserError::InvalidArgument(what) => {
                 format!("**Invalid argument.** {what}\nSee `/help` for the command's options.")
             }
+            // The store's own refusal already says what still works; the Docker hint would mislead.
+            UserError::Unavailable(what) if what.starts_with(crate::pipeline::STORE_DOWN) => {
+                format!("**Unavailable.** {what}\nTry again shortly.")
+            }
             UserError::Unavailable(what) => format!(
                 "**Unavailable.** {what}\nTry again shortly; if it persists, check the Docker host."
             ),

@@ -1406,6 +1406,7 @@ mod tests {
         for (n, (who, line)) in refused.iter().enumerate() {
             let md = core.run(inv(who, line)).await.unwrap_err().markdown();
             assert!(md.contains(STORE_DOWN), "{line}: {md}");
+            assert!(!md.contains("Docker host"), "not a Docker problem: {md}");
             assert!(
                 md.contains(&format!("{} entr", n + 1)) && md.contains("audit-spill.jsonl"),
                 "{line}: {md}"
@@ -1440,6 +1441,50 @@ mod tests {
             "the request (gate and pipeline), then the kept entries in order"
         );
         assert!(crate::store::verify_audit(&*data).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_long_operation_keeps_renewing_its_lease_so_no_replica_takes_it_for_interrupted() {
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(":memory:").await.unwrap());
+        let lease = Duration::from_millis(400);
+        let a = Approvals::new(store.clone())
+            .as_replica(crate::replica::ReplicaId::current().clone(), lease);
+        let r = a
+            .create(
+                NewRequest {
+                    operation: crate::approvals::BoundOperation {
+                        command: "backup".into(),
+                        targets: vec![],
+                        args: Default::default(),
+                    },
+                    args_display: String::new(),
+                    requester: "alice".into(),
+                    requester_roles: vec![],
+                    approver_roles: vec!["approver".into()],
+                    min_approvals: 1,
+                    ttl: Duration::from_secs(60),
+                    channel: "console".into(),
+                    correlation_id: "c".into(),
+                },
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        a.approve(&r.id, "bob", &["approver".into()], Utc::now())
+            .await
+            .unwrap();
+        assert!(a.claim_for_execution(&r.id, Utc::now()).await.unwrap());
+        let first = a.get(&r.id).await.unwrap().unwrap().lease_until.unwrap();
+        // Three lease lengths: without renewal it would have run out twice over.
+        with_lease_renewed(&a, &r.id, tokio::time::sleep(lease * 3)).await;
+        let last = a.get(&r.id).await.unwrap().unwrap().lease_until.unwrap();
+        assert!(last > Utc::now(), "still held: {last}");
+        assert!(
+            last - first >= chrono::Duration::milliseconds(900),
+            "{first} → {last}"
+        );
+        assert!(a.recover_interrupted(Utc::now()).await.unwrap().is_empty());
     }
 
     #[tokio::test]
