@@ -969,6 +969,19 @@ mod tests {
         .await
     }
 
+    async fn run_reset(f: &FakeEngine, b: &Bound) -> Result<Report, PipelineError> {
+        let cat = catalog();
+        execute(
+            f,
+            cat.get("reset-project").unwrap(),
+            &parse(&cat, "reset-project", "").unwrap(),
+            b,
+            &PlatformConfig::riftwing_default(),
+            Duration::from_secs(1),
+        )
+        .await
+    }
+
     fn backup_ok() -> ExecOutput {
         ExecOutput {
             exit_code: Some(0),
@@ -1064,17 +1077,7 @@ mod tests {
             },
         );
         let b = bind_reset(&f).await.unwrap();
-        let cat = catalog();
-        let e = execute(
-            &f,
-            cat.get("reset-project").unwrap(),
-            &parse(&cat, "reset-project", "").unwrap(),
-            &b,
-            &PlatformConfig::riftwing_default(),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap_err();
+        let e = run_reset(&f, &b).await.unwrap_err();
         assert!(e.to_string().contains("connection refused"), "{e}");
         let calls = f.calls();
         assert!(
@@ -1088,17 +1091,7 @@ mod tests {
         let f = project();
         f.script_exec(BACKUP_SCRIPT, backup_ok());
         let b = bind_reset(&f).await.unwrap();
-        let cat = catalog();
-        let r = execute(
-            &f,
-            cat.get("reset-project").unwrap(),
-            &parse(&cat, "reset-project", "").unwrap(),
-            &b,
-            &PlatformConfig::riftwing_default(),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+        let r = run_reset(&f, &b).await.unwrap();
         let text = r.all_text();
         assert!(
             text.contains("/backups/backup_2026-12-03_18-00-00.dump"),
@@ -1140,17 +1133,7 @@ mod tests {
         let b = bind_reset(&f).await.unwrap();
         // Between approval and the engine's own check, another project starts using a volume.
         f.set_foreign_users("riftwing_minio-data", &["other-project-minio-1"]);
-        let cat = catalog();
-        let e = execute(
-            &f,
-            cat.get("reset-project").unwrap(),
-            &parse(&cat, "reset-project", "").unwrap(),
-            &b,
-            &PlatformConfig::riftwing_default(),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap_err();
+        let e = run_reset(&f, &b).await.unwrap_err();
         let m = e.to_string();
         assert!(
             m.contains("removing and recreating the volumes")

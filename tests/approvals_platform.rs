@@ -5,6 +5,8 @@
 //! (default: `deploy/dev/bot-store`). A platform that is not up fails these tests; it never
 //! skips them. Effects are checked on the platform side (Docker, redis-cli, psql), not in the bot.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command as Proc;
 use std::sync::Arc;
@@ -23,14 +25,9 @@ use container_ops::store::postgres::PostgresOptions;
 use container_ops::store::{AuditDecision, AuditQuery, PostgresStore, SqliteStore, Store};
 use container_ops::types::{ChannelId, UserId};
 
-const DEFAULT_PG_URL: &str = "postgres://app:container-ops-dev@127.0.0.1:55432/app";
+use common::{Foreign, project};
 
-fn project() -> String {
-    std::env::var("CONTAINER_OPS_TEST_PROJECT")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "riftwing".into())
-}
+const DEFAULT_PG_URL: &str = "postgres://app:container-ops-dev@127.0.0.1:55432/app";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -452,24 +449,42 @@ fn psql(sql: &str) -> String {
     )
 }
 
+/// Inserts a row with a fresh marker payload and returns the marker.
+fn plant_row(prefix: &str) -> String {
+    let marker = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
+    psql(&format!(
+        "INSERT INTO tenant_records (tenant_id, payload) VALUES ('approvals-test', '{marker}')"
+    ));
+    assert_eq!(rows_with(&marker), "1");
+    marker
+}
+
+fn rows_with(marker: &str) -> String {
+    psql(&format!(
+        "SELECT count(*) FROM tenant_records WHERE payload = '{marker}'"
+    ))
+    .trim()
+    .to_owned()
+}
+
+/// The dump a report names as `/backups/<file>`, if any.
+fn backup_named(text: &str) -> Option<String> {
+    text.split_whitespace().find_map(|w| {
+        w.trim_matches(|c: char| {
+            !c.is_ascii_alphanumeric() && c != '_' && c != '.' && c != '-' && c != '/'
+        })
+        .strip_prefix("/backups/")
+        .map(str::to_owned)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_reset_leaves_a_backup_that_restores_the_rows_from_before() {
     require_platform().await;
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(dir.path()).await;
     let core = core(store.clone()).await;
-    let marker = format!("before-reset-{}", uuid::Uuid::new_v4().simple());
-    psql(&format!(
-        "INSERT INTO tenant_records (tenant_id, payload) VALUES ('approvals-test', '{marker}')"
-    ));
-    let count = |m: &str| {
-        psql(&format!(
-            "SELECT count(*) FROM tenant_records WHERE payload = '{m}'"
-        ))
-        .trim()
-        .to_owned()
-    };
-    assert_eq!(count(&marker), "1");
+    let marker = plant_row("before-reset-");
 
     let id = pending_id(&core.run(inv("alice", "/reset postgres")).await.unwrap());
     let reset = core
@@ -477,18 +492,10 @@ async fn a_postgres_reset_leaves_a_backup_that_restores_the_rows_from_before() {
         .await
         .unwrap_or_else(|e| panic!("{}", e.markdown()));
     let text = reset.all_text();
-    let file = text
-        .split_whitespace()
-        .find_map(|w| {
-            w.trim_matches(|c: char| {
-                !c.is_ascii_alphanumeric() && c != '_' && c != '.' && c != '-' && c != '/'
-            })
-            .strip_prefix("/backups/")
-            .map(str::to_owned)
-        })
-        .unwrap_or_else(|| panic!("the reset report names its backup: {text}"));
+    let file =
+        backup_named(&text).unwrap_or_else(|| panic!("the reset report names its backup: {text}"));
     platform_wait(180);
-    assert_eq!(count(&marker), "0", "the reset emptied the database");
+    assert_eq!(rows_with(&marker), "0", "the reset emptied the database");
 
     let id = pending_id(
         &core
@@ -501,7 +508,11 @@ async fn a_postgres_reset_leaves_a_backup_that_restores_the_rows_from_before() {
         .await
         .unwrap_or_else(|e| panic!("{}", e.markdown()));
     assert!(restored.title.contains("restored"), "{}", restored.title);
-    assert_eq!(count(&marker), "1", "the row from before the reset is back");
+    assert_eq!(
+        rows_with(&marker),
+        "1",
+        "the row from before the reset is back"
+    );
     platform_wait(180);
 }
 
@@ -634,7 +645,7 @@ async fn terminate_backends_ends_a_long_running_query_and_the_platform_stays_hea
     )
     .await
     .unwrap_or_else(|e| panic!("connect to the platform's Postgres: {e}"));
-    let conn = tokio::spawn(conn);
+    tokio::spawn(conn);
     let sleeper = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(600)").await });
     // The query is running before the request is made.
     let started = Instant::now();
@@ -655,9 +666,10 @@ async fn terminate_backends_ends_a_long_running_query_and_the_platform_stays_hea
         .expect("the long query ended long before its 600 s")
         .unwrap();
     let err = ended.expect_err("the query was cut off, not finished");
+    // 57P01 admin_shutdown: "terminating connection due to administrator command".
     assert!(
-        err.to_string().contains("terminat") || err.is_closed() || conn.is_finished(),
-        "{err}"
+        err.code() == Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN) || err.is_closed(),
+        "{err:?}"
     );
     assert_eq!(
         psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(600)'").trim(),
@@ -742,18 +754,7 @@ async fn a_full_project_reset_empties_every_store_but_keeps_the_backup_that_rest
     require_platform().await;
     let dir = tempfile::tempdir().unwrap();
     let core = core(sqlite_store(dir.path()).await).await;
-    let marker = format!("before-full-reset-{}", uuid::Uuid::new_v4().simple());
-    psql(&format!(
-        "INSERT INTO tenant_records (tenant_id, payload) VALUES ('approvals-test', '{marker}')"
-    ));
-    let count = |m: &str| {
-        psql(&format!(
-            "SELECT count(*) FROM tenant_records WHERE payload = '{m}'"
-        ))
-        .trim()
-        .to_owned()
-    };
-    assert_eq!(count(&marker), "1");
+    let marker = plant_row("before-full-reset-");
     docker_exec("redis", &["redis-cli", "SET", &marker, "planted"]);
     let key = format!("planted/{marker}");
     put_object(&key).await;
@@ -776,16 +777,7 @@ async fn a_full_project_reset_empties_every_store_but_keeps_the_backup_that_rest
     );
     let text = ran.all_text();
     assert!(ran.title.contains("every service healthy again"), "{text}");
-    let file = text
-        .split_whitespace()
-        .find_map(|w| {
-            w.trim_matches(|c: char| {
-                !c.is_ascii_alphanumeric() && c != '_' && c != '.' && c != '-' && c != '/'
-            })
-            .strip_prefix("/backups/")
-            .map(str::to_owned)
-        })
-        .unwrap_or_else(|| panic!("the report names its backup: {text}"));
+    let file = backup_named(&text).unwrap_or_else(|| panic!("the report names its backup: {text}"));
     platform_wait(180);
 
     assert_ne!(
@@ -794,7 +786,7 @@ async fn a_full_project_reset_empties_every_store_but_keeps_the_backup_that_rest
         "postgres got a new volume"
     );
     docker_exec("db-backup", &["test", "-f", &kept_marker]);
-    assert_eq!(count(&marker), "0", "the row is gone");
+    assert_eq!(rows_with(&marker), "0", "the row is gone");
     assert_eq!(redis_get(&marker), "", "the Redis key is gone");
     assert_eq!(object_status(&key).await, 404, "the S3 object is gone");
     assert_eq!(object_status(".keep").await, 200, "minio-init ran again");
@@ -803,6 +795,37 @@ async fn a_full_project_reset_empties_every_store_but_keeps_the_backup_that_rest
 
     let (_, restored) = request_and_approve(&core, &format!("/restore file:{file}")).await;
     assert!(restored.title.contains("restored"), "{}", restored.title);
-    assert_eq!(count(&marker), "1", "the pre-reset backup restores the row");
+    assert_eq!(
+        rows_with(&marker),
+        "1",
+        "the pre-reset backup restores the row"
+    );
     platform_wait(180);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_reset_is_refused_when_another_projects_container_uses_one_of_its_volumes() {
+    require_platform().await;
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(sqlite_store(dir.path()).await).await;
+    let volume = format!("{}_redis-data", project());
+    // Another project's container with this project's Redis volume mounted.
+    let foreign = Foreign::mounting(&volume);
+    let before = volume_created_at(&volume);
+    let refused = core.run(inv("alice", "/reset-project")).await;
+    let md = refused.expect_err("refused at the request").markdown();
+    assert!(
+        md.contains(&volume) && md.contains(&foreign.name) && md.contains("Nothing was changed"),
+        "{md}"
+    );
+    assert!(
+        core.approvals()
+            .unwrap()
+            .pending()
+            .await
+            .unwrap()
+            .is_empty(),
+        "no request was made"
+    );
+    assert_eq!(volume_created_at(&volume), before);
 }

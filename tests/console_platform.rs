@@ -6,6 +6,8 @@
 //! restarts) put it back and wait until it is healthy again before they end. Start times are read
 //! with the docker CLI, not through the adapter under test.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,9 +24,7 @@ use container_ops::ratelimit::RateSpec;
 use container_ops::settings::Settings;
 use container_ops::types::{ChannelId, UserId};
 
-fn project() -> String {
-    std::env::var("CONTAINER_OPS_TEST_PROJECT").unwrap_or_else(|_| "riftwing".into())
-}
+use common::{Foreign, LONG_RUNNING, docker, project};
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -32,35 +32,6 @@ fn repo(p: &str) -> PathBuf {
 
 const APP: &[&str] = &["api-1", "api-2", "worker-1", "worker-2", "console"];
 const INFRA: &[&str] = &["postgres", "temporal", "redis"];
-const LONG_RUNNING: &[&str] = &[
-    "postgres",
-    "redis",
-    "minio",
-    "temporal",
-    "api-1",
-    "api-2",
-    "api-gateway",
-    "worker-1",
-    "worker-2",
-    "ai-gateway",
-    "mcp-server",
-    "console",
-    "db-backup",
-];
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// Start time of every container of the project, by service (docker CLI, not the adapter).
 fn started_at() -> BTreeMap<String, String> {
     let label = format!("label=com.docker.compose.project={}", project());
@@ -540,48 +511,6 @@ async fn a_viewer_cannot_restart() {
     assert!(r.text.contains("`viewer`"), "{}", r.text);
     assert_eq!(bot.last_decision(), Decision::Denied);
     assert_eq!(started_at()["worker-1"], before["worker-1"]);
-}
-
-/// A container of another Compose project, removed however the test ends.
-struct Foreign {
-    id: String,
-    name: String,
-}
-
-impl Foreign {
-    fn start() -> Self {
-        let tag = uuid::Uuid::new_v4().simple().to_string();
-        let name = format!("container-ops-test-other-{}", &tag[..8]);
-        let id = docker(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--label",
-            "com.docker.compose.project=other-project",
-            "--label",
-            "com.docker.compose.service=intruder",
-            "riftwing-base:bookworm",
-            "sleep",
-            "300",
-        ]);
-        Self { id, name }
-    }
-
-    fn state(&self) -> String {
-        docker(&[
-            "inspect",
-            "-f",
-            "{{.State.StartedAt}} {{.State.Status}}",
-            &self.id,
-        ])
-    }
-}
-
-impl Drop for Foreign {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", &self.id]).output();
-    }
 }
 
 #[tokio::test]

@@ -5,6 +5,8 @@
 //! Tests that change state put it back. Only `mcp-server` is restarted, so the other
 //! tests do not look at its state.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,9 +15,7 @@ use chrono::Utc;
 use container_ops::docker::DockerEngine;
 use container_ops::engine::{ContainerInfo, Engine, EngineError, LogQuery, LogStream};
 
-fn project() -> String {
-    std::env::var("CONTAINER_OPS_TEST_PROJECT").unwrap_or_else(|_| "riftwing".into())
-}
+use common::{Foreign, LONG_RUNNING, docker, project};
 
 async fn engine() -> DockerEngine {
     DockerEngine::connect(None, &project())
@@ -34,35 +34,6 @@ async fn service(engine: &DockerEngine, name: &str) -> ContainerInfo {
             )
         })
 }
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-const LONG_RUNNING: &[&str] = &[
-    "postgres",
-    "redis",
-    "minio",
-    "temporal",
-    "api-1",
-    "api-2",
-    "api-gateway",
-    "worker-1",
-    "worker-2",
-    "ai-gateway",
-    "mcp-server",
-    "console",
-    "db-backup",
-];
 
 #[tokio::test]
 async fn every_service_of_the_project_is_listed_with_its_health() {
@@ -433,60 +404,11 @@ async fn unknown_and_malformed_container_ids_are_no_such_container() {
     }
 }
 
-/// A container of another Compose project, removed however the test ends.
-struct Foreign {
-    id: String,
-    volume: String,
-}
-
-impl Foreign {
-    fn start() -> Self {
-        let tag = uuid::Uuid::new_v4().simple().to_string();
-        let label = "com.docker.compose.project=other-project";
-        let volume = format!("other-project_data_{}", &tag[..8]);
-        docker(&["volume", "create", "--label", label, &volume]);
-        let id = docker(&[
-            "run",
-            "-d",
-            "--name",
-            &format!("container-ops-test-other-{}", &tag[..8]),
-            "--label",
-            label,
-            "--label",
-            "com.docker.compose.service=intruder",
-            "-v",
-            &format!("{volume}:/data"),
-            "riftwing-base:bookworm",
-            "sleep",
-            "300",
-        ]);
-        Self { id, volume }
-    }
-
-    fn started_at(&self) -> String {
-        docker(&[
-            "inspect",
-            "-f",
-            "{{.State.StartedAt}} {{.State.Status}}",
-            &self.id,
-        ])
-    }
-}
-
-impl Drop for Foreign {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", &self.id]).output();
-        let _ = Command::new("docker")
-            .args(["volume", "rm", "-f", &self.volume])
-            .output();
-    }
-}
-
 #[tokio::test]
 async fn another_projects_container_is_neither_listed_nor_touched() {
     let e = engine().await;
-    let foreign = Foreign::start();
-    let before = foreign.started_at();
+    let foreign = Foreign::with_own_volume();
+    let before = foreign.state();
     assert!(before.ends_with("running"), "{before}");
 
     let all = e.containers().await.unwrap();
@@ -495,7 +417,10 @@ async fn another_projects_container_is_neither_listed_nor_touched() {
             .all(|c| c.id != foreign.id && c.service != "intruder")
     );
     let vols = e.volumes().await.unwrap();
-    assert!(vols.iter().all(|v| v.name != foreign.volume));
+    assert!(
+        vols.iter()
+            .all(|v| Some(v.name.as_str()) != foreign.volume.as_deref())
+    );
 
     let no_such = |r: Result<(), EngineError>, what: &str| match r {
         Err(EngineError::NoSuchContainer(_)) => {}
@@ -534,7 +459,7 @@ async fn another_projects_container_is_neither_listed_nor_touched() {
         );
     }
 
-    assert_eq!(foreign.started_at(), before, "never restarted nor stopped");
+    assert_eq!(foreign.state(), before, "never restarted nor stopped");
     let pwned = Command::new("docker")
         .args(["exec", &foreign.id, "test", "-e", "/data/pwned"])
         .status()

@@ -167,3 +167,125 @@ impl Drop for Undo<'_> {
         self.platform.fault(self.verb, true);
     }
 }
+
+/// The Compose project under test: `CONTAINER_OPS_TEST_PROJECT`, default `riftwing`.
+pub fn project() -> String {
+    std::env::var("CONTAINER_OPS_TEST_PROJECT")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "riftwing".into())
+}
+
+/// The replica's long-running services (init jobs excluded).
+pub const LONG_RUNNING: &[&str] = &[
+    "postgres",
+    "redis",
+    "minio",
+    "temporal",
+    "api-1",
+    "api-2",
+    "api-gateway",
+    "worker-1",
+    "worker-2",
+    "ai-gateway",
+    "mcp-server",
+    "console",
+    "db-backup",
+];
+
+/// Runs the docker CLI (an argv, no shell) and returns its trimmed stdout; fails the test on error.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A running container of another Compose project (`other-project`, service `intruder`),
+/// removed however the test ends, with the volume it created if any.
+pub struct Foreign {
+    pub id: String,
+    pub name: String,
+    /// A volume labelled as `other-project`'s, created for it and removed with it.
+    pub volume: Option<String>,
+}
+
+impl Foreign {
+    /// With no volume.
+    pub fn start() -> Self {
+        Self::run(None, None)
+    }
+
+    /// With a volume of its own project mounted at /data.
+    pub fn with_own_volume() -> Self {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let volume = format!("other-project_data_{}", &tag[..8]);
+        docker(&[
+            "volume",
+            "create",
+            "--label",
+            "com.docker.compose.project=other-project",
+            &volume,
+        ]);
+        Self::run(Some(volume.clone()), Some(volume))
+    }
+
+    /// Mounting `volume` (someone else's, e.g. the project under test's) at /data; it is not removed.
+    pub fn mounting(volume: &str) -> Self {
+        Self::run(Some(volume.to_owned()), None)
+    }
+
+    fn run(mount: Option<String>, own: Option<String>) -> Self {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("container-ops-test-other-{}", &tag[..8]);
+        let mut args = vec![
+            "run".to_string(),
+            "-d".into(),
+            "--name".into(),
+            name.clone(),
+            "--label".into(),
+            "com.docker.compose.project=other-project".into(),
+            "--label".into(),
+            "com.docker.compose.service=intruder".into(),
+        ];
+        if let Some(v) = &mount {
+            args.push("-v".into());
+            args.push(format!("{v}:/data"));
+        }
+        args.extend(["riftwing-base:bookworm", "sleep", "300"].map(String::from));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let id = docker(&argv);
+        Self {
+            id,
+            name,
+            volume: own,
+        }
+    }
+
+    /// Start time and status, to show it was never restarted nor stopped.
+    pub fn state(&self) -> String {
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.State.StartedAt}} {{.State.Status}}",
+            &self.id,
+        ])
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.id]).output();
+        if let Some(v) = &self.volume {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", v])
+                .output();
+        }
+    }
+}
