@@ -14,13 +14,16 @@ use super::exec::{DnsName, MountPath};
 /// ever read as shell text. Each check runs in the background under `timeout` (when the
 /// container has it), so a hung check costs its own bound and the others still report.
 /// Output lines are written as `<index>|<line>` and a check's end as `<index>=<exit code>`,
-/// one `printf` each, so interleaved lines of parallel checks stay attributable.
+/// one `printf` each, so interleaved lines of parallel checks stay attributable. Lines are
+/// split by the shell itself (`IFS`, no `while read` pipeline): every fork counts on a busy host.
 pub const SCRIPT: &str = r#"t=$1; shift
 if command -v timeout >/dev/null 2>&1; then bounded() { timeout "$t" "$@"; }; else bounded() { "$@"; }; fi
 check() {
   i=$1; shift
   out=$(bounded "$@" 2>&1); rc=$?
-  [ -n "$out" ] && printf '%s\n' "$out" | while IFS= read -r line; do printf '%s|%s\n' "$i" "$line"; done
+  IFS='
+'; set -f
+  for line in $out; do printf '%s|%s\n' "$i" "$line"; done
   printf '%s=%s\n' "$i" "$rc"
 }
 i=0
