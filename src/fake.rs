@@ -19,6 +19,8 @@ struct State {
     env: HashMap<String, Vec<(String, String)>>,
     unavailable: bool,
     calls: Vec<String>,
+    /// What `exec` answers per container id; unset: exit 0 with no output.
+    exec_output: HashMap<String, ExecOutput>,
 }
 
 /// An in-memory project. Containers are `riftwing-<service>-1` with id `id-<service>`.
@@ -142,6 +144,11 @@ impl FakeEngine {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         self.lock().env.insert(format!("id-{service}"), pairs);
+    }
+
+    /// What an exec in the service's container prints and how it exits.
+    pub fn set_exec_output(&self, service: &str, out: ExecOutput) {
+        self.lock().exec_output.insert(format!("id-{service}"), out);
     }
 
     pub fn set_unavailable(&self, down: bool) {
@@ -295,14 +302,13 @@ impl Engine for FakeEngine {
     ) -> Result<ExecOutput, EngineError> {
         self.up()?;
         let c = self.find(id)?;
-        self.lock()
-            .calls
-            .push(format!("exec {} {}", c.name, argv.join(" ")));
-        Ok(ExecOutput {
+        let mut st = self.lock();
+        st.calls.push(format!("exec {} {}", c.name, argv.join(" ")));
+        Ok(st.exec_output.get(id).cloned().unwrap_or(ExecOutput {
             exit_code: Some(0),
             stdout: String::new(),
             stderr: String::new(),
-        })
+        }))
     }
 
     async fn recreate_with_fresh_volumes(

@@ -533,6 +533,66 @@ fn resolve_from_records(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{FakeEngine, container};
+
+    #[tokio::test]
+    async fn a_timed_out_check_marks_only_its_probe_and_the_container_is_asked_once() {
+        let engine = FakeEngine::new();
+        engine.add(container("worker-1", "running"));
+        // The script's records: `getent hosts temporal` killed by its timeout, `df` answered.
+        engine.set_exec_output(
+            "worker-1",
+            ExecOutput {
+                exit_code: Some(0),
+                stdout: "1|Filesystem     1024-blocks  Used Available Capacity Mounted on\n\
+                         1|tmpfs                 8192    16      8176       1% /scratch\n1=0\n0=124\n"
+                    .into(),
+                stderr: String::new(),
+            },
+        );
+        let containers = engine.containers().await.unwrap();
+        let cfg = PlatformConfig::riftwing_default();
+        let outs = futures::future::join_all(diagnose_probes(
+            &engine,
+            &containers,
+            &cfg,
+            Duration::from_secs(3),
+        ))
+        .await;
+        let dns = outs.iter().find(|o| o.probe == ProbeKind::Dns).unwrap();
+        assert_eq!(dns.status, ProbeStatus::TimedOut, "{dns:?}");
+        assert!(dns.evidence[0].contains("getent hosts temporal"), "{dns:?}");
+        let disk = outs.iter().find(|o| o.probe == ProbeKind::Disk).unwrap();
+        assert_eq!(disk.status, ProbeStatus::Pass, "{disk:?}");
+        assert!(matches!(&disk.facts, Facts::Disk(d) if d.available_kb == 8176));
+        let execs: Vec<String> = engine
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("exec "))
+            .collect();
+        assert_eq!(execs.len(), 1, "{execs:?}");
+        assert!(execs[0].ends_with("container-ops-checks 2 dns temporal df /scratch"));
+    }
+
+    #[tokio::test]
+    async fn a_check_the_script_never_reported_is_an_error_not_a_pass() {
+        let engine = FakeEngine::new();
+        engine.add(container("worker-1", "running"));
+        let containers = engine.containers().await.unwrap();
+        let cfg = PlatformConfig::riftwing_default();
+        let outs = futures::future::join_all(diagnose_probes(
+            &engine,
+            &containers,
+            &cfg,
+            Duration::from_secs(3),
+        ))
+        .await;
+        assert!(!outs.is_empty());
+        for o in &outs {
+            assert_eq!(o.status, ProbeStatus::Error, "{o:?}");
+            assert!(o.evidence[0].contains("reported nothing"), "{o:?}");
+        }
+    }
 
     #[test]
     fn host_names_with_shell_or_option_characters_are_refused() {
