@@ -3,6 +3,7 @@
 //! Run: `cargo bench --bench diagnose` with the platform up (project and ports from the same
 //! environment as the platform script: COMPOSE_PROJECT_NAME / CONTAINER_OPS_TEST_PROJECT, POSTGRES_PORT, ...).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use container_ops::diagnosis;
 use container_ops::docker::DockerEngine;
 use container_ops::engine::Engine;
 use container_ops::platform::{PlatformConfig, PortSet};
-use container_ops::probes::{ProbeStatus, Probes};
+use container_ops::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
 
 const ROUNDS: usize = 5;
 
@@ -172,7 +173,8 @@ fn main() {
         let mut concurrent = Vec::new();
         let mut one_by_one = Vec::new();
         let mut probe_sum = Vec::new();
-        let mut last = (Vec::new(), Vec::new());
+        let mut slowest_alone = Vec::new();
+        let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
             let t = Instant::now();
             let conc = probes.run_all(engine.clone()).await;
@@ -188,28 +190,55 @@ fn main() {
             let seq = probes.run_one_by_one(engine.clone()).await;
             one_by_one.push(t.elapsed());
             probe_sum.push(seq.iter().map(|o| o.duration).sum());
-            last = (conc, seq);
+            slowest_alone.push(seq.iter().map(|o| o.duration).max().unwrap_or_default());
+            rounds.push((conc, seq));
         }
-        for (name, mut outs) in [("concurrent", last.0), ("one by one", last.1)] {
+        // Where the time goes: per probe kind, the slowest probe of the kind, under
+        // concurrency and alone (medians over the rounds).
+        let kinds: BTreeSet<ProbeKind> = rounds[0].0.iter().map(|o| o.probe).collect();
+        println!(
+            "per kind, slowest probe of the kind (median of {ROUNDS}): concurrent | alone | count"
+        );
+        for k in kinds {
+            let worst = |outs: &[ProbeOutcome]| {
+                outs.iter()
+                    .filter(|o| o.probe == k)
+                    .map(|o| o.duration)
+                    .max()
+                    .unwrap_or_default()
+            };
+            let c = median(rounds.iter().map(|r| worst(&r.0)).collect());
+            let a = median(rounds.iter().map(|r| worst(&r.1)).collect());
+            let n = rounds[0].0.iter().filter(|o| o.probe == k).count();
+            println!("  {k:<10} {:>9} | {:>9} | {n}", ms(c), ms(a));
+        }
+        let (conc, seq) = rounds.pop().expect("rounds");
+        for (name, mut outs) in [("concurrent", conc), ("one by one", seq)] {
             outs.sort_by_key(|o| std::cmp::Reverse(o.duration));
             let top: Vec<String> = outs
                 .iter()
                 .take(5)
                 .map(|o| format!("{} {}", o.label(), ms(o.duration)))
                 .collect();
-            println!("slowest probes ({name}): {}", top.join(", "));
+            println!("slowest probes ({name}, last round): {}", top.join(", "));
         }
         let c = median(concurrent);
         let s = median(one_by_one);
+        let slowest = median(slowest_alone);
         println!("/diagnose concurrent (median of {ROUNDS}):   {}", ms(c));
         println!(
             "same probes one by one (median):      {}  (sum of probe durations {})",
             ms(s),
             ms(median(probe_sum))
         );
+        println!("slowest single probe alone (median):  {}", ms(slowest));
         println!(
             "ratio one-by-one / concurrent:        {:.1}x",
             s.as_secs_f64() / c.as_secs_f64()
+        );
+        println!(
+            "ratio concurrent / slowest probe:     {:.2}x",
+            c.as_secs_f64() / slowest.as_secs_f64()
         );
 
         let cmds = seed_commands(&project, &ports);

@@ -19,6 +19,8 @@ struct State {
     env: HashMap<String, Vec<(String, String)>>,
     unavailable: bool,
     calls: Vec<String>,
+    /// What `exec` answers per container id; unset: exit 0 with no output.
+    exec_output: HashMap<String, ExecOutput>,
 }
 
 /// An in-memory project. Containers are `riftwing-<service>-1` with id `id-<service>`.
@@ -154,6 +156,11 @@ impl FakeEngine {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         self.lock().env.insert(format!("id-{service}"), pairs);
+    }
+
+    /// What an exec in the service's container prints and how it exits.
+    pub fn set_exec_output(&self, service: &str, out: ExecOutput) {
+        self.lock().exec_output.insert(format!("id-{service}"), out);
     }
 
     pub fn set_unavailable(&self, down: bool) {
@@ -313,9 +320,12 @@ impl Engine for FakeEngine {
         self.lock()
             .calls
             .push(format!("exec {} {}", c.name, argv.join(" ")));
-        let scripted = argv
-            .first()
-            .and_then(|p| self.scripted().exec.get(p).cloned());
+        // A per-container answer wins over a per-program one.
+        let per_container = self.lock().exec_output.get(id).cloned();
+        let scripted = per_container.or_else(|| {
+            argv.first()
+                .and_then(|p| self.scripted().exec.get(p).cloned())
+        });
         Ok(scripted.unwrap_or(ExecOutput {
             exit_code: Some(0),
             stdout: String::new(),

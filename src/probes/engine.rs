@@ -328,93 +328,19 @@ pub fn current_window_start(c: &ContainerInfo, now: DateTime<Utc>) -> Option<Dat
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::engine::{
-        DiskUsage, EngineError, ExecOutput, LogStream, NetworkInfo, StatsSnapshot, VolumeInfo,
-    };
-    use async_trait::async_trait;
-    use std::collections::HashMap;
-    use std::sync::Mutex;
+    use crate::engine::LogStream;
+    use crate::fake::FakeEngine;
 
-    /// A scripted engine: containers, logs per id, exec answers per (id, argv[0]).
-    #[derive(Default)]
-    pub struct ScriptedEngine {
-        pub containers: Vec<ContainerInfo>,
-        pub logs: HashMap<String, Vec<LogLine>>,
-        pub exec: HashMap<(String, String), ExecOutput>,
-        pub exec_delay: Duration,
-        pub calls: Mutex<Vec<Vec<String>>>,
+    /// The crate's one Engine double, holding just `c`.
+    fn engine_with(c: &ContainerInfo) -> FakeEngine {
+        let f = FakeEngine::new();
+        f.add(c.clone());
+        f
     }
 
-    #[async_trait]
-    impl Engine for ScriptedEngine {
-        async fn containers(&self) -> Result<Vec<ContainerInfo>, EngineError> {
-            Ok(self.containers.clone())
-        }
-        async fn logs(&self, id: &str, _q: &LogQuery) -> Result<Vec<LogLine>, EngineError> {
-            Ok(self.logs.get(id).cloned().unwrap_or_default())
-        }
-        async fn stats(&self, _id: &str) -> Result<StatsSnapshot, EngineError> {
-            Ok(StatsSnapshot {
-                cpu_percent: 1.0,
-                memory_usage: 40 << 20,
-                memory_limit: 48 << 20,
-                net_rx: 0,
-                net_tx: 0,
-                block_read: 0,
-                block_write: 0,
-                pids: 1,
-            })
-        }
-        async fn restart(&self, _: &str, _: Duration) -> Result<(), EngineError> {
-            unreachable!("probes never restart")
-        }
-        async fn stop(&self, _: &str, _: Duration) -> Result<(), EngineError> {
-            unreachable!("probes never stop")
-        }
-        async fn start(&self, _: &str) -> Result<(), EngineError> {
-            unreachable!("probes never start")
-        }
-        async fn recreate_with_fresh_volumes(
-            &self,
-            _: &str,
-            _: &[String],
-            _: Duration,
-        ) -> Result<String, EngineError> {
-            unreachable!("probes never recreate")
-        }
-        async fn run_one_shot(&self, _: &str, _: Duration) -> Result<ExecOutput, EngineError> {
-            unreachable!("probes never run jobs")
-        }
-        async fn env(&self, _: &str) -> Result<Vec<(String, String)>, EngineError> {
-            Ok(vec![])
-        }
-        async fn volumes(&self) -> Result<Vec<VolumeInfo>, EngineError> {
-            Ok(vec![])
-        }
-        async fn networks(&self) -> Result<Vec<NetworkInfo>, EngineError> {
-            Ok(vec![])
-        }
-        async fn disk_usage(&self) -> Result<DiskUsage, EngineError> {
-            Ok(DiskUsage::default())
-        }
-        async fn exec(
-            &self,
-            id: &str,
-            argv: &[String],
-            _t: Duration,
-        ) -> Result<ExecOutput, EngineError> {
-            self.calls.lock().unwrap().push(argv.to_vec());
-            tokio::time::sleep(self.exec_delay).await;
-            self.exec
-                .get(&(id.to_string(), argv[0].clone()))
-                .cloned()
-                .ok_or_else(|| EngineError::Other(format!("no script for {argv:?}")))
-        }
-    }
-
-    pub fn container(service: &str, state: &str, health: Option<&str>) -> ContainerInfo {
+    fn container(service: &str, state: &str, health: Option<&str>) -> ContainerInfo {
         ContainerInfo {
             id: format!("id-{service}"),
             name: format!("riftwing_{service}_1"),
@@ -506,10 +432,7 @@ pub(crate) mod tests {
         c.oom_killed = true;
         c.exit_code = Some(137);
         c.memory_limit = 48 << 20;
-        let engine = ScriptedEngine {
-            containers: vec![c.clone()],
-            ..Default::default()
-        };
+        let engine = engine_with(&c);
         let cfg = PlatformConfig::riftwing_default();
         let out = container_probe(
             &engine,
@@ -536,7 +459,7 @@ pub(crate) mod tests {
     async fn container_off_the_project_network_fails_its_probe() {
         let mut c = container("worker-1", "running", Some("healthy"));
         c.networks.clear();
-        let engine = ScriptedEngine::default();
+        let engine = engine_with(&c);
         let cfg = PlatformConfig::riftwing_default();
         let out = container_probe(
             &engine,
@@ -557,7 +480,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn finished_init_job_passes() {
         let c = container("minio-init", "exited", None);
-        let engine = ScriptedEngine::default();
+        let engine = engine_with(&c);
         let cfg = PlatformConfig::riftwing_default();
         let out = container_probe(
             &engine,

@@ -4,10 +4,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
 use crate::engine::{ContainerInfo, Engine, ExecOutput};
 use crate::platform::PlatformConfig;
 
-use super::{Facts, Observed, ProbeKind, ProbeOutcome, ProbeSpec, ProbeStatus, run_probe};
+use super::{Facts, Observed, ProbeKind, ProbeOutcome, ProbeSpec, ProbeStatus, batch, run_probe};
 
 /// A host or service name that is safe as an argv element: dot-separated DNS labels.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -135,7 +138,15 @@ pub fn parse_getent(names: &[DnsName], stdout: &str) -> Vec<(String, Option<Stri
 
 /// Parses `df -P PATH`: (used %, used KiB, available KiB).
 pub fn parse_df(stdout: &str) -> Option<(u8, u64, u64)> {
-    let line = stdout.lines().nth(1)?;
+    df_line(stdout).map(|(_, v)| v)
+}
+
+/// The data line after `df`'s header, with its figures; lines before the header (a warning
+/// on stderr, when both streams arrive together) are skipped.
+fn df_line(stdout: &str) -> Option<(&str, (u8, u64, u64))> {
+    let mut lines = stdout.lines().skip_while(|l| !l.starts_with("Filesystem"));
+    lines.next()?;
+    let line = lines.next()?;
     let cols: Vec<&str> = line.split_whitespace().collect();
     if cols.len() < 6 {
         return None;
@@ -143,16 +154,20 @@ pub fn parse_df(stdout: &str) -> Option<(u8, u64, u64)> {
     let used = cols[2].parse().ok()?;
     let avail = cols[3].parse().ok()?;
     let pct = cols[4].trim_end_matches('%').parse().ok()?;
-    Some((pct, used, avail))
+    Some((line, (pct, used, avail)))
 }
 
 fn exec_error_text(out: &ExecOutput) -> String {
-    let text = if out.stderr.trim().is_empty() {
-        out.stdout.trim()
+    first_lines(if out.stderr.trim().is_empty() {
+        &out.stdout
     } else {
-        out.stderr.trim()
-    };
-    text.lines().take(3).collect::<Vec<_>>().join(" / ")
+        &out.stderr
+    })
+}
+
+/// A command's message, short enough to quote inline.
+fn first_lines(text: &str) -> String {
+    text.trim().lines().take(3).collect::<Vec<_>>().join(" / ")
 }
 
 pub async fn resolve(
@@ -167,6 +182,21 @@ pub async fn resolve(
         .await
         .map_err(|e| e.to_string())?;
     let answers = parse_getent(names, &out.stdout);
+    Ok(resolve_verdict(
+        &container.service,
+        &argv.join(" "),
+        answers,
+        &exec_error_text(&out),
+    ))
+}
+
+/// The Dns probe's verdict on a set of answers; `detail` is what the resolver said, if anything.
+fn resolve_verdict(
+    from: &str,
+    shown: &str,
+    answers: Vec<(String, Option<String>)>,
+    detail: &str,
+) -> Observed {
     let failed: Vec<&str> = answers
         .iter()
         .filter(|(_, a)| a.is_none())
@@ -177,25 +207,24 @@ pub async fn resolve(
         ProbeStatus::Pass
     } else {
         evidence.push(format!(
-            "`{}` from {}: {} did not resolve{}",
-            argv.join(" "),
-            container.service,
+            "`{shown}` from {from}: {} did not resolve{}",
             failed.join(", "),
-            match exec_error_text(&out) {
-                t if t.is_empty() => String::new(),
-                t => format!(" ({t})"),
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({detail})")
             }
         ));
         ProbeStatus::Fail
     };
-    Ok(Observed::new(
+    Observed::new(
         status,
         evidence,
         Facts::Dns(DnsFacts {
-            from: container.service.clone(),
+            from: from.to_string(),
             answers,
         }),
-    ))
+    )
 }
 
 pub async fn port_open(
@@ -258,15 +287,31 @@ pub async fn disk_free(
         .exec(&container.id, &argv, timeout)
         .await
         .map_err(|e| e.to_string())?;
-    let Some((pct, used, avail)) = parse_df(&out.stdout) else {
+    disk_verdict(
+        &container.service,
+        path,
+        volume,
+        warn_percent,
+        &out.stdout,
+        &exec_error_text(&out),
+    )
+}
+
+/// The Disk probe's verdict on `df -P` output; no usable output is the probe's own error.
+fn disk_verdict(
+    service: &str,
+    path: &MountPath,
+    volume: Option<String>,
+    warn_percent: u8,
+    stdout: &str,
+    detail: &str,
+) -> Result<Observed, String> {
+    let Some((line, (pct, used, avail))) = df_line(stdout) else {
         return Err(format!(
-            "`{}` in {} gave no usable output: {}",
-            argv.join(" "),
-            container.service,
-            exec_error_text(&out)
+            "`df -P {}` in {service} gave no usable output: {detail}",
+            path.as_str()
         ));
     };
-    let line = out.stdout.lines().nth(1).unwrap_or_default().to_string();
     let status = if pct >= 100 || avail == 0 {
         ProbeStatus::Fail
     } else if pct >= warn_percent {
@@ -277,13 +322,12 @@ pub async fn disk_free(
     Ok(Observed::new(
         status,
         vec![format!(
-            "`df -P {}` in {}: {}",
+            "`df -P {}` in {service}: {}",
             path.as_str(),
-            container.service,
             line.trim()
         )],
         Facts::Disk(DiskFacts {
-            service: container.service.clone(),
+            service: service.to_string(),
             path: path.as_str().to_string(),
             volume,
             used_percent: pct,
@@ -295,9 +339,12 @@ pub async fn disk_free(
 }
 
 type BoxedProbe<'a> = Pin<Box<dyn Future<Output = ProbeOutcome> + Send + 'a>>;
+/// One container's exec, awaited by each of the probes it carries.
+type SharedExec<'a> = Shared<BoxFuture<'a, Result<ExecOutput, String>>>;
 
 /// The exec probes of a `/diagnose`: from every running service, resolve its direct runtime
-/// dependencies (one `getent` per service); `df` every configured volume.
+/// dependencies; `df` every configured volume. All checks of one container go in ONE exec
+/// (see `batch`), each still its own probe with its own outcome.
 pub fn diagnose_probes<'a>(
     engine: &'a dyn Engine,
     containers: &'a [ContainerInfo],
@@ -305,73 +352,247 @@ pub fn diagnose_probes<'a>(
     deadline: Duration,
 ) -> Vec<BoxedProbe<'a>> {
     let mut out: Vec<BoxedProbe<'a>> = Vec::new();
-    // The exec itself gets a little less than the probe so the engine call ends first.
+    // The exec itself gets a little less than the probe so the engine call ends first; each
+    // check inside it gets a whole second less, so a hung one reports before either.
     let exec_timeout = deadline.saturating_sub(Duration::from_millis(100));
+    let per_check = batch::per_check_timeout(deadline);
     for c in containers.iter().filter(|c| c.state == "running") {
         let names: Vec<DnsName> = config
             .direct_runtime_deps(&c.service)
             .iter()
             .filter_map(|d| DnsName::parse(d).ok())
             .collect();
-        if names.is_empty() {
-            continue;
-        }
-        let spec = ProbeSpec {
-            probe: ProbeKind::Dns,
-            target: format!(
-                "{} → {}",
-                c.service,
-                names
-                    .iter()
-                    .map(DnsName::as_str)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            service: Some(c.service.clone()),
-            deadline,
-        };
-        out.push(Box::pin(async move {
-            run_probe(spec, resolve(engine, c, &names, exec_timeout)).await
-        }));
-    }
-    for v in &config.volumes {
-        let Some(c) = containers.iter().find(|c| c.service == v.service) else {
-            continue;
-        };
-        let spec = ProbeSpec {
-            probe: ProbeKind::Disk,
-            target: format!("{}:{}", v.service, v.path),
-            service: Some(v.service.clone()),
-            deadline,
-        };
-        if c.state != "running" {
-            continue;
-        }
-        let path = match MountPath::parse(&v.path) {
-            Ok(p) => p,
-            Err(e) => {
-                out.push(Box::pin(async move {
-                    run_probe(spec, async move { Err(e) }).await
-                }));
-                continue;
+        let mut checks: Vec<batch::Check> =
+            names.iter().cloned().map(batch::Check::Resolve).collect();
+        let mut disks = Vec::new();
+        for v in config.volumes.iter().filter(|v| v.service == c.service) {
+            let spec = ProbeSpec {
+                probe: ProbeKind::Disk,
+                target: format!("{}:{}", v.service, v.path),
+                service: Some(v.service.clone()),
+                deadline,
+            };
+            match MountPath::parse(&v.path) {
+                Ok(p) => {
+                    disks.push((spec, checks.len(), p.clone(), v));
+                    checks.push(batch::Check::DiskFree(p));
+                }
+                Err(e) => out.push(Box::pin(run_probe(spec, async move { Err(e) }))),
             }
-        };
-        let volume = v.volume.clone();
-        let warn = v.warn_percent;
-        out.push(Box::pin(async move {
-            run_probe(
-                spec,
-                disk_free(engine, c, &path, volume, warn, exec_timeout),
-            )
-            .await
-        }));
+        }
+        if checks.is_empty() {
+            continue;
+        }
+        let argv = batch::argv(&checks, per_check);
+        let exec: SharedExec<'a> = async move {
+            engine
+                .exec(&c.id, &argv, exec_timeout)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+        .shared();
+        let n = checks.len();
+        if !names.is_empty() {
+            let spec = ProbeSpec {
+                probe: ProbeKind::Dns,
+                target: format!(
+                    "{} → {}",
+                    c.service,
+                    names
+                        .iter()
+                        .map(DnsName::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                service: Some(c.service.clone()),
+                deadline,
+            };
+            let exec = exec.clone();
+            out.push(Box::pin(run_probe(spec, async move {
+                let done = exec.await?;
+                let records = batch::parse_records(&done.stdout, n);
+                resolve_from_records(&c.service, &names, &records, per_check, &done)
+            })));
+        }
+        for (spec, i, path, v) in disks {
+            let exec = exec.clone();
+            out.push(Box::pin(run_probe(spec, async move {
+                let done = exec.await?;
+                let record = batch::parse_records(&done.stdout, n).swap_remove(i);
+                let check = batch::Check::DiskFree(path.clone());
+                let r = match checked(&c.service, &check, record, per_check, &done) {
+                    Ok(r) => r,
+                    Err(f) => return f.into_result(),
+                };
+                disk_verdict(
+                    &c.service,
+                    &path,
+                    v.volume.clone(),
+                    v.warn_percent,
+                    &r.output,
+                    &first_lines(&r.output),
+                )
+            })));
+        }
     }
     out
+}
+
+/// A check's record, or why there is none: the script ended without it, or it timed out.
+fn checked(
+    service: &str,
+    check: &batch::Check,
+    record: Option<batch::Record>,
+    per_check: Duration,
+    exec: &ExecOutput,
+) -> Result<batch::Record, CheckFailure> {
+    match record {
+        Some(r) if r.timed_out() => Err(CheckFailure::TimedOut(format!(
+            "`{}` in {service}: no answer within its {} bound",
+            check.shown(),
+            super::fmt_duration(per_check)
+        ))),
+        Some(r) => Ok(r),
+        None => Err(CheckFailure::Error(format!(
+            "`{}` in {service} reported nothing (exit {}): {}",
+            check.shown(),
+            exec.exit_code.map_or("?".into(), |c| c.to_string()),
+            exec_error_text(exec)
+        ))),
+    }
+}
+
+/// Why a batched check has no result; a timed-out one is its probe's `TimedOut`, not an error.
+enum CheckFailure {
+    TimedOut(String),
+    Error(String),
+}
+
+impl CheckFailure {
+    fn into_result(self) -> Result<Observed, String> {
+        match self {
+            CheckFailure::TimedOut(e) => {
+                Ok(Observed::new(ProbeStatus::TimedOut, vec![e], Facts::None))
+            }
+            CheckFailure::Error(e) => Err(e),
+        }
+    }
+}
+
+/// The Dns probe of one container from its per-name records: a name that timed out makes
+/// the probe timed out (with the names that did answer kept as facts).
+fn resolve_from_records(
+    from: &str,
+    names: &[DnsName],
+    records: &[Option<batch::Record>],
+    per_check: Duration,
+    exec: &ExecOutput,
+) -> Result<Observed, String> {
+    let mut answers = Vec::new();
+    let mut detail = Vec::new();
+    let mut late = Vec::new();
+    for (name, record) in names.iter().zip(records) {
+        let check = batch::Check::Resolve(name.clone());
+        match checked(from, &check, record.clone(), per_check, exec) {
+            Ok(r) => {
+                answers.extend(parse_getent(std::slice::from_ref(name), &r.output));
+                if r.exit_code != 0 && !r.output.trim().is_empty() {
+                    detail.push(first_lines(&r.output));
+                }
+            }
+            Err(CheckFailure::TimedOut(e)) => {
+                answers.push((name.as_str().to_string(), None));
+                late.push(e);
+            }
+            Err(f) => return f.into_result(),
+        }
+    }
+    if !late.is_empty() {
+        let facts = DnsFacts {
+            from: from.to_string(),
+            answers,
+        };
+        return Ok(Observed::new(
+            ProbeStatus::TimedOut,
+            late,
+            Facts::Dns(facts),
+        ));
+    }
+    let shown = format!(
+        "getent hosts {}",
+        names
+            .iter()
+            .map(DnsName::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    Ok(resolve_verdict(from, &shown, answers, &detail.join("; ")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{FakeEngine, container};
+
+    #[tokio::test]
+    async fn a_timed_out_check_marks_only_its_probe_and_the_container_is_asked_once() {
+        let engine = FakeEngine::new();
+        engine.add(container("worker-1", "running"));
+        // The script's records: `getent hosts temporal` killed by its timeout, `df` answered.
+        engine.set_exec_output(
+            "worker-1",
+            ExecOutput {
+                exit_code: Some(0),
+                stdout: "1|Filesystem     1024-blocks  Used Available Capacity Mounted on\n\
+                         1|tmpfs                 8192    16      8176       1% /scratch\n1=0\n0=124\n"
+                    .into(),
+                stderr: String::new(),
+            },
+        );
+        let containers = engine.containers().await.unwrap();
+        let cfg = PlatformConfig::riftwing_default();
+        let outs = futures::future::join_all(diagnose_probes(
+            &engine,
+            &containers,
+            &cfg,
+            Duration::from_secs(3),
+        ))
+        .await;
+        let dns = outs.iter().find(|o| o.probe == ProbeKind::Dns).unwrap();
+        assert_eq!(dns.status, ProbeStatus::TimedOut, "{dns:?}");
+        assert!(dns.evidence[0].contains("getent hosts temporal"), "{dns:?}");
+        let disk = outs.iter().find(|o| o.probe == ProbeKind::Disk).unwrap();
+        assert_eq!(disk.status, ProbeStatus::Pass, "{disk:?}");
+        assert!(matches!(&disk.facts, Facts::Disk(d) if d.available_kb == 8176));
+        let execs: Vec<String> = engine
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("exec "))
+            .collect();
+        assert_eq!(execs.len(), 1, "{execs:?}");
+        assert!(execs[0].ends_with("container-ops-checks 2 dns temporal df /scratch"));
+    }
+
+    #[tokio::test]
+    async fn a_check_the_script_never_reported_is_an_error_not_a_pass() {
+        let engine = FakeEngine::new();
+        engine.add(container("worker-1", "running"));
+        let containers = engine.containers().await.unwrap();
+        let cfg = PlatformConfig::riftwing_default();
+        let outs = futures::future::join_all(diagnose_probes(
+            &engine,
+            &containers,
+            &cfg,
+            Duration::from_secs(3),
+        ))
+        .await;
+        assert!(!outs.is_empty());
+        for o in &outs {
+            assert_eq!(o.status, ProbeStatus::Error, "{o:?}");
+            assert!(o.evidence[0].contains("reported nothing"), "{o:?}");
+        }
+    }
 
     #[test]
     fn host_names_with_shell_or_option_characters_are_refused() {

@@ -1,5 +1,6 @@
 //! Probes of the platform, each bounded by its own deadline and all run concurrently.
 
+pub mod batch;
 pub mod engine;
 pub mod exec;
 pub mod http;

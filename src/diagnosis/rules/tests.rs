@@ -207,11 +207,32 @@ impl Platform {
         c.health_output = Some(output.into());
     }
 
-    fn refuse(&mut self, probe: ProbeKind, service: &str, msg: &str) {
+    /// Replaces what one probe of `service` observed.
+    fn observe(
+        &mut self,
+        probe: ProbeKind,
+        service: &str,
+        status: ProbeStatus,
+        evidence: &[&str],
+        facts: Facts,
+    ) {
         let o = self.probe_mut(probe, service);
-        o.status = ProbeStatus::Error;
-        o.evidence = vec![msg.into()];
-        o.facts = Facts::None;
+        o.status = status;
+        o.evidence = evidence.iter().map(|e| e.to_string()).collect();
+        o.facts = facts;
+    }
+
+    fn refuse(&mut self, probe: ProbeKind, service: &str, msg: &str) {
+        self.observe(probe, service, ProbeStatus::Error, &[msg], Facts::None);
+    }
+
+    /// `from` cannot resolve `name`.
+    fn unresolved(&mut self, from: &str, name: &str, evidence: &[&str]) {
+        let facts = Facts::Dns(DnsFacts {
+            from: from.into(),
+            answers: vec![(name.into(), None)],
+        });
+        self.observe(ProbeKind::Dns, from, ProbeStatus::Fail, evidence, facts);
     }
 
     fn report(&self) -> OpsReport {
@@ -427,16 +448,19 @@ fn stopped_redis_is_the_root_cause_and_the_apis_are_affected() {
 #[test]
 fn deleted_bucket_is_the_root_cause_and_the_workers_are_affected() {
     let mut p = Platform::healthy();
-    let s3 = p.probe_mut(ProbeKind::S3, "minio");
-    s3.status = ProbeStatus::Fail;
-    s3.evidence = vec!["HeadBucket rewst-artifacts on http://127.0.0.1:9000 answered HTTP 404 (bucket does not exist)".into()];
-    s3.facts = Facts::S3(S3Facts {
-        bucket: "rewst-artifacts".into(),
-        endpoint: "http://127.0.0.1:9000".into(),
-        bucket_exists: Some(false),
-        bucket_status: Some(404),
-        ..Default::default()
-    });
+    p.observe(
+        ProbeKind::S3,
+        "minio",
+        ProbeStatus::Fail,
+        &["HeadBucket rewst-artifacts on http://127.0.0.1:9000 answered HTTP 404 (bucket does not exist)"],
+        Facts::S3(S3Facts {
+            bucket: "rewst-artifacts".into(),
+            endpoint: "http://127.0.0.1:9000".into(),
+            bucket_exists: Some(false),
+            bucket_status: Some(404),
+            ..Default::default()
+        }),
+    );
     p.unhealthy("worker-1", "");
     let w = p.container_mut("worker-1");
     w.error_count = 3;
@@ -462,13 +486,11 @@ fn container_cut_off_the_network_is_named_with_the_missing_network() {
     let mut p = Platform::healthy();
     let w = p.container_mut("worker-1");
     w.networks.clear();
-    let dns = p.probe_mut(ProbeKind::Dns, "worker-1");
-    dns.status = ProbeStatus::Fail;
-    dns.evidence = vec!["`getent hosts temporal` from worker-1: temporal did not resolve".into()];
-    dns.facts = Facts::Dns(DnsFacts {
-        from: "worker-1".into(),
-        answers: vec![("temporal".into(), None)],
-    });
+    p.unresolved(
+        "worker-1",
+        "temporal",
+        &["`getent hosts temporal` from worker-1: temporal did not resolve"],
+    );
     let r = p.report();
     assert_eq!(r.root_services(), vec!["worker-1"], "{}", r.to_markdown());
     assert!(
@@ -492,13 +514,11 @@ fn container_cut_off_the_network_is_named_with_the_missing_network() {
 #[test]
 fn dns_failing_alone_names_the_caller_cut_off_from_dns() {
     let mut p = Platform::healthy();
-    let dns = p.probe_mut(ProbeKind::Dns, "api-1");
-    dns.status = ProbeStatus::Fail;
-    dns.evidence = vec!["`getent hosts postgres` from api-1: postgres did not resolve".into()];
-    dns.facts = Facts::Dns(DnsFacts {
-        from: "api-1".into(),
-        answers: vec![("postgres".into(), None)],
-    });
+    p.unresolved(
+        "api-1",
+        "postgres",
+        &["`getent hosts postgres` from api-1: postgres did not resolve"],
+    );
     let r = p.report();
     assert_eq!(r.root_services(), vec!["api-1"], "{}", r.to_markdown());
     assert!(r.issue.contains("cut off the network"), "{}", r.issue);
@@ -508,12 +528,7 @@ fn dns_failing_alone_names_the_caller_cut_off_from_dns() {
 fn dns_failure_for_a_stopped_dependency_does_not_blame_the_caller() {
     let mut p = Platform::healthy();
     p.stop("postgres", 0);
-    let dns = p.probe_mut(ProbeKind::Dns, "api-1");
-    dns.status = ProbeStatus::Fail;
-    dns.facts = Facts::Dns(DnsFacts {
-        from: "api-1".into(),
-        answers: vec![("postgres".into(), None)],
-    });
+    p.unresolved("api-1", "postgres", &[]);
     let r = p.report();
     assert_eq!(r.root_services(), vec!["postgres"], "{}", r.to_markdown());
     assert!(!r.affected_services().contains(&"api-1"));
@@ -522,18 +537,21 @@ fn dns_failure_for_a_stopped_dependency_does_not_blame_the_caller() {
 #[test]
 fn full_volume_is_named_from_df_and_quotes_the_no_space_log_line() {
     let mut p = Platform::healthy();
-    let disk = p.probe_mut(ProbeKind::Disk, "worker-1");
-    disk.status = ProbeStatus::Fail;
-    disk.evidence = vec!["`df -P /scratch` in worker-1: tmpfs 8192 8192 0 100% /scratch".into()];
-    disk.facts = Facts::Disk(DiskFacts {
-        service: "worker-1".into(),
-        path: "/scratch".into(),
-        volume: Some("worker-scratch".into()),
-        used_percent: 100,
-        used_kb: 8192,
-        available_kb: 0,
-        warn_percent: 90,
-    });
+    p.observe(
+        ProbeKind::Disk,
+        "worker-1",
+        ProbeStatus::Fail,
+        &["`df -P /scratch` in worker-1: tmpfs 8192 8192 0 100% /scratch"],
+        Facts::Disk(DiskFacts {
+            service: "worker-1".into(),
+            path: "/scratch".into(),
+            volume: Some("worker-scratch".into()),
+            used_percent: 100,
+            used_kb: 8192,
+            available_kb: 0,
+            warn_percent: 90,
+        }),
+    );
     p.unhealthy("worker-1", "");
     let w = p.container_mut("worker-1");
     w.no_space_lines = vec!["[worker-1] ERROR [artifact] write failed for artifacts/run-00042.json: No space left on device".into()];
@@ -578,10 +596,13 @@ fn no_space_in_logs_without_a_df_check_is_a_full_volume() {
 #[test]
 fn a_timed_out_probe_is_marked_in_the_report() {
     let mut p = Platform::healthy();
-    let o = p.probe_mut(ProbeKind::Redis, "redis");
-    o.status = ProbeStatus::TimedOut;
-    o.evidence = vec!["no answer within the 2.0 s deadline".into()];
-    o.facts = Facts::None;
+    p.observe(
+        ProbeKind::Redis,
+        "redis",
+        ProbeStatus::TimedOut,
+        &["no answer within the 2.0 s deadline"],
+        Facts::None,
+    );
     let r = p.report();
     assert_eq!(r.root_services(), vec!["redis"], "{}", r.to_markdown());
     assert!(
