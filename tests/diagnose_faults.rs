@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::TestPlatform;
 use container_ops::diagnosis::OpsReport;
-use container_ops::probes::{ProbeKind, ProbeStatus};
+use container_ops::probes::exec::DnsFacts;
+use container_ops::probes::{Facts, ProbeKind, ProbeStatus};
 
 fn root_is(r: &OpsReport, service: &str, words: &str) -> Result<(), String> {
     let rc = r
@@ -68,6 +69,31 @@ async fn healthy_platform_diagnoses_healthy_with_no_invented_cause() {
                 .any(|o| o.probe == kind
                     && matches!(o.status, ProbeStatus::Pass | ProbeStatus::Warn)),
             "no passing {kind} probe: {outcomes:#?}"
+        );
+    }
+    // Every service sits on the one project network, so one container resolves for all.
+    let dns: Vec<&DnsFacts> = outcomes
+        .iter()
+        .filter_map(|o| match &o.facts {
+            Facts::Dns(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dns.len(), 1, "{dns:?}");
+    for name in [
+        "postgres",
+        "redis",
+        "temporal",
+        "api-1",
+        "api-2",
+        "api-gateway",
+    ] {
+        assert!(
+            dns[0]
+                .answers
+                .iter()
+                .any(|(n, addr)| n == name && addr.is_some()),
+            "{name} not resolved: {dns:?}"
         );
     }
     let md = report.to_markdown();

@@ -557,13 +557,28 @@ fn dns_rules(
                 .filter(|(_, a)| a.is_none())
                 .map(|(n, _)| n.as_str())
                 .collect();
-            // A stopped container leaves DNS: that is the stopped service's evidence, not the caller's fault.
-            let (stopped, live): (Vec<&str>, Vec<&str>) = failed.iter().partition(|n| down(n));
+            // A stopped container leaves DNS, and so does one detached from the network: that is
+            // the named service's evidence, not the resolver's fault.
+            let (stopped, failed): (Vec<&str>, Vec<&str>) = failed.iter().partition(|n| down(n));
+            let (detached, live): (Vec<&str>, Vec<&str>) = failed.iter().partition(|n| {
+                findings
+                    .by_service
+                    .get(**n)
+                    .is_some_and(|f| f.kind == Kind::NetworkCutOff)
+            });
             for n in stopped {
                 findings.corroborate(
                     n,
                     &[format!(
                         "{n} does not resolve from {service} (stopped containers leave DNS)"
+                    )],
+                );
+            }
+            for n in detached {
+                findings.corroborate(
+                    n,
+                    &[format!(
+                        "{n} does not resolve from {service} (it is not attached to the network)"
                     )],
                 );
             }

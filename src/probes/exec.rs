@@ -1,5 +1,6 @@
 //! Probes run inside containers through `Engine::exec`: allow-listed argv only, names validated first.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -96,6 +97,9 @@ impl ExecCheck {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DnsFacts {
     pub from: String,
+    /// The services whose dependencies these names are: `from` itself, or every service on
+    /// the same networks when one container resolves for all of them (see `resolve_duties`).
+    pub on_behalf_of: Vec<String>,
     /// (name, address if it resolved)
     pub answers: Vec<(String, Option<String>)>,
 }
@@ -184,6 +188,7 @@ pub async fn resolve(
     let answers = parse_getent(names, &out.stdout);
     Ok(resolve_verdict(
         &container.service,
+        std::slice::from_ref(&container.service),
         &argv.join(" "),
         answers,
         &exec_error_text(&out),
@@ -193,6 +198,7 @@ pub async fn resolve(
 /// The Dns probe's verdict on a set of answers; `detail` is what the resolver said, if anything.
 fn resolve_verdict(
     from: &str,
+    on_behalf_of: &[String],
     shown: &str,
     answers: Vec<(String, Option<String>)>,
     detail: &str,
@@ -222,6 +228,7 @@ fn resolve_verdict(
         evidence,
         Facts::Dns(DnsFacts {
             from: from.to_string(),
+            on_behalf_of: on_behalf_of.to_vec(),
             answers,
         }),
     )
@@ -342,9 +349,96 @@ type BoxedProbe<'a> = Pin<Box<dyn Future<Output = ProbeOutcome> + Send + 'a>>;
 /// One container's exec, awaited by each of the probes it carries.
 type SharedExec<'a> = Shared<BoxFuture<'a, Result<ExecOutput, String>>>;
 
-/// The exec probes of a `/diagnose`: from every running service, resolve its direct runtime
-/// dependencies; `df` every configured volume. All checks of one container go in ONE exec
-/// (see `batch`), each still its own probe with its own outcome.
+/// Who resolves which names in a `/diagnose`: one exec-side DNS check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolveDuty<'a> {
+    pub from: &'a ContainerInfo,
+    /// The direct runtime dependencies of every service in `on_behalf_of`, each once, sorted.
+    pub names: Vec<DnsName>,
+    pub on_behalf_of: Vec<String>,
+}
+
+/// Plans the DNS checks of a `/diagnose` so that a healthy platform costs one exec or two,
+/// not one per container: concurrent execs queue in the daemon (see `batch`).
+///
+/// Docker's embedded DNS answers a container according to the networks it is attached to, so
+/// containers on the same set of networks get the same answers: one of them resolves the names
+/// all of them depend on. A container that is itself suspect (unhealthy, or restarted before)
+/// resolves its own dependencies from inside, so a fault in its own resolver setup still shows
+/// where it matters; a container cut off the network is on a set of its own and so resolves
+/// for itself too. The one resolving for a group is preferably one that is asked anyway (it
+/// has a volume to `df`), then a healthy one, then the first by service name.
+pub fn resolve_duties<'a>(
+    containers: &'a [ContainerInfo],
+    config: &PlatformConfig,
+) -> Vec<ResolveDuty<'a>> {
+    let deps = |c: &ContainerInfo| -> Vec<DnsName> {
+        config
+            .direct_runtime_deps(&c.service)
+            .iter()
+            .filter_map(|d| DnsName::parse(d).ok())
+            .collect()
+    };
+    let suspect =
+        |c: &ContainerInfo| c.health.as_deref() == Some("unhealthy") || c.restart_count > 0;
+    let mut duties = Vec::new();
+    let mut groups: BTreeMap<Vec<&str>, Vec<&'a ContainerInfo>> = BTreeMap::new();
+    for c in containers.iter().filter(|c| c.state == "running") {
+        if suspect(c) {
+            let names = deps(c);
+            if !names.is_empty() {
+                duties.push(ResolveDuty {
+                    from: c,
+                    names,
+                    on_behalf_of: vec![c.service.clone()],
+                });
+            }
+            continue;
+        }
+        let mut nets: Vec<&str> = c.networks.iter().map(|(n, _)| n.as_str()).collect();
+        nets.sort_unstable();
+        nets.dedup();
+        groups.entry(nets).or_default().push(c);
+    }
+    for members in groups.into_values() {
+        let mut names = BTreeSet::new();
+        let mut on_behalf_of = Vec::new();
+        for c in &members {
+            let d = deps(c);
+            if !d.is_empty() {
+                on_behalf_of.push(c.service.clone());
+                names.extend(d);
+            }
+        }
+        if names.is_empty() {
+            continue;
+        }
+        on_behalf_of.sort();
+        let asked_anyway =
+            |c: &ContainerInfo| config.volumes.iter().any(|v| v.service == c.service);
+        let from = members
+            .iter()
+            .min_by_key(|c| {
+                (
+                    !asked_anyway(c),
+                    c.health.as_deref() != Some("healthy"),
+                    c.service.as_str(),
+                )
+            })
+            .copied()
+            .expect("a group has members");
+        duties.push(ResolveDuty {
+            from,
+            names: names.into_iter().collect(),
+            on_behalf_of,
+        });
+    }
+    duties
+}
+
+/// The exec probes of a `/diagnose`: the DNS checks planned by `resolve_duties`, and `df` of
+/// every configured volume. All checks of one container go in ONE exec (see `batch`), each
+/// still its own probe with its own outcome.
 pub fn diagnose_probes<'a>(
     engine: &'a dyn Engine,
     containers: &'a [ContainerInfo],
@@ -356,12 +450,13 @@ pub fn diagnose_probes<'a>(
     // check inside it gets a whole second less, so a hung one reports before either.
     let exec_timeout = deadline.saturating_sub(Duration::from_millis(100));
     let per_check = batch::per_check_timeout(deadline);
+    let mut duties = resolve_duties(containers, config);
     for c in containers.iter().filter(|c| c.state == "running") {
-        let names: Vec<DnsName> = config
-            .direct_runtime_deps(&c.service)
+        let duty = duties
             .iter()
-            .filter_map(|d| DnsName::parse(d).ok())
-            .collect();
+            .position(|d| d.from.id == c.id)
+            .map(|i| duties.swap_remove(i));
+        let names = duty.as_ref().map(|d| d.names.clone()).unwrap_or_default();
         let mut checks: Vec<batch::Check> =
             names.iter().cloned().map(batch::Check::Resolve).collect();
         let mut disks = Vec::new();
@@ -393,17 +488,28 @@ pub fn diagnose_probes<'a>(
         .boxed()
         .shared();
         let n = checks.len();
-        if !names.is_empty() {
+        if let Some(duty) = duty {
+            let others: Vec<&str> = duty
+                .on_behalf_of
+                .iter()
+                .map(String::as_str)
+                .filter(|s| *s != c.service)
+                .collect();
             let spec = ProbeSpec {
                 probe: ProbeKind::Dns,
                 target: format!(
-                    "{} → {}",
+                    "{} → {}{}",
                     c.service,
                     names
                         .iter()
                         .map(DnsName::as_str)
                         .collect::<Vec<_>>()
-                        .join(",")
+                        .join(","),
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (also for {})", others.join(", "))
+                    }
                 ),
                 service: Some(c.service.clone()),
                 deadline,
@@ -412,7 +518,7 @@ pub fn diagnose_probes<'a>(
             out.push(Box::pin(run_probe(spec, async move {
                 let done = exec.await?;
                 let records = batch::parse_records(&done.stdout, n);
-                resolve_from_records(&c.service, &names, &records, per_check, &done)
+                resolve_from_records(&duty, &records, per_check, &done)
             })));
         }
         for (spec, i, path, v) in disks {
@@ -483,12 +589,12 @@ impl CheckFailure {
 /// The Dns probe of one container from its per-name records: a name that timed out makes
 /// the probe timed out (with the names that did answer kept as facts).
 fn resolve_from_records(
-    from: &str,
-    names: &[DnsName],
+    duty: &ResolveDuty<'_>,
     records: &[Option<batch::Record>],
     per_check: Duration,
     exec: &ExecOutput,
 ) -> Result<Observed, String> {
+    let (from, names) = (duty.from.service.as_str(), duty.names.as_slice());
     let mut answers = Vec::new();
     let mut detail = Vec::new();
     let mut late = Vec::new();
@@ -511,6 +617,7 @@ fn resolve_from_records(
     if !late.is_empty() {
         let facts = DnsFacts {
             from: from.to_string(),
+            on_behalf_of: duty.on_behalf_of.clone(),
             answers,
         };
         return Ok(Observed::new(
@@ -527,7 +634,13 @@ fn resolve_from_records(
             .collect::<Vec<_>>()
             .join(" ")
     );
-    Ok(resolve_verdict(from, &shown, answers, &detail.join("; ")))
+    Ok(resolve_verdict(
+        from,
+        &duty.on_behalf_of,
+        &shown,
+        answers,
+        &detail.join("; "),
+    ))
 }
 
 #[cfg(test)]
@@ -592,6 +705,72 @@ mod tests {
             assert_eq!(o.status, ProbeStatus::Error, "{o:?}");
             assert!(o.evidence[0].contains("reported nothing"), "{o:?}");
         }
+    }
+
+    fn duty_of<'a>(duties: &'a [ResolveDuty<'_>], from: &str) -> &'a ResolveDuty<'a> {
+        duties
+            .iter()
+            .find(|d| d.from.service == from)
+            .unwrap_or_else(|| panic!("no duty from {from}: {duties:?}"))
+    }
+
+    #[tokio::test]
+    async fn a_healthy_platform_on_one_network_resolves_everything_from_one_container() {
+        let engine = FakeEngine::riftwing();
+        let containers = engine.containers().await.unwrap();
+        let cfg = PlatformConfig::riftwing_default();
+        let duties = resolve_duties(&containers, &cfg);
+        assert_eq!(duties.len(), 1, "{duties:?}");
+        // worker-1 is asked anyway (its volume is checked), so it carries the DNS checks too.
+        let d = duty_of(&duties, "worker-1");
+        let mut every_dep: Vec<String> = containers
+            .iter()
+            .flat_map(|c| cfg.direct_runtime_deps(&c.service))
+            .collect();
+        every_dep.sort();
+        every_dep.dedup();
+        let names: Vec<&str> = d.names.iter().map(DnsName::as_str).collect();
+        assert_eq!(names, every_dep);
+        assert!(d.on_behalf_of.iter().any(|s| s == "api-1"), "{d:?}");
+        assert!(d.on_behalf_of.iter().any(|s| s == "worker-1"), "{d:?}");
+
+        futures::future::join_all(diagnose_probes(
+            &engine,
+            &containers,
+            &cfg,
+            Duration::from_secs(3),
+        ))
+        .await;
+        let execs = engine
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("exec "))
+            .count();
+        assert_eq!(execs, 1);
+    }
+
+    #[tokio::test]
+    async fn a_suspect_or_detached_container_resolves_its_own_dependencies() {
+        let engine = FakeEngine::riftwing();
+        engine.update("api-1", |c| c.health = Some("unhealthy".into()));
+        engine.update("worker-2", |c| c.networks.clear());
+        let containers = engine.containers().await.unwrap();
+        let cfg = PlatformConfig::riftwing_default();
+        let duties = resolve_duties(&containers, &cfg);
+        for own in ["api-1", "worker-2"] {
+            let d = duty_of(&duties, own);
+            assert_eq!(d.on_behalf_of, vec![own.to_string()]);
+            let want = cfg.direct_runtime_deps(own);
+            assert_eq!(
+                d.names.iter().map(DnsName::as_str).collect::<Vec<_>>(),
+                want
+            );
+        }
+        // The rest still resolve through one container, and nobody is asked twice.
+        assert_eq!(duties.len(), 3, "{duties:?}");
+        let group = duty_of(&duties, "worker-1");
+        assert!(!group.on_behalf_of.contains(&"api-1".to_string()));
+        assert!(group.on_behalf_of.contains(&"api-2".to_string()));
     }
 
     #[test]

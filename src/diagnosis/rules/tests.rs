@@ -152,6 +152,7 @@ impl Platform {
                 ProbeStatus::Pass,
                 Facts::Dns(DnsFacts {
                     from: from.into(),
+                    on_behalf_of: vec![from.into()],
                     answers: vec![(to.into(), Some("172.20.0.3".into()))],
                 }),
             ));
@@ -230,6 +231,7 @@ impl Platform {
     fn unresolved(&mut self, from: &str, name: &str, evidence: &[&str]) {
         let facts = Facts::Dns(DnsFacts {
             from: from.into(),
+            on_behalf_of: vec![from.into()],
             answers: vec![(name.into(), None)],
         });
         self.observe(ProbeKind::Dns, from, ProbeStatus::Fail, evidence, facts);
@@ -532,6 +534,23 @@ fn dns_failure_for_a_stopped_dependency_does_not_blame_the_caller() {
     let r = p.report();
     assert_eq!(r.root_services(), vec!["postgres"], "{}", r.to_markdown());
     assert!(!r.affected_services().contains(&"api-1"));
+}
+
+#[test]
+fn dns_failure_for_a_dependency_detached_from_the_network_does_not_blame_the_resolver() {
+    let mut p = Platform::healthy();
+    p.container_mut("postgres").networks.clear();
+    // api-1 resolves for every service on its networks: it is not the one at fault.
+    p.unresolved("api-1", "postgres", &[]);
+    let r = p.report();
+    assert_eq!(r.root_services(), vec!["postgres"], "{}", r.to_markdown());
+    assert!(
+        r.root_causes[0].evidence.iter().any(
+            |e| e == "postgres does not resolve from api-1 (it is not attached to the network)"
+        ),
+        "{}",
+        r.to_markdown()
+    );
 }
 
 #[test]
