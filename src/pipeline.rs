@@ -32,6 +32,9 @@ pub struct Invocation {
     /// The chat platform's role ids the person carries (Discord roles); empty on the console.
     pub platform_roles: Vec<String>,
     pub channel: ChannelId,
+    /// The channel whose grants apply when they are not `channel`'s own: a thread's parent
+    /// channel, because a thread has its parent's permissions (as in Discord itself).
+    pub grants_from: Option<ChannelId>,
     /// As typed, with or without the leading slash.
     pub command: String,
     pub args: String,
@@ -49,10 +52,16 @@ impl Invocation {
             actor,
             platform_roles: Vec::new(),
             channel,
+            grants_from: None,
             command: command.into(),
             args: args.into(),
             correlation_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
         }
+    }
+
+    /// The channel the permission grants are matched against.
+    pub fn grant_channel(&self) -> &ChannelId {
+        self.grants_from.as_ref().unwrap_or(&self.channel)
     }
 
     /// Splits a console line such as `/logs api-1 tail:50` into command and arguments.
@@ -265,7 +274,7 @@ impl Core {
         info_span!("policy").in_scope(|| {
             if self
                 .policy
-                .may_run(&trail.roles, cmd.name.as_str(), &inv.channel)
+                .may_run(&trail.roles, cmd.name.as_str(), inv.grant_channel())
             {
                 Ok(())
             } else {
@@ -314,7 +323,7 @@ impl Core {
                 .filter(|s| {
                     !self
                         .policy
-                        .may_run_on(&trail.roles, cmd.name.as_str(), &inv.channel, s)
+                        .may_run_on(&trail.roles, cmd.name.as_str(), inv.grant_channel(), s)
                 })
                 .collect();
             if refused.is_empty() {
@@ -413,7 +422,14 @@ impl Core {
             deadline += args.duration("timeout").unwrap_or(limits.stop_timeout);
         }
         let op = self
-            .operate(cmd, &args, &targets, &trail.roles, &inv.channel, redactor)
+            .operate(
+                cmd,
+                &args,
+                &targets,
+                &trail.roles,
+                inv.grant_channel(),
+                redactor,
+            )
             .instrument(info_span!("operation", op = %cmd.operation));
         match tokio::time::timeout(deadline, op).await {
             Ok(result) => result,

@@ -536,6 +536,51 @@ async fn a_denial_is_ephemeral_says_what_to_do_and_touches_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_thread_the_grants_of_its_parent_channel_apply() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    // Viewers may run /status in the ops channel only.
+    std::fs::write(
+        dir.path().join("permissions/team.toml"),
+        format!(
+            r#"
+[roles.viewer]
+users = ["{VIEWER}"]
+
+[roles.approver]
+
+[[grants]]
+roles = ["viewer"]
+commands = ["status"]
+services = ["*"]
+channels = ["{CHANNEL_ID}"]
+"#
+        ),
+    )
+    .unwrap();
+    let fake = Arc::new(FakeEngine::riftwing());
+    let bot = start_bot(&sim, core(dir.path(), fake.clone())).await;
+    let in_ops = sim.add_channel("incident-1", Some(CHANNEL_ID));
+    let elsewhere = sim.add_channel("random", None);
+    let in_elsewhere = sim.add_channel("chatter", Some(elsewhere));
+
+    let t = slash(&sim, VIEWER, &[], in_ops, "status", json!([]));
+    let fin = sim.final_answer(&t, WAIT).await.expect("an answer");
+    assert!(!fin.ephemeral, "a thread of ops has ops' grants: {fin:?}");
+    let text = format!("{}{:?}", fin.content, fin.embeds);
+    assert!(text.contains("api-1"), "{text}");
+
+    for channel in [elsewhere, in_elsewhere] {
+        let t = slash(&sim, VIEWER, &[], channel, "status", json!([]));
+        let fin = sim.final_answer(&t, WAIT).await.expect("an answer");
+        assert!(fin.ephemeral, "{fin:?}");
+        assert!(fin.content.starts_with("**Denied.**"), "{}", fin.content);
+    }
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_command_is_deferred_within_three_seconds_then_the_original_response_is_edited() {
     let sim = Sim::start(TOKEN).await;
     let dir = config_dir();

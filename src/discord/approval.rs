@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use super::cards::{self, Click};
 use super::{
     Ack, Alive, Bot, Key, actor_and_channel, edit_channel_message, edit_message, followup_message,
-    joined, render, response_message, send_ack,
+    grants_from, joined, render, response_message, send_ack,
 };
 use crate::approvals::{ApprovalRequest, ApprovalState};
 use crate::error::UserError;
@@ -279,6 +279,7 @@ fn click_invocation(
     };
     let mut inv = Invocation::new(actor, channel, command, args);
     inv.platform_roles = roles;
+    inv.grants_from = grants_from(c.channel.as_ref());
     Ok(inv)
 }
 

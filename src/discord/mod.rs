@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serenity::all::{
-    ApplicationId, ButtonStyle, Command as GlobalCommand, CommandDataOptionValue,
+    ApplicationId, ButtonStyle, ChannelType, Command as GlobalCommand, CommandDataOptionValue,
     CommandInteraction, Context, CreateActionRow, CreateAttachment, CreateAutocompleteResponse,
     CreateButton, CreateEmbed, CreateEmbedFooter, CreateInteractionResponse,
     CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
     EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId, Http, HttpBuilder,
-    Interaction, InteractionId, Member, Ready, User,
+    Interaction, InteractionId, Member, PartialChannel, Ready, User,
 };
 use serenity::builder::Builder;
 use tokio::sync::{oneshot, watch};
@@ -444,6 +444,20 @@ fn actor_and_channel(
     Ok((actor, channel, roles))
 }
 
+/// Inside a thread the parent channel's grants apply, as Discord applies the parent's
+/// permissions; the thread stays the invocation's place (incident timelines key on it).
+fn grants_from(channel: Option<&PartialChannel>) -> Option<ChannelId> {
+    let c = channel?;
+    let thread = matches!(
+        c.kind,
+        ChannelType::PublicThread | ChannelType::PrivateThread | ChannelType::NewsThread
+    );
+    thread
+        .then_some(c.parent_id)
+        .flatten()
+        .and_then(|p| ChannelId::parse(&p.to_string()).ok())
+}
+
 /// Builds the core's Invocation from a slash command: Discord user id, role ids, channel id,
 /// and the options as `name:value` arguments (quoted so spaces survive).
 pub fn invocation(c: &CommandInteraction) -> Result<Invocation, UserError> {
@@ -466,6 +480,7 @@ pub fn invocation(c: &CommandInteraction) -> Result<Invocation, UserError> {
     }
     let mut inv = Invocation::new(actor, channel, c.data.name.clone(), args.join(" "));
     inv.platform_roles = roles;
+    inv.grants_from = grants_from(c.channel.as_ref());
     Ok(inv)
 }
 

@@ -213,6 +213,27 @@ impl Sim {
         self.lock().channels.get(&id).cloned()
     }
 
+    /// Adds a text channel (`parent: None`) or a public thread in `parent`, as a person would
+    /// in Discord's client; returns its id.
+    pub fn add_channel(&self, name: &str, parent: Option<u64>) -> u64 {
+        let mut inner = self.lock();
+        let id = 1_120_000_000_000_000_000 + inner.channels.len() as u64;
+        inner.channels.insert(
+            id,
+            SimChannel {
+                id,
+                kind: if parent.is_some() { 11 } else { 0 },
+                parent,
+                name: name.into(),
+                archived: false,
+                locked: false,
+                auto_archive: 1440,
+                pins: Vec::new(),
+            },
+        );
+        id
+    }
+
     /// Every thread created so far, in creation order.
     pub fn threads(&self) -> Vec<SimChannel> {
         self.lock()
@@ -330,9 +351,24 @@ impl Sim {
 
     /// Sends INTERACTION_CREATE over the gateway. The payload is first read back with serenity's
     /// own types: a payload serenity would turn into `Event::Unknown` fails the test here, loudly.
-    pub fn dispatch_interaction(&self, d: Value) {
+    /// Like Discord, it carries the partial `channel` object of its `channel_id` (a thread's
+    /// names its `parent_id`).
+    pub fn dispatch_interaction(&self, mut d: Value) {
         let token = d["token"].as_str().unwrap().to_owned();
         let mut inner = self.lock();
+        let at: u64 = d["channel_id"]
+            .as_str()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(CHANNEL_ID);
+        if let Some(c) = inner.channels.get(&at) {
+            d["channel"] = json!({
+                "id": c.id.to_string(),
+                "type": c.kind,
+                "name": c.name,
+                "parent_id": c.parent.map(|p| p.to_string()),
+                "permissions": "2147483647",
+            });
+        }
         inner.seq += 1;
         let frame = json!({"op": 0, "t": "INTERACTION_CREATE", "s": inner.seq, "d": d});
         check_event(&frame);
