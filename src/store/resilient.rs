@@ -232,7 +232,9 @@ impl ResilientStore {
     }
 
     fn mark_down(&self, inner: &mut Inner, e: &anyhow::Error) {
-        if inner.store.take().is_some() || inner.last_error.is_empty() {
+        // Only a lost connection is logged here: a failed first connect is returned to
+        // `connect_now`'s caller, which tells the person once (the console printed it twice).
+        if inner.store.take().is_some() {
             tracing::warn!("the store is unreachable: {e:#}");
         }
         inner.backoff = if inner.backoff.is_zero() {
@@ -590,6 +592,57 @@ pub(crate) mod tests {
                 .map(|e| (e.entry.duration_ms, e.entry.actor))
                 .collect()
         }
+    }
+
+    /// Everything logged at warn and above while `f` runs.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+        (out, text)
+    }
+
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_first_connect_is_the_callers_to_report_and_a_lost_connection_is_logged_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let rig = rt.block_on(Rig::new());
+        let store = rig.process();
+        rig.set_down(true);
+        let (first, log) = logged(|| rt.block_on(store.connect_now()));
+        assert!(first.is_err());
+        assert_eq!(log, "", "the caller prints this one");
+
+        rig.set_down(false);
+        rt.block_on(store.connect_now()).unwrap();
+        rig.set_down(true);
+        let (_, log) = logged(|| {
+            rt.block_on(async {
+                for n in 0..3 {
+                    store.record_audit(entry(n, "dave")).await.unwrap();
+                }
+            })
+        });
+        assert_eq!(log.matches("the store is unreachable").count(), 1, "{log}");
     }
 
     fn entry(n: u64, actor: &str) -> NewAuditEntry {
