@@ -1,7 +1,6 @@
 //! What the benchmarks share: the bot on the real Engine, the docker CLI, timing and machine facts.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +12,9 @@ use container_ops::ratelimit::RateSpec;
 use container_ops::report::{Rendered, render_markdown};
 use container_ops::types::{ChannelId, UserId};
 
-pub fn project() -> String {
-    std::env::var("CONTAINER_OPS_TEST_PROJECT").unwrap_or_else(|_| "riftwing".into())
-}
+#[path = "../../tests/common/cli.rs"]
+mod cli;
+pub use cli::{docker, project};
 
 pub fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -80,19 +79,6 @@ pub async fn say(core: &Core, who: &str, line: &str) -> Rendered {
         Ok(r) => render_markdown(&r, core.settings.limits.message_limit),
         Err(e) => panic!("{line} failed: {}", e.markdown()),
     }
-}
-
-pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Median, min and max of `n` timed runs of `f`.

@@ -1,6 +1,6 @@
 //! Shared by the platform integration tests: project and ports from the environment, one test at a time, fault injection.
 // Each test crate uses a different part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -13,6 +13,9 @@ use container_ops::docker::DockerEngine;
 use container_ops::engine::Engine;
 use container_ops::platform::{PlatformConfig, PortSet};
 use container_ops::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
+
+mod cli;
+pub use cli::{docker, project};
 
 pub struct TestPlatform {
     pub project: String,
@@ -168,14 +171,6 @@ impl Drop for Undo<'_> {
     }
 }
 
-/// The Compose project under test: `CONTAINER_OPS_TEST_PROJECT`, default `riftwing`.
-pub fn project() -> String {
-    std::env::var("CONTAINER_OPS_TEST_PROJECT")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "riftwing".into())
-}
-
 /// The replica's long-running services (init jobs excluded).
 pub const LONG_RUNNING: &[&str] = &[
     "postgres",
@@ -192,20 +187,6 @@ pub const LONG_RUNNING: &[&str] = &[
     "console",
     "db-backup",
 ];
-
-/// Runs the docker CLI (an argv, no shell) and returns its trimmed stdout; fails the test on error.
-pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A running container of another Compose project (`other-project`, service `intruder`),
 /// removed however the test ends, with the volume it created if any.
