@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use container_ops::diagnosis;
 use container_ops::docker::DockerEngine;
 use container_ops::engine::Engine;
-use container_ops::platform::{PlatformConfig, PortSet};
+use container_ops::platform::{PlatformConfig, PortSet, RIFTWING_LONG_RUNNING};
 use container_ops::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
 
 const ROUNDS: usize = 5;
@@ -124,21 +124,7 @@ fn seed_commands(project: &str, ports: &PortSet) -> Vec<Vec<String>> {
             cmds.push(compose(&["exec", "-T", svc, "getent", "hosts", first]));
         }
     }
-    for svc in [
-        "postgres",
-        "redis",
-        "minio",
-        "temporal",
-        "api-1",
-        "api-2",
-        "api-gateway",
-        "worker-1",
-        "worker-2",
-        "ai-gateway",
-        "mcp-server",
-        "console",
-        "db-backup",
-    ] {
+    for svc in RIFTWING_LONG_RUNNING {
         cmds.push(compose(&["logs", "--tail=300", svc]));
     }
     cmds

@@ -6,6 +6,24 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The replica's long-running services (init jobs excluded), as `deploy/dev/docker-compose.yml`
+/// defines them.
+pub const RIFTWING_LONG_RUNNING: &[&str] = &[
+    "postgres",
+    "redis",
+    "minio",
+    "temporal",
+    "api-1",
+    "api-2",
+    "api-gateway",
+    "worker-1",
+    "worker-2",
+    "ai-gateway",
+    "mcp-server",
+    "console",
+    "db-backup",
+];
+
 /// A credential: deserialised from config, usable by the probes, never printed.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]

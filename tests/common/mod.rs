@@ -171,22 +171,7 @@ impl Drop for Undo<'_> {
     }
 }
 
-/// The replica's long-running services (init jobs excluded).
-pub const LONG_RUNNING: &[&str] = &[
-    "postgres",
-    "redis",
-    "minio",
-    "temporal",
-    "api-1",
-    "api-2",
-    "api-gateway",
-    "worker-1",
-    "worker-2",
-    "ai-gateway",
-    "mcp-server",
-    "console",
-    "db-backup",
-];
+pub use container_ops::platform::RIFTWING_LONG_RUNNING as LONG_RUNNING;
 
 /// A running container of another Compose project (`other-project`, service `intruder`),
 /// removed however the test ends, with the volume it created if any.

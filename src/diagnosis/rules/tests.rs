@@ -9,21 +9,7 @@ use crate::probes::postgres::PostgresFacts;
 use crate::probes::redis::RedisFacts;
 use crate::probes::s3::S3Facts;
 
-const LONG_RUNNING: [&str; 13] = [
-    "postgres",
-    "redis",
-    "minio",
-    "temporal",
-    "api-1",
-    "api-2",
-    "api-gateway",
-    "worker-1",
-    "worker-2",
-    "ai-gateway",
-    "mcp-server",
-    "console",
-    "db-backup",
-];
+use crate::platform::RIFTWING_LONG_RUNNING as LONG_RUNNING;
 
 fn outcome(
     probe: ProbeKind,
