@@ -1187,11 +1187,8 @@ mod tests {
     #[tokio::test]
     async fn unknown_service_is_refused_with_the_list_of_services() {
         let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
-        let e = core
-            .run(inv("dave", "/logs service:api-9"))
-            .await
-            .unwrap_err();
-        let md = e.markdown();
+        let e = refusal(&core, "dave", "/logs service:api-9").await;
+        let md = e;
         assert!(
             md.contains("unknown service `api-9`; known: `api-1`, `api-2`, `console`"),
             "{md}"
@@ -1328,6 +1325,11 @@ mod tests {
         (core, store)
     }
 
+    /// The refusal's Markdown, for a line that must be refused.
+    async fn refusal(core: &Core, who: &str, line: &str) -> String {
+        core.run(inv(who, line)).await.unwrap_err().markdown()
+    }
+
     fn pending_id(r: &Report) -> String {
         r.title
             .strip_prefix("Pending approval ")
@@ -1358,15 +1360,8 @@ mod tests {
             "{}",
             own.markdown()
         );
-        let dave = core
-            .run(inv("dave", &format!("/approve {id}")))
-            .await
-            .unwrap_err();
-        assert!(
-            dave.markdown().contains("`approver`"),
-            "{}",
-            dave.markdown()
-        );
+        let dave = refusal(&core, "dave", &format!("/approve {id}")).await;
+        assert!(dave.contains("`approver`"), "{}", dave);
         let ran = core
             .run(inv("bob", &format!("/approve {id}")))
             .await
@@ -1376,11 +1371,8 @@ mod tests {
             fake.calls(),
             ["recreate riftwing-redis-1 riftwing_redis-data"]
         );
-        let again = core
-            .run(inv("carol", &format!("/approve {id}")))
-            .await
-            .unwrap_err();
-        assert!(again.markdown().contains("already"), "{}", again.markdown());
+        let again = refusal(&core, "carol", &format!("/approve {id}")).await;
+        assert!(again.contains("already"), "{}", again);
         assert_eq!(fake.calls().len(), 1);
         let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
         assert_eq!(req.state, crate::approvals::ApprovalState::Succeeded);
@@ -1509,11 +1501,8 @@ mod tests {
         let (core, _) = core_with_store(fake.clone()).await;
         let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
         fake.update("redis", |c| c.id = "id-redis-recreated".into());
-        let e = core
-            .run(inv("bob", &format!("/approve {id}")))
-            .await
-            .unwrap_err();
-        let md = e.markdown();
+        let e = refusal(&core, "bob", &format!("/approve {id}")).await;
+        let md = e;
         assert!(
             md.contains("failed closed") && md.contains("container:redis:id-redis"),
             "{md}"
@@ -1598,11 +1587,8 @@ mod tests {
         .with_store(store);
         let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let e = core
-            .run(inv("bob", &format!("/approve {id}")))
-            .await
-            .unwrap_err();
-        assert!(e.markdown().contains("expired"), "{}", e.markdown());
+        let e = refusal(&core, "bob", &format!("/approve {id}")).await;
+        assert!(e.contains("expired"), "{}", e);
         assert!(fake.calls().is_empty(), "{:?}", fake.calls());
         let listed = core.run(inv("bob", "/pending")).await.unwrap().all_text();
         assert!(!listed.contains(&id), "{listed}");
