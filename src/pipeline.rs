@@ -1364,7 +1364,7 @@ mod tests {
             ["recreate riftwing-redis-1 riftwing_redis-data"]
         );
         let again = refusal(&core, "carol", &format!("/approve {id}")).await;
-        assert!(again.contains("already"), "{}", again);
+        assert!(again.contains("already"), "{again}");
         assert_eq!(fake.calls().len(), 1);
         let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
         assert_eq!(req.state, crate::approvals::ApprovalState::Succeeded);
@@ -1580,7 +1580,7 @@ mod tests {
         let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let e = refusal(&core, "bob", &format!("/approve {id}")).await;
-        assert!(e.contains("expired"), "{}", e);
+        assert!(e.contains("expired"), "{e}");
         assert!(fake.calls().is_empty(), "{:?}", fake.calls());
         let listed = core.run(inv("bob", "/pending")).await.unwrap().all_text();
         assert!(!listed.contains(&id), "{listed}");
