@@ -888,11 +888,19 @@ fn signed(key: &SigningKey, ts: i64, body: &[u8]) -> Vec<(&'static str, String)>
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_interactions_endpoint_runs_only_correctly_signed_fresh_requests() {
-    let sim = Sim::start(TOKEN).await;
+/// The bot behind its HTTP interactions endpoint (REST calls go to the simulator); returns
+/// the endpoint's address, the key Discord signs with, and the server task.
+async fn endpoint_bot(
+    sim: &Sim,
+    fake: Arc<FakeEngine>,
+    tweak: impl FnOnce(&mut DiscordConfig),
+) -> (
+    SocketAddr,
+    SigningKey,
+    tokio::task::JoinHandle<()>,
+    tempfile::TempDir,
+) {
     let dir = config_dir();
-    let fake = Arc::new(FakeEngine::riftwing());
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let public: String = key
         .verifying_key()
@@ -900,16 +908,21 @@ async fn the_interactions_endpoint_runs_only_correctly_signed_fresh_requests() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let cfg = config(&sim, TOKEN);
-    let bot = Arc::new(Bot::new(
-        core(dir.path(), fake.clone()),
-        Arc::new(cfg.http()),
-        cfg,
-    ));
+    let mut cfg = config(sim, TOKEN);
+    tweak(&mut cfg);
+    let bot = Arc::new(Bot::new(core(dir.path(), fake), Arc::new(cfg.http()), cfg));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = endpoint::router(bot, endpoint::verifier(&public).unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, key, server, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interactions_endpoint_runs_only_correctly_signed_fresh_requests() {
+    let sim = Sim::start(TOKEN).await;
+    let fake = Arc::new(FakeEngine::riftwing());
+    let (addr, key, server, _dir) = endpoint_bot(&sim, fake.clone(), |_| {}).await;
 
     let restart = |token: &str, id: u64| {
         interaction(
@@ -974,6 +987,58 @@ async fn the_interactions_endpoint_runs_only_correctly_signed_fresh_requests() {
             .as_str()
             .unwrap()
             .contains("api-1")
+    );
+    assert_eq!(fake.calls(), ["restart riftwing-api-1-1"]);
+    server.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_endpoint_an_edit_that_reaches_discord_before_the_reply_is_retried() {
+    let sim = Sim::start(TOKEN).await;
+    // The restart outlasts the ack budget: the reply defers, the result is an edit.
+    let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_millis(500)));
+    let (addr, key, server, _dir) = endpoint_bot(&sim, fake.clone(), |c| {
+        c.ack_budget = Duration::from_millis(100);
+    })
+    .await;
+    let (id, token) = ids();
+    let body = interaction(
+        2,
+        id,
+        &token,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        "restart",
+        json!([opt("service", 3, json!("api-1"))]),
+    )
+    .to_string()
+    .into_bytes();
+    sim.sent_over_http(&token);
+    let now = chrono::Utc::now().timestamp();
+    let (st, resp) = post(addr, &signed(&key, now, &body), &body).await;
+    assert_eq!(st, 200, "{resp}");
+    assert_eq!(serde_json::from_str::<Value>(&resp).unwrap()["type"], 5);
+    // Discord is slow to take in the reply: the bot's edit arrives first and is refused.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sim.early_webhook_calls() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no edit came");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sim.reply_read(&token);
+    let path = format!("/webhooks/{APP_ID}/{token}/messages/@original");
+    let edited = sim
+        .wait_for(WAIT, |rs| {
+            rs.iter()
+                .find(|r| r.method == "PATCH" && r.path.ends_with(&path) && r.status == 200)
+                .cloned()
+        })
+        .await
+        .expect("the edit is retried once Discord knows the interaction");
+    assert!(
+        edited.json.to_string().contains("api-1"),
+        "{:?}",
+        edited.json
     );
     assert_eq!(fake.calls(), ["restart riftwing-api-1-1"]);
     server.abort();

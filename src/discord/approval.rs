@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use super::cards::{self, Click};
 use super::{
     Ack, Alive, Bot, Key, actor_and_channel, edit_channel_message, edit_message, followup_message,
-    grants_from, joined, render, response_message, send_ack,
+    grants_from, joined, on_webhook, render, response_message, send_ack,
 };
 use crate::approvals::{ApprovalRequest, ApprovalState};
 use crate::error::UserError;
@@ -102,10 +102,11 @@ pub(super) async fn post_card(
             return;
         }
     }
-    let msg = match c
-        .edit_response(&*bot.http, edit_message(&cards::card(req)))
-        .await
-    {
+    let card = cards::card(req);
+    let posted = on_webhook("approval card", || {
+        c.edit_response(&*bot.http, edit_message(&card))
+    });
+    let msg = match posted.await {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(approval = %req.id, "posting the approval card failed: {e:#}");
@@ -407,14 +408,20 @@ async fn answer_click(
             }
         }
         (None, Some(card)) => {
-            if let Err(e) = c.edit_response(&*bot.http, edit_message(&card)).await {
+            let edit = on_webhook("approval card", || {
+                c.edit_response(&*bot.http, edit_message(&card))
+            });
+            if let Err(e) = edit.await {
                 tracing::error!("updating the approval card failed: {e:#}");
             }
         }
         (None, None) => {}
     }
     for m in rest {
-        if let Err(e) = c.create_followup(&*bot.http, followup_message(m)).await {
+        let sent = on_webhook("follow-up", || {
+            c.create_followup(&*bot.http, followup_message(m))
+        });
+        if let Err(e) = sent.await {
             tracing::error!("follow-up message failed: {e:#}");
             return;
         }

@@ -290,7 +290,10 @@ impl Bot {
     }
 
     async fn edit_and_follow(&self, c: &CommandInteraction, msgs: Vec<render::Message>) {
-        if let Err(e) = c.edit_response(&*self.http, edit_message(&msgs[0])).await {
+        let edit = on_webhook("edit response", || {
+            c.edit_response(&*self.http, edit_message(&msgs[0]))
+        });
+        if let Err(e) = edit.await {
             tracing::error!("editing the interaction response failed: {e:#}");
             return;
         }
@@ -299,7 +302,10 @@ impl Bot {
 
     async fn follow_ups(&self, c: &CommandInteraction, msgs: &[render::Message]) {
         for m in msgs {
-            if let Err(e) = c.create_followup(&*self.http, followup_message(m)).await {
+            let sent = on_webhook("follow-up", || {
+                c.create_followup(&*self.http, followup_message(m))
+            });
+            if let Err(e) = sent.await {
                 tracing::error!("follow-up message failed: {e:#}");
                 return;
             }
@@ -425,6 +431,41 @@ async fn send_ack(
                 }
             }
         }
+    }
+}
+
+/// Calls on an interaction's webhook (edit the original response, follow up), retried while
+/// Discord does not know the interaction yet. Over the HTTP endpoint the first response goes
+/// back as the HTTP reply, so a call made right after it can reach Discord first and get
+/// 404 `Unknown Webhook` (10015) or `Unknown interaction` (10062): waited out for about 2 s.
+async fn on_webhook<T, F, Fut>(what: &str, mut call: F) -> serenity::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = serenity::Result<T>>,
+{
+    let mut wait = std::time::Duration::from_millis(100);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match call().await {
+            Err(e) if not_known_yet(&e) && waited < std::time::Duration::from_secs(2) => {
+                tracing::debug!(
+                    "{what}: interaction not known to Discord yet, retrying in {wait:?}"
+                );
+                tokio::time::sleep(wait).await;
+                waited += wait;
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn not_known_yet(e: &serenity::Error) -> bool {
+    match e {
+        serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) => {
+            r.status_code.as_u16() == 404 && matches!(r.error.code, 10015 | 10062)
+        }
+        _ => false,
     }
 }
 

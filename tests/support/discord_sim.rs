@@ -92,6 +92,11 @@ struct Inner {
     acknowledged: HashSet<String>,
     /// Tokens past their 15 minutes (tests expire them on purpose).
     expired: HashSet<String>,
+    /// Interactions sent to the bot's HTTP endpoint whose reply Discord has not read yet:
+    /// their webhook routes answer 404 10015 until then, as Discord's do.
+    reply_unread: HashSet<String>,
+    /// Webhook calls that came before the reply was read.
+    early_webhook_calls: usize,
     channels: BTreeMap<u64, SimChannel>,
     messages: BTreeMap<u64, SimMessage>,
     threads_made: u64,
@@ -211,6 +216,22 @@ impl Sim {
     /// A channel or thread as it stands now.
     pub fn channel(&self, id: u64) -> Option<SimChannel> {
         self.lock().channels.get(&id).cloned()
+    }
+
+    /// An interaction goes to the bot's HTTP endpoint: until `reply_read`, its webhook routes
+    /// are unknown (Discord has not processed the HTTP reply yet).
+    pub fn sent_over_http(&self, token: &str) {
+        self.lock().reply_unread.insert(token.to_owned());
+    }
+
+    /// Discord has read the endpoint's reply to this interaction.
+    pub fn reply_read(&self, token: &str) {
+        self.lock().reply_unread.remove(token);
+    }
+
+    /// Webhook calls refused because they came before the reply was read.
+    pub fn early_webhook_calls(&self) -> usize {
+        self.lock().early_webhook_calls
     }
 
     /// Adds a text channel (`parent: None`) or a public thread in `parent`, as a person would
@@ -1038,6 +1059,17 @@ fn route(
             ),
         )
     };
+    if let ["webhooks", _, token, ..] = parts.as_slice() {
+        let mut inner = sim.lock();
+        if inner.reply_unread.contains(*token) {
+            // Not a misuse by the bot: the race Discord documents for HTTP replies.
+            inner.early_webhook_calls += 1;
+            return (
+                StatusCode::NOT_FOUND,
+                discord_error(StatusCode::NOT_FOUND, 10015, "Unknown Webhook", json!({})),
+            );
+        }
+    }
     let ok = |v: Value| (StatusCode::OK, axum::Json(v).into_response());
     let no_channel = || {
         refuse(
