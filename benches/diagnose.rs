@@ -24,6 +24,25 @@ fn round_count() -> usize {
         .max(5)
 }
 
+/// Busy and total CPU time of the whole machine so far (every process: the bot, dockerd,
+/// runc, the platform's services), from the first line of /proc/stat.
+fn machine_cpu() -> (Duration, Duration) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...; USER_HZ is 100 on Linux.
+    let tick = Duration::from_millis(10);
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    let total: u64 = ticks.iter().take(8).sum();
+    (tick * (total - idle) as u32, tick * total as u32)
+}
+
 /// "Close to the slowest single probe": the goal, as a ratio.
 const GOAL: f64 = 1.5;
 
@@ -172,10 +191,13 @@ fn main() {
         let mut slowest_alone = Vec::new();
         let mut rounds = Vec::new();
         let rounds_n = round_count();
+        let (mut cpu_conc, mut cpu_seq) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..rounds_n {
+            let (busy0, _) = machine_cpu();
             let t = Instant::now();
             let conc = probes.run_all(engine.clone()).await;
             concurrent.push(t.elapsed());
+            cpu_conc += machine_cpu().0.saturating_sub(busy0);
             let late = conc
                 .iter()
                 .filter(|o| o.status == ProbeStatus::TimedOut)
@@ -183,9 +205,11 @@ fn main() {
             if late > 0 {
                 println!("note: {late} probe(s) timed out in this round");
             }
+            let (busy0, _) = machine_cpu();
             let t = Instant::now();
             let seq = probes.run_one_by_one(engine.clone()).await;
             one_by_one.push(t.elapsed());
+            cpu_seq += machine_cpu().0.saturating_sub(busy0);
             probe_sum.push(seq.iter().map(|o| o.duration).sum());
             slowest_alone.push(seq.iter().map(|o| o.duration).max().unwrap_or_default());
             rounds.push((conc, seq));
@@ -244,6 +268,17 @@ fn main() {
             if ratio <= GOAL { "met" } else { "NOT met" }
         );
         println!("exec-side DNS probes per /diagnose:   {dns_probes}");
+        // The floor no scheduling can beat: the machine's CPU work for one /diagnose spread
+        // over every core (tick resolution 10 ms, averaged over the rounds).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = |d: Duration| d / rounds_n as u32;
+        println!(
+            "machine CPU per /diagnose (all processes): concurrent {}, one by one {}; on {cores} cores the floor is {} ({:.2}x the slowest probe)",
+            ms(per(cpu_conc)),
+            ms(per(cpu_seq)),
+            ms(per(cpu_conc) / cores as u32),
+            (per(cpu_conc) / cores as u32).as_secs_f64() / slowest.as_secs_f64()
+        );
 
         let cmds = seed_commands(&project, &ports);
         let t = Instant::now();
