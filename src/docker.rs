@@ -60,6 +60,10 @@ pub struct DockerEngine {
     project: String,
     endpoint: Endpoint,
     disk_usage_deadline: Duration,
+    /// Full ids already proven to be this project's. Sound to keep: the daemon never reuses
+    /// an id and a container's labels cannot change after creation. Saves the ownership
+    /// inspect on each later call (16 per `/diagnose` on the replica).
+    owned_ids: std::sync::Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for DockerEngine {
@@ -117,6 +121,7 @@ impl DockerEngine {
             project: project.to_string(),
             endpoint,
             disk_usage_deadline: DEFAULT_DISK_USAGE_DEADLINE,
+            owned_ids: Default::default(),
         })
     }
 
@@ -165,7 +170,26 @@ impl DockerEngine {
         let full =
             i.id.clone()
                 .ok_or_else(|| EngineError::Other(format!("inspect of {id} returned no id")))?;
+        self.remember_owned(&full);
         Ok((full, i))
+    }
+
+    /// The full id of an owned container, for calls that need nothing else from the inspect:
+    /// an id proven before is used as it is (only a full id: a name or prefix can come to mean
+    /// another container, an id cannot).
+    async fn owned_full_id(&self, id: &str) -> Result<String, EngineError> {
+        if self.lock_owned().contains(id) {
+            return Ok(id.to_string());
+        }
+        Ok(self.owned_id(id).await?.0)
+    }
+
+    fn remember_owned(&self, full: &str) {
+        self.lock_owned().insert(full.to_string());
+    }
+
+    fn lock_owned(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.owned_ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn project_container_ids(&self) -> Result<HashSet<String>, EngineError> {
@@ -260,7 +284,12 @@ impl Engine for DockerEngine {
                 .map(|id| async move {
                     match self.docker.inspect_container(&id, None).await {
                         // Defense in depth: the label is checked again on the inspect.
-                        Ok(i) if belongs_to(&i, &self.project) => Ok(Some(container_info(&i))),
+                        Ok(i) if belongs_to(&i, &self.project) => {
+                            if let Some(full) = &i.id {
+                                self.remember_owned(full);
+                            }
+                            Ok(Some(container_info(&i)))
+                        }
                         Ok(_) => Ok(None),
                         // Removed between list and inspect (a one-shot job, `compose down`).
                         Err(BollardError::DockerResponseServerError {
@@ -285,7 +314,7 @@ impl Engine for DockerEngine {
         container_id: &str,
         query: &LogQuery,
     ) -> Result<Vec<LogLine>, EngineError> {
-        let (full, _) = self.owned_id(container_id).await?;
+        let full = self.owned_full_id(container_id).await?;
         let tail = (query.tail as usize).min(MAX_LOG_LINES);
         if tail == 0 {
             return Ok(Vec::new());
@@ -337,7 +366,7 @@ impl Engine for DockerEngine {
 
     #[instrument(skip_all, fields(project = %self.project, container = container_id))]
     async fn restart(&self, container_id: &str, timeout: Duration) -> Result<(), EngineError> {
-        let (full, _) = self.owned_id(container_id).await?;
+        let full = self.owned_full_id(container_id).await?;
         let opts = RestartContainerOptionsBuilder::default()
             .t(secs(timeout))
             .build();
@@ -352,7 +381,7 @@ impl Engine for DockerEngine {
 
     #[instrument(skip_all, fields(project = %self.project, container = container_id))]
     async fn stop(&self, container_id: &str, timeout: Duration) -> Result<(), EngineError> {
-        let (full, _) = self.owned_id(container_id).await?;
+        let full = self.owned_full_id(container_id).await?;
         let opts = StopContainerOptionsBuilder::default()
             .t(secs(timeout))
             .build();
@@ -368,7 +397,7 @@ impl Engine for DockerEngine {
 
     #[instrument(skip_all, fields(project = %self.project, container = container_id))]
     async fn start(&self, container_id: &str) -> Result<(), EngineError> {
-        let (full, _) = self.owned_id(container_id).await?;
+        let full = self.owned_full_id(container_id).await?;
         within(CALL_DEADLINE, async {
             self.docker
                 .start_container(&full, None)
@@ -703,7 +732,7 @@ impl Engine for DockerEngine {
         container_id: &str,
         timeout: Duration,
     ) -> Result<ExecOutput, EngineError> {
-        let (full, _) = self.owned_id(container_id).await?;
+        let full = self.owned_full_id(container_id).await?;
         self.start(&full).await?;
         let finished = within(timeout, async {
             loop {
