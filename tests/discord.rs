@@ -77,6 +77,13 @@ channels = ["*"]
     )
 }
 
+/// Replaces the team's permissions: `VIEWER` is a viewer, the approver role (which the
+/// catalog's destructive commands name) holds nobody, and `grants` are all the grants.
+fn team_permissions(dir: &Path, grants: &str) {
+    let roles = format!("[roles.viewer]\nusers = [\"{VIEWER}\"]\n\n[roles.approver]\n");
+    std::fs::write(dir.join("permissions/team.toml"), roles + grants).unwrap();
+}
+
 /// A private copy of the shipped catalog and a permissions file naming Discord ids.
 fn config_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -540,15 +547,10 @@ async fn in_a_thread_the_grants_of_its_parent_channel_apply() {
     let sim = Sim::start(TOKEN).await;
     let dir = config_dir();
     // Viewers may run /status in the ops channel only.
-    std::fs::write(
-        dir.path().join("permissions/team.toml"),
-        format!(
+    team_permissions(
+        dir.path(),
+        &format!(
             r#"
-[roles.viewer]
-users = ["{VIEWER}"]
-
-[roles.approver]
-
 [[grants]]
 roles = ["viewer"]
 commands = ["status"]
@@ -556,8 +558,7 @@ services = ["*"]
 channels = ["{CHANNEL_ID}"]
 "#
         ),
-    )
-    .unwrap();
+    );
     let fake = Arc::new(FakeEngine::riftwing());
     let bot = start_bot(&sim, core(dir.path(), fake.clone())).await;
     let in_ops = sim.add_channel("incident-1", Some(CHANNEL_ID));
@@ -1278,15 +1279,9 @@ async fn registration_hides_commands_granted_to_nobody_unless_the_catalog_shows_
     let dir = config_dir();
     // Viewers get eight commands; `reset` is granted only to a role nobody holds; everything
     // else is granted to nobody. `/flush-redis` asks to be shown anyway.
-    std::fs::write(
-        dir.path().join("permissions/team.toml"),
-        format!(
-            r#"
-[roles.viewer]
-users = ["{VIEWER}"]
-
-[roles.approver]
-
+    team_permissions(
+        dir.path(),
+        r#"
 [[grants]]
 roles = ["viewer"]
 commands = ["status", "logs", "stats", "config", "volumes", "network", "disk", "help"]
@@ -1294,10 +1289,8 @@ commands = ["status", "logs", "stats", "config", "volumes", "network", "disk", "
 [[grants]]
 roles = ["approver"]
 commands = ["reset"]
-"#
-        ),
-    )
-    .unwrap();
+"#,
+    );
     edit_command(
         dir.path(),
         "flush-redis",
