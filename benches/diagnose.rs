@@ -13,7 +13,10 @@ use container_ops::diagnosis;
 use container_ops::docker::DockerEngine;
 use container_ops::engine::Engine;
 use container_ops::platform::{PlatformConfig, PortSet, RIFTWING_LONG_RUNNING};
+use container_ops::probes::engine::container_probe;
+use container_ops::probes::exec::diagnose_probes;
 use container_ops::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
+use futures::future::join_all;
 
 /// Rounds: `CONTAINER_OPS_BENCH_RUNS`, default 10, at least 5.
 fn round_count() -> usize {
@@ -278,6 +281,51 @@ fn main() {
             ms(per(cpu_seq)),
             ms(per(cpu_conc) / cores as u32),
             (per(cpu_conc) / cores as u32).as_secs_f64() / slowest.as_secs_f64()
+        );
+        // Where that CPU goes: each family of probes alone, all of its probes at once.
+        let containers = engine.containers().await.expect("containers");
+        let network = probes.config.network_for(&project);
+        let deadline = Duration::from_secs(3);
+        println!("by family, each alone (median wall | machine CPU per run, {rounds_n} runs):");
+        macro_rules! family {
+            ($name:expr, $run:expr) => {{
+                let (mut walls, mut cpu) = (Vec::new(), Duration::ZERO);
+                for _ in 0..rounds_n {
+                    let (busy0, _) = machine_cpu();
+                    let t = Instant::now();
+                    $run;
+                    walls.push(t.elapsed());
+                    cpu += machine_cpu().0.saturating_sub(busy0);
+                }
+                println!(
+                    "  {:<28} {:>9} | {}",
+                    $name,
+                    ms(median(walls)),
+                    ms(per(cpu))
+                );
+            }};
+        }
+        family!("engine list + inspect", engine.containers().await.expect("list"));
+        family!(
+            "container probes (logs)",
+            join_all(containers.iter().map(|c| {
+                container_probe(engine.as_ref(), c, &probes.config, &network, deadline)
+            }))
+            .await
+        );
+        family!(
+            "exec probes (dns, df)",
+            join_all(diagnose_probes(
+                engine.as_ref(),
+                &containers,
+                &probes.config,
+                deadline
+            ))
+            .await
+        );
+        family!(
+            "network probes (pg, redis, s3, http)",
+            join_all(probes.network_probes()).await
         );
 
         let cmds = seed_commands(&project, &ports);
