@@ -209,6 +209,11 @@ fn resolve_verdict(
         .map(|(n, _)| n.as_str())
         .collect();
     let mut evidence = Vec::new();
+    let others: Vec<&str> = on_behalf_of
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != from)
+        .collect();
     let status = if failed.is_empty() {
         ProbeStatus::Pass
     } else {
@@ -223,6 +228,13 @@ fn resolve_verdict(
         ));
         ProbeStatus::Fail
     };
+    if !others.is_empty() {
+        // Same networks, same embedded DNS: these answers are theirs too.
+        evidence.push(format!(
+            "resolved from {from} for every service on its networks: {}",
+            others.join(", ")
+        ));
+    }
     Observed::new(
         status,
         evidence,
@@ -489,27 +501,16 @@ pub fn diagnose_probes<'a>(
         .shared();
         let n = checks.len();
         if let Some(duty) = duty {
-            let others: Vec<&str> = duty
-                .on_behalf_of
-                .iter()
-                .map(String::as_str)
-                .filter(|s| *s != c.service)
-                .collect();
             let spec = ProbeSpec {
                 probe: ProbeKind::Dns,
                 target: format!(
-                    "{} → {}{}",
+                    "{} → {}",
                     c.service,
                     names
                         .iter()
                         .map(DnsName::as_str)
                         .collect::<Vec<_>>()
-                        .join(","),
-                    if others.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (also for {})", others.join(", "))
-                    }
+                        .join(",")
                 ),
                 service: Some(c.service.clone()),
                 deadline,
