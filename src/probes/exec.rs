@@ -751,14 +751,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_suspect_or_detached_container_resolves_its_own_dependencies() {
+    async fn an_unhealthy_restarted_or_detached_container_resolves_its_own_dependencies() {
         let engine = FakeEngine::riftwing();
         engine.update("api-1", |c| c.health = Some("unhealthy".into()));
         engine.update("worker-2", |c| c.networks.clear());
+        engine.update("console", |c| c.restart_count = 2);
         let containers = engine.containers().await.unwrap();
         let cfg = PlatformConfig::riftwing_default();
         let duties = resolve_duties(&containers, &cfg);
-        for own in ["api-1", "worker-2"] {
+        for own in ["api-1", "worker-2", "console"] {
             let d = duty_of(&duties, own);
             assert_eq!(d.on_behalf_of, vec![own.to_string()]);
             let want = cfg.direct_runtime_deps(own);
@@ -768,9 +769,10 @@ mod tests {
             );
         }
         // The rest still resolve through one container, and nobody is asked twice.
-        assert_eq!(duties.len(), 3, "{duties:?}");
+        assert_eq!(duties.len(), 4, "{duties:?}");
         let group = duty_of(&duties, "worker-1");
         assert!(!group.on_behalf_of.contains(&"api-1".to_string()));
+        assert!(!group.on_behalf_of.contains(&"console".to_string()));
         assert!(group.on_behalf_of.contains(&"api-2".to_string()));
     }
 
