@@ -443,11 +443,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = serenity::Result<T>>,
 {
-    let mut wait = std::time::Duration::from_millis(100);
-    let mut waited = std::time::Duration::ZERO;
+    let mut wait = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
     loop {
         match call().await {
-            Err(e) if not_known_yet(&e) && waited < std::time::Duration::from_secs(2) => {
+            Err(e) if not_known_yet(&e) && waited < Duration::from_secs(2) => {
                 tracing::debug!(
                     "{what}: interaction not known to Discord yet, retrying in {wait:?}"
                 );

@@ -40,6 +40,20 @@ pub struct SimChannel {
 }
 
 impl SimChannel {
+    /// A channel as just created: open, unlocked, nothing pinned.
+    fn new(id: u64, kind: u64, parent: Option<u64>, name: &str, auto_archive: u64) -> Self {
+        Self {
+            id,
+            kind,
+            parent,
+            name: name.to_owned(),
+            archived: false,
+            locked: false,
+            auto_archive,
+            pins: Vec::new(),
+        }
+    }
+
     fn is_thread(&self) -> bool {
         matches!(self.kind, 10..=12)
     }
@@ -136,16 +150,7 @@ impl Sim {
         let mut inner = Inner::default();
         inner.channels.insert(
             CHANNEL_ID,
-            SimChannel {
-                id: CHANNEL_ID,
-                kind: 0,
-                parent: None,
-                name: "ops".into(),
-                archived: false,
-                locked: false,
-                auto_archive: 1440,
-                pins: Vec::new(),
-            },
+            SimChannel::new(CHANNEL_ID, 0, None, "ops", 1440),
         );
         let sim = Arc::new(Sim {
             rest: rest_l.local_addr().unwrap(),
@@ -239,19 +244,10 @@ impl Sim {
     pub fn add_channel(&self, name: &str, parent: Option<u64>) -> u64 {
         let mut inner = self.lock();
         let id = 1_120_000_000_000_000_000 + inner.channels.len() as u64;
-        inner.channels.insert(
-            id,
-            SimChannel {
-                id,
-                kind: if parent.is_some() { 11 } else { 0 },
-                parent,
-                name: name.into(),
-                archived: false,
-                locked: false,
-                auto_archive: 1440,
-                pins: Vec::new(),
-            },
-        );
+        let kind = if parent.is_some() { 11 } else { 0 };
+        inner
+            .channels
+            .insert(id, SimChannel::new(id, kind, parent, name, 1440));
         id
     }
 
@@ -377,11 +373,11 @@ impl Sim {
     pub fn dispatch_interaction(&self, mut d: Value) {
         let token = d["token"].as_str().unwrap().to_owned();
         let mut inner = self.lock();
-        let at: u64 = d["channel_id"]
+        let channel: u64 = d["channel_id"]
             .as_str()
             .and_then(|c| c.parse().ok())
             .unwrap_or(CHANNEL_ID);
-        if let Some(c) = inner.channels.get(&at) {
+        if let Some(c) = inner.channels.get(&channel) {
             d["channel"] = json!({
                 "id": c.id.to_string(),
                 "type": c.kind,
@@ -397,10 +393,6 @@ impl Sim {
             .gateway
             .clone()
             .expect("the bot is not connected to the gateway");
-        let channel = d["channel_id"]
-            .as_str()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(CHANNEL_ID);
         inner.dispatched.push(Dispatched {
             token,
             at: Instant::now(),
@@ -1339,16 +1331,13 @@ fn route(
             }
             let mut inner = sim.lock();
             inner.threads_made += 1;
-            let t = SimChannel {
-                id: 1_110_000_000_000_000_000 + inner.threads_made,
+            let t = SimChannel::new(
+                1_110_000_000_000_000_000 + inner.threads_made,
                 kind,
-                parent: Some(parent.id),
-                name: json["name"].as_str().unwrap_or("").to_owned(),
-                archived: false,
-                locked: false,
-                auto_archive: archive,
-                pins: Vec::new(),
-            };
+                Some(parent.id),
+                json["name"].as_str().unwrap_or(""),
+                archive,
+            );
             inner.channels.insert(t.id, t.clone());
             (
                 StatusCode::CREATED,
