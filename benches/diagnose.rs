@@ -4,6 +4,7 @@
 //! environment as the platform script: COMPOSE_PROJECT_NAME / CONTAINER_OPS_TEST_PROJECT, POSTGRES_PORT, ...).
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -27,9 +28,9 @@ fn round_count() -> usize {
         .max(5)
 }
 
-/// Busy and total CPU time of the whole machine so far (every process: the bot, dockerd,
-/// runc, the platform's services), from the first line of /proc/stat.
-fn machine_cpu() -> (Duration, Duration) {
+/// Busy CPU time of the whole machine so far (every process: the bot, dockerd, runc, the
+/// platform's services), from the first line of /proc/stat.
+fn machine_busy() -> Duration {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: Vec<u64> = stat
         .lines()
@@ -40,10 +41,32 @@ fn machine_cpu() -> (Duration, Duration) {
         .filter_map(|v| v.parse().ok())
         .collect();
     // user nice system idle iowait irq softirq steal ...; USER_HZ is 100 on Linux.
-    let tick = Duration::from_millis(10);
     let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
     let total: u64 = ticks.iter().take(8).sum();
-    (tick * (total - idle) as u32, tick * total as u32)
+    Duration::from_millis(10) * (total - idle) as u32
+}
+
+/// Awaits `fut`; returns its output, the wall time and the machine's busy CPU time meanwhile.
+async fn measured<T>(fut: impl Future<Output = T>) -> (T, Duration, Duration) {
+    let busy = machine_busy();
+    let t = Instant::now();
+    let out = fut.await;
+    (out, t.elapsed(), machine_busy().saturating_sub(busy))
+}
+
+/// One family of probes alone, `rounds` times: prints the median wall and CPU per run.
+async fn family(name: &str, rounds: usize, mut run: impl AsyncFnMut()) {
+    let (mut walls, mut cpu) = (Vec::new(), Duration::ZERO);
+    for _ in 0..rounds {
+        let ((), wall, busy) = measured(run()).await;
+        walls.push(wall);
+        cpu += busy;
+    }
+    println!(
+        "  {name:<28} {:>9} | {}",
+        ms(median(walls)),
+        ms(cpu / rounds as u32)
+    );
 }
 
 /// "Close to the slowest single probe": the goal, as a ratio.
@@ -196,11 +219,9 @@ fn main() {
         let rounds_n = round_count();
         let (mut cpu_conc, mut cpu_seq) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..rounds_n {
-            let (busy0, _) = machine_cpu();
-            let t = Instant::now();
-            let conc = probes.run_all(engine.clone()).await;
-            concurrent.push(t.elapsed());
-            cpu_conc += machine_cpu().0.saturating_sub(busy0);
+            let (conc, wall, busy) = measured(probes.run_all(engine.clone())).await;
+            concurrent.push(wall);
+            cpu_conc += busy;
             let late = conc
                 .iter()
                 .filter(|o| o.status == ProbeStatus::TimedOut)
@@ -208,11 +229,9 @@ fn main() {
             if late > 0 {
                 println!("note: {late} probe(s) timed out in this round");
             }
-            let (busy0, _) = machine_cpu();
-            let t = Instant::now();
-            let seq = probes.run_one_by_one(engine.clone()).await;
-            one_by_one.push(t.elapsed());
-            cpu_seq += machine_cpu().0.saturating_sub(busy0);
+            let (seq, wall, busy) = measured(probes.run_one_by_one(engine.clone())).await;
+            one_by_one.push(wall);
+            cpu_seq += busy;
             probe_sum.push(seq.iter().map(|o| o.duration).sum());
             slowest_alone.push(seq.iter().map(|o| o.duration).max().unwrap_or_default());
             rounds.push((conc, seq));
@@ -287,46 +306,31 @@ fn main() {
         let network = probes.config.network_for(&project);
         let deadline = Duration::from_secs(3);
         println!("by family, each alone (median wall | machine CPU per run, {rounds_n} runs):");
-        macro_rules! family {
-            ($name:expr, $run:expr) => {{
-                let (mut walls, mut cpu) = (Vec::new(), Duration::ZERO);
-                for _ in 0..rounds_n {
-                    let (busy0, _) = machine_cpu();
-                    let t = Instant::now();
-                    $run;
-                    walls.push(t.elapsed());
-                    cpu += machine_cpu().0.saturating_sub(busy0);
-                }
-                println!(
-                    "  {:<28} {:>9} | {}",
-                    $name,
-                    ms(median(walls)),
-                    ms(per(cpu))
-                );
-            }};
-        }
-        family!("engine list + inspect", engine.containers().await.expect("list"));
-        family!(
-            "container probes (logs)",
+        family("engine list + inspect", rounds_n, async || {
+            engine.containers().await.expect("list");
+        })
+        .await;
+        family("container probes (logs)", rounds_n, async || {
             join_all(containers.iter().map(|c| {
                 container_probe(engine.as_ref(), c, &probes.config, &network, deadline)
             }))
-            .await
-        );
-        family!(
-            "exec probes (dns, df)",
+            .await;
+        })
+        .await;
+        family("exec probes (dns, df)", rounds_n, async || {
             join_all(diagnose_probes(
                 engine.as_ref(),
                 &containers,
                 &probes.config,
-                deadline
+                deadline,
             ))
-            .await
-        );
-        family!(
-            "network probes (pg, redis, s3, http)",
-            join_all(probes.network_probes()).await
-        );
+            .await;
+        })
+        .await;
+        family("network probes (pg, redis, s3, http)", rounds_n, async || {
+            join_all(probes.network_probes()).await;
+        })
+        .await;
 
         let cmds = seed_commands(&project, &ports);
         let t = Instant::now();
