@@ -1,24 +1,12 @@
 #!/usr/bin/env python3
 """HTTP stand-ins for the platform's services: api, ai-gateway, mcp-server, console, temporal."""
-import json, os, signal, socket, subprocess, sys, threading, time
+import json, os, signal, socket, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from checks import postgres_ok, redis_ok
 
 role, port = sys.argv[1], int(sys.argv[2])
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-
-
-def redis_ok(host="redis", port=6379):
-    try:
-        with socket.create_connection((host, port), timeout=1.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def postgres_ok():
-    r = subprocess.run(["pg_isready", "-q", "-h", "postgres", "-U", "app", "-d", "app", "-t", "2"])
-    return r.returncode == 0
 
 
 # temporal stand-in: an in-memory workflow list that /temporal can read and terminate.

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Temporal worker stand-in: runs activities while Temporal, Postgres and the bucket answer; fails visibly otherwise."""
-import os, random, signal, subprocess, sys, time, urllib.request
+import os, random, signal, sys, time, urllib.request
+
+import s3lib
+from checks import postgres_ok
 
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 name = os.environ.get("WORKER_NAME", "worker")
@@ -17,9 +20,13 @@ def check():
         urllib.request.urlopen("http://temporal:7233/health", timeout=2).read()
     except Exception as e:  # noqa: BLE001 - any failure means Temporal is unusable
         problems.append(f"temporal unreachable ({e})")
-    if subprocess.run(["pg_isready", "-q", "-h", "postgres", "-U", "app", "-d", "app", "-t", "2"]).returncode != 0:
+    if not postgres_ok():
         problems.append("postgres unreachable")
-    if subprocess.run(["s3", "head-bucket"], capture_output=True).returncode != 0:
+    try:
+        bucket_ok = s3lib.request("HEAD", f"/{s3lib.bucket}")[0] == 200
+    except OSError:
+        bucket_ok = False
+    if not bucket_ok:
         problems.append(f"bucket {os.environ.get('S3_BUCKET', 'rewst-artifacts')} not accessible")
     return problems
 
