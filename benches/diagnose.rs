@@ -210,6 +210,16 @@ fn main() {
             );
         }
         println!("project {project}: {} probes per /diagnose", outcomes.len());
+        // The replica's healthcheck interval (HEALTH_INTERVAL) sets how busy the idle platform is.
+        let interval = Command::new("docker")
+            .args(["inspect", "-f", "{{.Config.Healthcheck.Interval}}"])
+            .arg(format!("{project}_postgres_1"))
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".into());
+        println!("healthcheck interval of the platform: {interval}");
 
         let mut concurrent = Vec::new();
         let mut one_by_one = Vec::new();
@@ -300,6 +310,19 @@ fn main() {
             ms(per(cpu_seq)),
             ms(per(cpu_conc) / cores as u32),
             (per(cpu_conc) / cores as u32).as_secs_f64() / slowest.as_secs_f64()
+        );
+        // Part of that is the platform idling (healthcheck execs, workers' loops): the same
+        // machine with nobody asking, over 2 s, scaled to the concurrent run's wall time.
+        let ((), idle_wall, idle_busy) = measured(tokio::time::sleep(Duration::from_secs(2))).await;
+        let background = idle_busy.mul_f64(c.as_secs_f64() / idle_wall.as_secs_f64());
+        let own = per(cpu_conc).saturating_sub(background);
+        println!(
+            "  of which the idle platform: {} ({:.0} ms CPU per second); /diagnose's own: {}, floor {} ({:.2}x the slowest probe)",
+            ms(background),
+            idle_busy.as_secs_f64() * 1000.0 / idle_wall.as_secs_f64(),
+            ms(own),
+            ms(own / cores as u32),
+            (own / cores as u32).as_secs_f64() / slowest.as_secs_f64()
         );
         // Where that CPU goes: each family of probes alone, all of its probes at once.
         let containers = engine.containers().await.expect("containers");
