@@ -46,6 +46,23 @@ fn machine_busy() -> Duration {
     Duration::from_millis(10) * (total - idle) as u32
 }
 
+/// CPU time of this process so far (the bot's side of every probe), from /proc/self/stat.
+fn own_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name's closing parenthesis; utime and stime are the 12th and 13th.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(10) * ticks as u32
+}
+
 /// Awaits `fut`; returns its output, the wall time and the machine's busy CPU time meanwhile.
 async fn measured<T>(fut: impl Future<Output = T>) -> (T, Duration, Duration) {
     let busy = machine_busy();
@@ -227,9 +244,11 @@ fn main() {
         let mut slowest_alone = Vec::new();
         let mut rounds = Vec::new();
         let rounds_n = round_count();
-        let (mut cpu_conc, mut cpu_seq) = (Duration::ZERO, Duration::ZERO);
+        let (mut cpu_conc, mut cpu_seq, mut cpu_bot) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         for _ in 0..rounds_n {
+            let bot_before = own_cpu();
             let (conc, wall, busy) = measured(probes.run_all(engine.clone())).await;
+            cpu_bot += own_cpu().saturating_sub(bot_before);
             concurrent.push(wall);
             cpu_conc += busy;
             let late = conc
@@ -317,9 +336,10 @@ fn main() {
         let background = idle_busy.mul_f64(c.as_secs_f64() / idle_wall.as_secs_f64());
         let own = per(cpu_conc).saturating_sub(background);
         println!(
-            "  of which the idle platform: {} ({:.0} ms CPU per second); /diagnose's own: {}, floor {} ({:.2}x the slowest probe)",
+            "  of which the idle platform: {} ({:.0} ms CPU per second), the bot process {}; /diagnose's own: {}, floor {} ({:.2}x the slowest probe)",
             ms(background),
             idle_busy.as_secs_f64() * 1000.0 / idle_wall.as_secs_f64(),
+            ms(per(cpu_bot)),
             ms(own),
             ms(own / cores as u32),
             (own / cores as u32).as_secs_f64() / slowest.as_secs_f64()
