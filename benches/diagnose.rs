@@ -228,11 +228,15 @@ fn main() {
         }
         println!("project {project}: {} probes per /diagnose", outcomes.len());
         // The replica's healthcheck interval (HEALTH_INTERVAL) sets how busy the idle platform is.
-        let interval = Command::new("docker")
-            .args(["inspect", "-f", "{{.Config.Healthcheck.Interval}}"])
-            .arg(format!("{project}_postgres_1"))
-            .output()
-            .ok()
+        let listed = engine.containers().await.expect("containers");
+        let postgres = listed.iter().find(|c| c.service == "postgres");
+        let interval = postgres
+            .and_then(|c| {
+                Command::new("docker")
+                    .args(["inspect", "-f", "{{.Config.Healthcheck.Interval}}", &c.id])
+                    .output()
+                    .ok()
+            })
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "unknown".into());
