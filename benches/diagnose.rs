@@ -228,8 +228,8 @@ fn main() {
         }
         println!("project {project}: {} probes per /diagnose", outcomes.len());
         // The replica's healthcheck interval (HEALTH_INTERVAL) sets how busy the idle platform is.
-        let listed = engine.containers().await.expect("containers");
-        let postgres = listed.iter().find(|c| c.service == "postgres");
+        let containers = engine.containers().await.expect("containers");
+        let postgres = containers.iter().find(|c| c.service == "postgres");
         let interval = postgres
             .and_then(|c| {
                 Command::new("docker")
@@ -349,7 +349,6 @@ fn main() {
             (own / cores as u32).as_secs_f64() / slowest.as_secs_f64()
         );
         // Where that CPU goes: each family of probes alone, all of its probes at once.
-        let containers = engine.containers().await.expect("containers");
         let network = probes.config.network_for(&project);
         let deadline = Duration::from_secs(3);
         println!("by family, each alone (median wall | machine CPU per run, {rounds_n} runs):");

@@ -27,7 +27,7 @@ def check():
     except OSError:
         bucket_ok = False
     if not bucket_ok:
-        problems.append(f"bucket {os.environ.get('S3_BUCKET', 'rewst-artifacts')} not accessible")
+        problems.append(f"bucket {s3lib.bucket} not accessible")
     return problems
 
 
