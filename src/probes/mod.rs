@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use tracing::Instrument;
+use tracing::{Instrument, debug};
 
 use crate::engine::Engine;
 use crate::platform::{Deadlines, PlatformConfig};
@@ -309,11 +309,27 @@ impl Probes {
         v
     }
 
+    /// The execs are the slowest probes, so they start as soon as the list shows where to
+    /// run them, beside the inspects (see `exec::EarlyExecs`).
     async fn engine_side(&self, engine: Arc<dyn Engine>) -> Vec<ProbeOutcome> {
-        let (inventory, containers) = self.inventory(engine.as_ref()).await;
+        let mut early = exec::EarlyExecs::default();
+        let exec_deadline = Deadlines::get(self.config.deadlines.exec_ms);
+        let (inventory, containers) = self
+            .inventory(engine.as_ref(), |listed| {
+                early = exec::EarlyExecs::start(&engine, listed, &self.config, exec_deadline);
+            })
+            .await;
         let mut out = vec![inventory];
         if let Some(containers) = containers {
-            out.extend(join_all(self.engine_probes(engine.as_ref(), &containers)).await);
+            let probes = self.engine_probes(engine.as_ref(), &containers, &mut early);
+            if early.unclaimed() > 0 {
+                debug!(
+                    unclaimed = early.unclaimed(),
+                    "execs started from the list were not what the inspects called for"
+                );
+            }
+            drop(early);
+            out.extend(join_all(probes).await);
         }
         out
     }
@@ -321,12 +337,14 @@ impl Probes {
     async fn inventory(
         &self,
         engine: &dyn Engine,
+        on_listed: impl FnOnce(&[crate::engine::ListedContainer]) + Send,
     ) -> (ProbeOutcome, Option<Vec<crate::engine::ContainerInfo>>) {
         engine::inventory(
             engine,
             &self.config,
             &self.project,
             Deadlines::get(self.config.deadlines.inventory_ms),
+            on_listed,
         )
         .await
     }
@@ -336,6 +354,7 @@ impl Probes {
         &'a self,
         engine: &'a dyn Engine,
         containers: &'a [crate::engine::ContainerInfo],
+        early: &mut exec::EarlyExecs,
     ) -> Vec<BoxedProbe<'a>> {
         let d = &self.config.deadlines;
         let network = self.config.network_for(&self.project);
@@ -358,6 +377,7 @@ impl Probes {
             containers,
             &self.config,
             Deadlines::get(d.exec_ms),
+            early,
         ));
         futs
     }
@@ -369,10 +389,11 @@ impl Probes {
         for f in self.network_probes() {
             out.push(f.await);
         }
-        let (inventory, containers) = self.inventory(engine.as_ref()).await;
+        let (inventory, containers) = self.inventory(engine.as_ref(), |_| {}).await;
         out.push(inventory);
         if let Some(containers) = containers {
-            for f in self.engine_probes(engine.as_ref(), &containers) {
+            let mut none_early = exec::EarlyExecs::default();
+            for f in self.engine_probes(engine.as_ref(), &containers, &mut none_early) {
                 out.push(f.await);
             }
         }
