@@ -15,7 +15,7 @@ use container_ops::docker::DockerEngine;
 use container_ops::engine::Engine;
 use container_ops::platform::{PlatformConfig, PortSet, RIFTWING_LONG_RUNNING};
 use container_ops::probes::engine::container_probe;
-use container_ops::probes::exec::{EarlyExecs, diagnose_probes};
+use container_ops::probes::exec::diagnose_probes;
 use container_ops::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
 use futures::future::join_all;
 
@@ -369,7 +369,6 @@ fn main() {
                 &containers,
                 &probes.config,
                 deadline,
-                &mut EarlyExecs::default(),
             ))
             .await;
         })

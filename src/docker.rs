@@ -17,7 +17,7 @@ use bollard::API_DEFAULT_VERSION;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
     InspectNetworkOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
     ListVolumesOptionsBuilder, LogsOptionsBuilder, RestartContainerOptionsBuilder,
@@ -27,12 +27,12 @@ use futures::{StreamExt, TryStreamExt, stream};
 use tracing::{debug, instrument, warn};
 
 use crate::engine::{
-    ContainerInfo, DiskUsage, Engine, EngineError, ExecOutput, ListedContainer, LogLine, LogQuery,
-    NetworkInfo, StatsSnapshot, VolumeInfo,
+    ContainerInfo, DiskUsage, Engine, EngineError, ExecOutput, LogLine, LogQuery, NetworkInfo,
+    StatsSnapshot, VolumeInfo,
 };
 use convert::{
     CappedOutput, LogAssembler, MAX_LOG_LINES, PROJECT_LABEL, VOLUME_LABEL, belongs_to,
-    container_info, is_valid_container_ref, listed_container, split_env, stats_snapshot,
+    container_info, is_valid_container_ref, split_env, stats_snapshot,
 };
 use raw::Endpoint;
 
@@ -192,24 +192,17 @@ impl DockerEngine {
         self.owned_ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn list_project_containers(&self) -> Result<Vec<ContainerSummary>, EngineError> {
+    async fn project_container_ids(&self) -> Result<HashSet<String>, EngineError> {
         let opts = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&self.project_filter())
             .build();
-        self.docker
+        let list = self
+            .docker
             .list_containers(Some(opts))
             .await
-            .map_err(engine_error)
-    }
-
-    async fn project_container_ids(&self) -> Result<HashSet<String>, EngineError> {
-        Ok(self
-            .list_project_containers()
-            .await?
-            .into_iter()
-            .filter_map(|c| c.id)
-            .collect())
+            .map_err(engine_error)?;
+        Ok(list.into_iter().filter_map(|c| c.id).collect())
     }
 }
 
@@ -284,36 +277,19 @@ fn container_error(id: &str, e: BollardError) -> EngineError {
 #[async_trait]
 impl Engine for DockerEngine {
     #[instrument(skip_all, fields(project = %self.project))]
-    async fn listed(&self) -> Result<Vec<ListedContainer>, EngineError> {
+    async fn containers(&self) -> Result<Vec<ContainerInfo>, EngineError> {
         within(CALL_DEADLINE, async {
-            let listed: Vec<ListedContainer> = self
-                .list_project_containers()
-                .await?
-                .iter()
-                .filter_map(|c| listed_container(c, &self.project))
-                .collect();
-            // As sound as after an inspect: the label was checked on what the daemon listed,
-            // and labels cannot change after creation.
-            for c in &listed {
-                self.remember_owned(&c.id);
-            }
-            Ok(listed)
-        })
-        .await
-    }
-
-    #[instrument(skip_all, fields(project = %self.project, containers = listed.len()))]
-    async fn inspect_listed(
-        &self,
-        listed: &[ListedContainer],
-    ) -> Result<Vec<ContainerInfo>, EngineError> {
-        within(CALL_DEADLINE, async {
-            let ids: Vec<String> = listed.iter().map(|c| c.id.clone()).collect();
+            let ids = self.project_container_ids().await?;
             let inspected: Vec<Option<ContainerInfo>> = stream::iter(ids)
                 .map(|id| async move {
                     match self.docker.inspect_container(&id, None).await {
                         // Defense in depth: the label is checked again on the inspect.
-                        Ok(i) if belongs_to(&i, &self.project) => Ok(Some(container_info(&i))),
+                        Ok(i) if belongs_to(&i, &self.project) => {
+                            if let Some(full) = &i.id {
+                                self.remember_owned(full);
+                            }
+                            Ok(Some(container_info(&i)))
+                        }
                         Ok(_) => Ok(None),
                         // Removed between list and inspect (a one-shot job, `compose down`).
                         Err(BollardError::DockerResponseServerError {

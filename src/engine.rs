@@ -37,19 +37,6 @@ pub struct ContainerInfo {
     pub networks: Vec<(String, String)>,
 }
 
-/// One container as the list call shows it, before any inspect: enough to plan the exec
-/// probes of a `/diagnose` with, nothing more (no restart count, no health log, no limits).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedContainer {
-    pub id: String,
-    pub service: String,
-    pub state: String,
-    /// From the list's health field, or the status line's `(healthy)` on an older Engine.
-    pub health: Option<String>,
-    /// Names of the networks it is attached to, sorted.
-    pub networks: Vec<String>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortMapping {
     pub host_ip: String,
@@ -151,18 +138,7 @@ pub enum EngineError {
 #[async_trait]
 pub trait Engine: Send + Sync {
     /// Every container of the project, running or not, inspected (restart count, health).
-    async fn containers(&self) -> Result<Vec<ContainerInfo>, EngineError> {
-        let listed = self.listed().await?;
-        self.inspect_listed(&listed).await
-    }
-    /// The project's containers from the list call alone, without inspecting them.
-    async fn listed(&self) -> Result<Vec<ListedContainer>, EngineError>;
-    /// `listed`, inspected, sorted by service and name; a container removed since the list
-    /// (a one-shot job, `compose down`) is left out.
-    async fn inspect_listed(
-        &self,
-        listed: &[ListedContainer],
-    ) -> Result<Vec<ContainerInfo>, EngineError>;
+    async fn containers(&self) -> Result<Vec<ContainerInfo>, EngineError>;
     async fn logs(&self, container_id: &str, query: &LogQuery)
     -> Result<Vec<LogLine>, EngineError>;
     async fn stats(&self, container_id: &str) -> Result<StatsSnapshot, EngineError>;

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::engine::{
-    ContainerInfo, DiskUsage, Engine, EngineError, ExecOutput, ListedContainer, LogLine, LogQuery,
-    LogStream, NetworkInfo, PortMapping, StatsSnapshot, VolumeInfo,
+    ContainerInfo, DiskUsage, Engine, EngineError, ExecOutput, LogLine, LogQuery, LogStream,
+    NetworkInfo, PortMapping, StatsSnapshot, VolumeInfo,
 };
 
 #[derive(Default)]
@@ -206,38 +206,9 @@ impl FakeEngine {
 
 #[async_trait]
 impl Engine for FakeEngine {
-    async fn listed(&self) -> Result<Vec<ListedContainer>, EngineError> {
+    async fn containers(&self) -> Result<Vec<ContainerInfo>, EngineError> {
         self.up()?;
-        Ok(self
-            .lock()
-            .containers
-            .iter()
-            .map(|c| {
-                let mut networks: Vec<String> = c.networks.iter().map(|(n, _)| n.clone()).collect();
-                networks.sort();
-                ListedContainer {
-                    id: c.id.clone(),
-                    service: c.service.clone(),
-                    state: c.state.clone(),
-                    health: c.health.clone(),
-                    networks,
-                }
-            })
-            .collect())
-    }
-
-    async fn inspect_listed(
-        &self,
-        listed: &[ListedContainer],
-    ) -> Result<Vec<ContainerInfo>, EngineError> {
-        self.up()?;
-        Ok(self
-            .lock()
-            .containers
-            .iter()
-            .filter(|c| listed.iter().any(|l| l.id == c.id))
-            .cloned()
-            .collect())
+        Ok(self.lock().containers.clone())
     }
 
     async fn logs(&self, id: &str, q: &LogQuery) -> Result<Vec<LogLine>, EngineError> {

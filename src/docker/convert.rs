@@ -7,14 +7,11 @@ use std::collections::{HashMap, VecDeque};
 
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerInspectResponse, ContainerMemoryStats, ContainerStatsResponse, ContainerSummary,
-    PortMap,
+    ContainerInspectResponse, ContainerMemoryStats, ContainerStatsResponse, PortMap,
 };
 use chrono::{DateTime, Utc};
 
-use crate::engine::{
-    ContainerInfo, ListedContainer, LogLine, LogStream, PortMapping, StatsSnapshot,
-};
+use crate::engine::{ContainerInfo, LogLine, LogStream, PortMapping, StatsSnapshot};
 
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
@@ -188,48 +185,6 @@ pub fn belongs_to(i: &ContainerInspectResponse, project: &str) -> bool {
     labels(i)
         .and_then(|l| l.get(PROJECT_LABEL))
         .is_some_and(|p| p == project)
-}
-
-/// The port's view of one listed container, if it carries this project's label (the list is
-/// filtered on it by the daemon; checked again here as on the inspect).
-pub fn listed_container(c: &ContainerSummary, project: &str) -> Option<ListedContainer> {
-    let labels = c.labels.as_ref()?;
-    if labels.get(PROJECT_LABEL).is_none_or(|p| p != project) {
-        return None;
-    }
-    let health = c
-        .health
-        .as_ref()
-        .and_then(|h| h.status)
-        .map(|s| s.to_string())
-        .filter(|s| !s.is_empty() && s != "none")
-        .or_else(|| c.status.as_deref().and_then(health_in_status));
-    let mut networks: Vec<String> = c
-        .network_settings
-        .as_ref()
-        .and_then(|n| n.networks.as_ref())
-        .into_iter()
-        .flat_map(|n| n.keys().cloned())
-        .collect();
-    networks.sort();
-    Some(ListedContainer {
-        id: c.id.clone()?,
-        service: labels.get(SERVICE_LABEL).cloned().unwrap_or_default(),
-        state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-        health,
-        networks,
-    })
-}
-
-/// The health in a list status line (`Up 5 minutes (healthy)`, `Up 2 seconds (health:
-/// starting)`): an Engine older than API 1.52 has no health field in its list.
-fn health_in_status(status: &str) -> Option<String> {
-    let inner = status.strip_suffix(')')?.rsplit_once('(')?.1;
-    match inner {
-        "healthy" | "unhealthy" => Some(inner.to_string()),
-        "health: starting" => Some("starting".to_string()),
-        _ => None,
-    }
 }
 
 /// The port's view of one inspected container.
@@ -499,50 +454,6 @@ mod tests {
         LogOutput::StdErr {
             message: s.as_bytes().to_vec().into(),
         }
-    }
-
-    fn summary(json: &str) -> ContainerSummary {
-        serde_json::from_str(json).expect("a list entry as the Engine sends it")
-    }
-
-    #[test]
-    fn a_listed_container_on_api_1_41_takes_its_health_from_the_status_line() {
-        // Shaped as Docker 20.10 answers GET /containers/json (no Health field).
-        let c = summary(
-            r#"{"Id":"abc123","Names":["/riftwing_api-1_1"],"State":"running",
-               "Status":"Up 5 minutes (unhealthy)",
-               "Labels":{"com.docker.compose.project":"riftwing","com.docker.compose.service":"api-1"},
-               "NetworkSettings":{"Networks":{"riftwing_default":{},"extra":{}}}}"#,
-        );
-        let l = listed_container(&c, "riftwing").expect("the project's own");
-        assert_eq!(l.id, "abc123");
-        assert_eq!(l.service, "api-1");
-        assert_eq!(l.state, "running");
-        assert_eq!(l.health.as_deref(), Some("unhealthy"));
-        assert_eq!(l.networks, vec!["extra", "riftwing_default"]);
-        assert!(listed_container(&c, "other").is_none(), "another project's");
-    }
-
-    #[test]
-    fn list_status_lines_give_health_only_when_they_carry_one() {
-        for (status, want) in [
-            ("Up 5 minutes (healthy)", Some("healthy")),
-            ("Up 2 seconds (health: starting)", Some("starting")),
-            ("Up 1 second (unhealthy)", Some("unhealthy")),
-            ("Up 3 hours", None),
-            ("Exited (137) 4 seconds ago", None),
-            ("Restarting (1) 2 seconds ago", None),
-        ] {
-            assert_eq!(health_in_status(status).as_deref(), want, "{status}");
-        }
-        let newer = summary(
-            r#"{"Id":"x","State":"running","Status":"Up 1 minute","Health":{"Status":"healthy"},
-               "Labels":{"com.docker.compose.project":"p","com.docker.compose.service":"s"}}"#,
-        );
-        assert_eq!(
-            listed_container(&newer, "p").unwrap().health.as_deref(),
-            Some("healthy")
-        );
     }
 
     #[test]

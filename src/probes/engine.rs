@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use regex::Regex;
 
-use crate::engine::{ContainerInfo, Engine, ListedContainer, LogLine, LogQuery};
+use crate::engine::{ContainerInfo, Engine, LogLine, LogQuery};
 use crate::platform::PlatformConfig;
 
 use super::{Facts, Observed, ProbeKind, ProbeOutcome, ProbeSpec, ProbeStatus, run_probe};
@@ -80,14 +80,11 @@ impl ContainerFacts {
 }
 
 /// The project's containers, bounded by `deadline`; `None` when the Engine did not answer.
-/// `on_listed` sees the list before the inspects are asked for, to start work that needs no
-/// more than the list.
 pub async fn inventory(
     engine: &dyn Engine,
     config: &PlatformConfig,
     project: &str,
     deadline: Duration,
-    on_listed: impl FnOnce(&[ListedContainer]) + Send,
 ) -> (ProbeOutcome, Option<Vec<ContainerInfo>>) {
     let network = config.network_for(project);
     let spec = ProbeSpec {
@@ -97,12 +94,7 @@ pub async fn inventory(
         deadline,
     };
     let out = run_probe(spec, async {
-        let listed = engine.listed().await.map_err(|e| e.to_string())?;
-        on_listed(&listed);
-        let containers = engine
-            .inspect_listed(&listed)
-            .await
-            .map_err(|e| e.to_string())?;
+        let containers = engine.containers().await.map_err(|e| e.to_string())?;
         let status = if containers.is_empty() {
             ProbeStatus::Fail
         } else {

@@ -3,13 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
-use crate::engine::{ContainerInfo, Engine, ExecOutput, ListedContainer};
+use crate::engine::{ContainerInfo, Engine, ExecOutput};
 use crate::platform::PlatformConfig;
 
 use super::{Facts, Observed, ProbeKind, ProbeOutcome, ProbeSpec, ProbeStatus, batch, run_probe};
@@ -449,43 +448,30 @@ pub fn resolve_duties<'a>(
     duties
 }
 
-/// One container's exec in a `/diagnose`: its DNS duty, if any, and its volumes to `df`.
-struct ExecPlan<'a> {
-    container: &'a ContainerInfo,
-    duty: Option<ResolveDuty<'a>>,
-    checks: Vec<batch::Check>,
-    /// (probe, index of its check, path, volume)
-    disks: Vec<(
-        ProbeSpec,
-        usize,
-        MountPath,
-        &'a crate::platform::VolumeCheck,
-    )>,
-    /// Volumes whose configured path cannot be checked: reported, never run.
-    invalid: Vec<(ProbeSpec, String)>,
-    argv: Vec<String>,
-}
-
-/// Plans every exec of a `/diagnose`, one per container at most (see `batch`).
-fn plan_execs<'a>(
+/// The exec probes of a `/diagnose`: the DNS checks planned by `resolve_duties`, and `df` of
+/// every configured volume. All checks of one container go in ONE exec (see `batch`), each
+/// still its own probe with its own outcome.
+pub fn diagnose_probes<'a>(
+    engine: &'a dyn Engine,
     containers: &'a [ContainerInfo],
     config: &'a PlatformConfig,
     deadline: Duration,
-) -> Vec<ExecPlan<'a>> {
+) -> Vec<BoxedProbe<'a>> {
+    let mut out: Vec<BoxedProbe<'a>> = Vec::new();
+    // The exec itself gets a little less than the probe so the engine call ends first; each
+    // check inside it gets a whole second less, so a hung one reports before either.
+    let exec_timeout = deadline.saturating_sub(Duration::from_millis(100));
     let per_check = batch::per_check_timeout(deadline);
     let mut duties = resolve_duties(containers, config);
-    let mut plans = Vec::new();
     for c in containers.iter().filter(|c| c.state == "running") {
         let duty = duties
             .iter()
             .position(|d| d.from.id == c.id)
             .map(|i| duties.swap_remove(i));
-        let mut checks: Vec<batch::Check> = duty
-            .iter()
-            .flat_map(|d| d.names.iter().cloned().map(batch::Check::Resolve))
-            .collect();
+        let names = duty.as_ref().map(|d| d.names.clone()).unwrap_or_default();
+        let mut checks: Vec<batch::Check> =
+            names.iter().cloned().map(batch::Check::Resolve).collect();
         let mut disks = Vec::new();
-        let mut invalid = Vec::new();
         for v in config.volumes.iter().filter(|v| v.service == c.service) {
             let spec = ProbeSpec {
                 probe: ProbeKind::Disk,
@@ -498,168 +484,29 @@ fn plan_execs<'a>(
                     disks.push((spec, checks.len(), p.clone(), v));
                     checks.push(batch::Check::DiskFree(p));
                 }
-                Err(e) => invalid.push((spec, e)),
+                Err(e) => out.push(Box::pin(run_probe(spec, async move { Err(e) }))),
             }
         }
-        let argv = batch::argv(&checks, per_check);
-        plans.push(ExecPlan {
-            container: c,
-            duty,
-            checks,
-            disks,
-            invalid,
-            argv,
-        });
-    }
-    plans
-}
-
-/// Execs already under way, by container and argv, started from the list call alone so the
-/// slowest probe of a `/diagnose` need not wait for the inspects. `diagnose_probes` claims
-/// those its own plan (from the inspects) asks for; the rest are aborted when this is dropped.
-#[derive(Default)]
-pub struct EarlyExecs {
-    /// (container id, argv, the exec under way)
-    started: Vec<(String, Vec<String>, ExecTask)>,
-}
-
-type ExecTask = tokio::task::JoinHandle<Result<ExecOutput, String>>;
-
-impl EarlyExecs {
-    /// Plans the execs from what the list shows and starts them. The list has no restart
-    /// counts, so a container that restarted before looks like any other here: the plan from
-    /// the inspects then differs for its group and that group's exec starts again, later.
-    pub fn start(
-        engine: &Arc<dyn Engine>,
-        listed: &[ListedContainer],
-        config: &PlatformConfig,
-        deadline: Duration,
-    ) -> Self {
-        let provisional: Vec<ContainerInfo> = listed.iter().map(provisional).collect();
-        let started = plan_execs(&provisional, config, deadline)
-            .into_iter()
-            .filter(|p| !p.checks.is_empty())
-            .map(|p| {
-                let (engine, id, argv) = (engine.clone(), p.container.id.clone(), p.argv.clone());
-                let timeout = exec_timeout(deadline);
-                let task = tokio::spawn(async move {
-                    engine
-                        .exec(&id, &argv, timeout)
-                        .await
-                        .map_err(|e| e.to_string())
-                });
-                (p.container.id.clone(), p.argv, task)
-            })
-            .collect();
-        Self { started }
-    }
-
-    fn claim<'a>(&mut self, id: &str, argv: &[String]) -> Option<SharedExec<'a>> {
-        let i = self
-            .started
-            .iter()
-            .position(|(i, a, _)| i == id && a.as_slice() == argv)?;
-        let task = self.started.swap_remove(i).2;
-        Some(
-            async move {
-                task.await
-                    .map_err(|e| format!("the exec task failed: {e}"))?
-            }
-            .boxed()
-            .shared(),
-        )
-    }
-
-    /// How many execs were started and not (yet) claimed.
-    pub fn unclaimed(&self) -> usize {
-        self.started.len()
-    }
-}
-
-impl Drop for EarlyExecs {
-    fn drop(&mut self) {
-        for (_, _, task) in &self.started {
-            task.abort();
-        }
-    }
-}
-
-/// A listed container as the planner sees it; only what `resolve_duties` reads is known.
-fn provisional(l: &ListedContainer) -> ContainerInfo {
-    ContainerInfo {
-        id: l.id.clone(),
-        name: String::new(),
-        service: l.service.clone(),
-        image: String::new(),
-        state: l.state.clone(),
-        health: l.health.clone(),
-        started_at: None,
-        finished_at: None,
-        restart_count: 0,
-        exit_code: None,
-        oom_killed: false,
-        ports: Vec::new(),
-        health_log: Vec::new(),
-        memory_limit: 0,
-        volumes: Vec::new(),
-        networks: l
-            .networks
-            .iter()
-            .map(|n| (n.clone(), String::new()))
-            .collect(),
-    }
-}
-
-/// The exec itself gets a little less than the probe so the engine call ends first; each
-/// check inside it gets a whole second less (`batch::per_check_timeout`), so a hung one
-/// reports before either.
-fn exec_timeout(deadline: Duration) -> Duration {
-    deadline.saturating_sub(Duration::from_millis(100))
-}
-
-/// The exec probes of a `/diagnose`: the DNS checks planned by `resolve_duties`, and `df` of
-/// every configured volume. All checks of one container go in ONE exec (see `batch`), each
-/// still its own probe with its own outcome. An exec in `early` with the same container and
-/// argv is awaited instead of starting another.
-pub fn diagnose_probes<'a>(
-    engine: &'a dyn Engine,
-    containers: &'a [ContainerInfo],
-    config: &'a PlatformConfig,
-    deadline: Duration,
-    early: &mut EarlyExecs,
-) -> Vec<BoxedProbe<'a>> {
-    let mut out: Vec<BoxedProbe<'a>> = Vec::new();
-    let per_check = batch::per_check_timeout(deadline);
-    for plan in plan_execs(containers, config, deadline) {
-        let c = plan.container;
-        for (spec, e) in plan.invalid {
-            out.push(Box::pin(run_probe(spec, async move { Err(e) })));
-        }
-        if plan.checks.is_empty() {
+        if checks.is_empty() {
             continue;
         }
-        let exec: SharedExec<'a> = match early.claim(&c.id, &plan.argv) {
-            Some(started) => started,
-            None => {
-                let argv = plan.argv;
-                async move {
-                    engine
-                        .exec(&c.id, &argv, exec_timeout(deadline))
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                .boxed()
-                .shared()
-            }
-        };
-        let n = plan.checks.len();
-        if let Some(duty) = plan.duty {
+        let argv = batch::argv(&checks, per_check);
+        let exec: SharedExec<'a> = async move {
+            engine
+                .exec(&c.id, &argv, exec_timeout)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+        .shared();
+        let n = checks.len();
+        if let Some(duty) = duty {
             let spec = ProbeSpec {
                 probe: ProbeKind::Dns,
                 target: format!(
                     "{} → {}",
                     c.service,
-                    duty.names
+                    names
                         .iter()
                         .map(DnsName::as_str)
                         .collect::<Vec<_>>()
@@ -675,7 +522,7 @@ pub fn diagnose_probes<'a>(
                 resolve_from_records(&duty, &records, per_check, &done)
             })));
         }
-        for (spec, i, path, v) in plan.disks {
+        for (spec, i, path, v) in disks {
             let exec = exec.clone();
             out.push(Box::pin(run_probe(spec, async move {
                 let done = exec.await?;
@@ -824,7 +671,6 @@ mod tests {
             &containers,
             &cfg,
             Duration::from_secs(3),
-            &mut EarlyExecs::default(),
         ))
         .await;
         let dns = outs.iter().find(|o| o.probe == ProbeKind::Dns).unwrap();
@@ -853,7 +699,6 @@ mod tests {
             &containers,
             &cfg,
             Duration::from_secs(3),
-            &mut EarlyExecs::default(),
         ))
         .await;
         assert!(!outs.is_empty());
@@ -895,7 +740,6 @@ mod tests {
             &containers,
             &cfg,
             Duration::from_secs(3),
-            &mut EarlyExecs::default(),
         ))
         .await;
         let execs = engine
@@ -930,83 +774,6 @@ mod tests {
         assert!(!group.on_behalf_of.contains(&"api-1".to_string()));
         assert!(!group.on_behalf_of.contains(&"console".to_string()));
         assert!(group.on_behalf_of.contains(&"api-2".to_string()));
-    }
-
-    fn exec_calls(engine: &FakeEngine) -> Vec<String> {
-        engine
-            .calls()
-            .into_iter()
-            .filter(|c| c.starts_with("exec "))
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn an_exec_started_from_the_list_is_the_one_the_probes_await_and_runs_once() {
-        let engine = Arc::new(FakeEngine::riftwing());
-        let dyn_engine: Arc<dyn Engine> = engine.clone();
-        let cfg = PlatformConfig::riftwing_default();
-        let deadline = Duration::from_secs(3);
-        let listed = engine.listed().await.unwrap();
-        let mut early = EarlyExecs::start(&dyn_engine, &listed, &cfg, deadline);
-        assert_eq!(early.unclaimed(), 1);
-        for _ in 0..100 {
-            if !exec_calls(&engine).is_empty() {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        let before = exec_calls(&engine);
-        assert_eq!(
-            before.len(),
-            1,
-            "the exec started before the inspects: {before:?}"
-        );
-
-        let containers = engine.inspect_listed(&listed).await.unwrap();
-        let probes = diagnose_probes(engine.as_ref(), &containers, &cfg, deadline, &mut early);
-        assert_eq!(early.unclaimed(), 0, "the probes claimed the early exec");
-        let outs = futures::future::join_all(probes).await;
-        assert!(outs.iter().any(|o| o.probe == ProbeKind::Dns), "{outs:?}");
-        assert_eq!(exec_calls(&engine), before, "no second exec");
-    }
-
-    #[tokio::test]
-    async fn a_restart_seen_only_by_the_inspects_gets_the_plan_the_inspects_call_for() {
-        let engine = Arc::new(FakeEngine::riftwing());
-        // The list cannot show a restart count: the early plan counts console in its group.
-        engine.update("console", |c| c.restart_count = 2);
-        let dyn_engine: Arc<dyn Engine> = engine.clone();
-        let cfg = PlatformConfig::riftwing_default();
-        let deadline = Duration::from_secs(3);
-        let listed = engine.listed().await.unwrap();
-        let mut early = EarlyExecs::start(&dyn_engine, &listed, &cfg, deadline);
-        let containers = engine.inspect_listed(&listed).await.unwrap();
-        let outs = futures::future::join_all(diagnose_probes(
-            engine.as_ref(),
-            &containers,
-            &cfg,
-            deadline,
-            &mut early,
-        ))
-        .await;
-        drop(early);
-        let dns: Vec<&str> = outs
-            .iter()
-            .filter(|o| o.probe == ProbeKind::Dns)
-            .map(|o| o.target.as_str())
-            .collect();
-        assert!(
-            dns.iter().any(|t| t.starts_with("console → ")),
-            "console resolves its own names: {dns:?}"
-        );
-        assert!(dns.iter().any(|t| t.starts_with("worker-1 → ")), "{dns:?}");
-        let execs = exec_calls(&engine);
-        assert!(
-            execs
-                .iter()
-                .any(|e| e.starts_with("exec riftwing-console-1 ")),
-            "{execs:?}"
-        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use tracing::{Instrument, debug};
+use tracing::Instrument;
 
 use crate::engine::Engine;
 use crate::platform::{Deadlines, PlatformConfig};
@@ -309,27 +309,11 @@ impl Probes {
         v
     }
 
-    /// The execs are the slowest probes, so they start as soon as the list shows where to
-    /// run them, beside the inspects (see `exec::EarlyExecs`).
     async fn engine_side(&self, engine: Arc<dyn Engine>) -> Vec<ProbeOutcome> {
-        let mut early = exec::EarlyExecs::default();
-        let exec_deadline = Deadlines::get(self.config.deadlines.exec_ms);
-        let (inventory, containers) = self
-            .inventory(engine.as_ref(), |listed| {
-                early = exec::EarlyExecs::start(&engine, listed, &self.config, exec_deadline);
-            })
-            .await;
+        let (inventory, containers) = self.inventory(engine.as_ref()).await;
         let mut out = vec![inventory];
         if let Some(containers) = containers {
-            let probes = self.engine_probes(engine.as_ref(), &containers, &mut early);
-            if early.unclaimed() > 0 {
-                debug!(
-                    unclaimed = early.unclaimed(),
-                    "execs started from the list were not what the inspects called for"
-                );
-            }
-            drop(early);
-            out.extend(join_all(probes).await);
+            out.extend(join_all(self.engine_probes(engine.as_ref(), &containers)).await);
         }
         out
     }
@@ -337,14 +321,12 @@ impl Probes {
     async fn inventory(
         &self,
         engine: &dyn Engine,
-        on_listed: impl FnOnce(&[crate::engine::ListedContainer]) + Send,
     ) -> (ProbeOutcome, Option<Vec<crate::engine::ContainerInfo>>) {
         engine::inventory(
             engine,
             &self.config,
             &self.project,
             Deadlines::get(self.config.deadlines.inventory_ms),
-            on_listed,
         )
         .await
     }
@@ -354,7 +336,6 @@ impl Probes {
         &'a self,
         engine: &'a dyn Engine,
         containers: &'a [crate::engine::ContainerInfo],
-        early: &mut exec::EarlyExecs,
     ) -> Vec<BoxedProbe<'a>> {
         let d = &self.config.deadlines;
         let network = self.config.network_for(&self.project);
@@ -377,7 +358,6 @@ impl Probes {
             containers,
             &self.config,
             Deadlines::get(d.exec_ms),
-            early,
         ));
         futs
     }
@@ -389,11 +369,10 @@ impl Probes {
         for f in self.network_probes() {
             out.push(f.await);
         }
-        let (inventory, containers) = self.inventory(engine.as_ref(), |_| {}).await;
+        let (inventory, containers) = self.inventory(engine.as_ref()).await;
         out.push(inventory);
         if let Some(containers) = containers {
-            let mut none_early = exec::EarlyExecs::default();
-            for f in self.engine_probes(engine.as_ref(), &containers, &mut none_early) {
+            for f in self.engine_probes(engine.as_ref(), &containers) {
                 out.push(f.await);
             }
         }
