@@ -185,6 +185,30 @@ async fn full_scratch_volume_is_named() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_left_with_the_old_api_addresses_is_named_with_them() {
+    let p = TestPlatform::get();
+    // nginx answers "no live upstreams" (no addresses) for 10 s after both fail: retry past it.
+    p.with_fault("stale-gateway", Duration::from_secs(45), |r| {
+        root_is(r, "api-gateway", "sends requests to")?;
+        let cause = &r.root_causes[0].summary;
+        for s in [
+            "api-1 at ",
+            "api-2 at ",
+            "(no container of the project has it)",
+        ] {
+            if !cause.contains(s) {
+                return Err(format!("the cause does not say `{s}`: {cause}"));
+            }
+        }
+        if r.root_services() != ["api-gateway"] {
+            return Err(format!("other causes: {:?}", r.root_services()));
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_postgres_is_the_cause_and_the_apis_are_affected() {
     let p = TestPlatform::get();
     p.with_fault("stop-postgres", Duration::from_secs(60), |r| {

@@ -18,6 +18,8 @@ pub enum Kind {
     NetworkCutOff,
     VolumeFull,
     BucketMissing,
+    /// A proxy sends requests to addresses its upstream services no longer have.
+    StaleUpstream,
     /// The probe timed out: the service accepted nothing or answered nothing in time.
     NotResponding,
     /// Running, but its healthcheck fails.
@@ -352,6 +354,92 @@ fn network_finding(o: &ProbeOutcome, service: &str) -> Option<Finding> {
     }
 }
 
+/// A proxy answering 502/504 while naming, in its upstream-address header, addresses that
+/// none of its running upstream services has: it resolved their names once and they have
+/// moved since (recreated, or restarted onto another address). Only said when every address
+/// it tried is accounted for as nobody's or as another service's, and an upstream is running
+/// somewhere else, so a refused connection to a live instance is never blamed on addresses.
+fn stale_upstream(
+    o: &ProbeOutcome,
+    service: &str,
+    containers: &BTreeMap<String, &ContainerFacts>,
+    config: &PlatformConfig,
+) -> Option<Finding> {
+    let Facts::Http(h) = &o.facts else {
+        return None;
+    };
+    if o.status != ProbeStatus::Fail || !matches!(h.status, Some(502 | 504)) {
+        return None;
+    }
+    let (header, value) = h.header.as_ref()?;
+    // nginx's $upstream_addr: "a:p, b:p" for servers tried in turn, " : " between groups.
+    let tried: Vec<&str> = value
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != ":")
+        .collect();
+    let ip_of = |addr: &str| -> Option<std::net::IpAddr> {
+        addr.parse::<std::net::SocketAddr>()
+            .map(|a| a.ip())
+            .or_else(|_| addr.parse())
+            .ok()
+    };
+    if tried.is_empty()
+        || tried
+            .iter()
+            .any(|a| ip_of(a).is_none_or(|ip| ip.is_loopback()))
+    {
+        return None;
+    }
+    let upstreams = config.direct_runtime_deps(service);
+    let holder = |ip: std::net::IpAddr| {
+        containers.values().find(|c| {
+            c.running()
+                && c.addresses
+                    .iter()
+                    .any(|a| a.split('/').next().and_then(|a| a.parse().ok()) == Some(ip))
+        })
+    };
+    let mut stale = Vec::new();
+    for a in &tried {
+        match holder(ip_of(a)?) {
+            Some(c) if upstreams.contains(&c.service) => return None,
+            Some(c) => stale.push(format!("{a} (now {}'s)", c.service)),
+            None => stale.push(format!("{a} (no container of the project has it)")),
+        }
+    }
+    let now: Vec<String> = upstreams
+        .iter()
+        .filter_map(|u| containers.get(u.as_str()))
+        .filter(|c| c.running() && !c.addresses.is_empty())
+        .map(|c| format!("{} at {}", c.service, c.addresses.join(", ")))
+        .collect();
+    if now.is_empty() {
+        return None;
+    }
+    let mut f = Finding::new(
+        service,
+        Kind::StaleUpstream,
+        format!(
+            "{} answered {}; it sent the request to {}",
+            h.url,
+            h.status.unwrap_or_default(),
+            tried.join(", ")
+        ),
+        format!(
+            "{service} sends requests to {}, but its upstreams are elsewhere now: {}. A proxy that resolves its upstream names only when it starts keeps the old addresses after the instances are recreated or restart onto new ones.",
+            stale.join(", "),
+            now.join("; ")
+        ),
+    )
+    .with_evidence(o.evidence.iter().map(|e| format!("{} probe: {e}", o.probe)));
+    f.evidence.push(format!(
+        "inventory: {}; {header} named {value}",
+        now.join("; ")
+    ));
+    Some(f)
+}
+
 /// The Container Operations Report for one set of probe outcomes.
 pub fn diagnose(outcomes: &[ProbeOutcome], config: &PlatformConfig) -> OpsReport {
     let mut findings = Findings::default();
@@ -514,6 +602,10 @@ pub fn diagnose(outcomes: &[ProbeOutcome], config: &PlatformConfig) -> OpsReport
                 )
                 .with_evidence(o.evidence.iter().map(|e| format!("s3 probe: {e}"))),
             );
+            continue;
+        }
+        if let Some(f) = stale_upstream(o, service, &containers, config) {
+            findings.add(f);
             continue;
         }
         if o.status == ProbeStatus::Warn {
@@ -825,6 +917,7 @@ fn headline(f: &Finding) -> &'static str {
         Kind::NetworkCutOff => "is cut off the network",
         Kind::VolumeFull => "has a full volume",
         Kind::BucketMissing => "is missing its bucket",
+        Kind::StaleUpstream => "routes to addresses its upstreams no longer have",
         Kind::NotResponding => "is not responding",
         Kind::Unhealthy => "is failing its healthcheck",
         Kind::Failing => "is failing (cause not established)",
@@ -966,6 +1059,19 @@ fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
             vec![
                 "Restrict bucket deletion to the bot's approval flow; keep minio-init idempotent so it can always re-create the bucket".into(),
             ],
+        ),
+        Kind::StaleUpstream => (
+            vec![
+                step(
+                    format!("Restart {s} so it resolves its upstream names again (the instances behind it keep running)"),
+                    format!("/restart service:{s}"),
+                    format!("docker compose restart {s}"),
+                ),
+            ],
+            [ps.clone(), vec![format!("# /diagnose service:{s}"), format!("docker compose logs --tail=20 {s}")]].concat(),
+            vec![format!(
+                "Make {s} resolve its upstreams at request time (nginx: `resolver 127.0.0.11 valid=10s;` and the upstream name in a variable), or restart it whenever an upstream is recreated"
+            )],
         ),
         Kind::NotResponding => (
             vec![

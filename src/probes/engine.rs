@@ -55,6 +55,8 @@ pub struct ContainerFacts {
     pub one_shot: bool,
     pub expected_network: String,
     pub networks: Vec<String>,
+    /// Its addresses on those networks (what a proxy in front of it would connect to).
+    pub addresses: Vec<String>,
     /// Recent ERROR/FATAL/panic/"activity failed" lines, newest last (at most 5).
     pub error_lines: Vec<String>,
     pub error_count: usize,
@@ -200,6 +202,12 @@ pub fn base_facts(c: &ContainerInfo, config: &PlatformConfig, network: &str) -> 
         one_shot: config.is_one_shot(&c.service),
         expected_network: network.to_string(),
         networks: c.networks.iter().map(|(n, _)| n.clone()).collect(),
+        addresses: c
+            .networks
+            .iter()
+            .map(|(_, a)| a.clone())
+            .filter(|a| !a.is_empty())
+            .collect(),
         ..Default::default()
     }
 }

@@ -757,3 +757,68 @@ fn every_bot_command_a_rule_suggests_parses_as_a_catalog_command() {
         .unwrap_or_else(|e| panic!("`{line}` does not parse: {e}"));
     }
 }
+
+/// The gateway's probe answered `status`, naming `tried` in X-Upstream-Addr; api-1 and api-2
+/// are at .9 and .10, console at .5.
+fn gateway_answering(status: u16, tried: &str) -> Platform {
+    let mut p = Platform::healthy();
+    for (svc, ip) in [
+        ("api-1", "172.20.0.9"),
+        ("api-2", "172.20.0.10"),
+        ("console", "172.20.0.5"),
+    ] {
+        let o = p.probe_mut(ProbeKind::Container, svc);
+        match &mut o.facts {
+            Facts::Container(f) => f.addresses = vec![ip.into()],
+            _ => unreachable!("container facts"),
+        }
+    }
+    let o = p.probe_mut(ProbeKind::Http, "api-gateway");
+    o.status = ProbeStatus::Fail;
+    o.evidence = vec![format!(
+        "GET http://127.0.0.1:3000/healthz → {status} in 3004 ms (X-Upstream-Addr: {tried}), expected 200"
+    )];
+    if let Facts::Http(h) = &mut o.facts {
+        h.status = Some(status);
+        h.header = Some(("X-Upstream-Addr".into(), tried.into()));
+    }
+    p
+}
+
+#[test]
+fn a_gateway_sending_requests_to_addresses_its_api_instances_left_is_the_root_cause() {
+    let r = gateway_answering(502, "172.20.0.3:3000, 172.20.0.5:3000").report();
+    let md = r.to_markdown();
+    assert_eq!(r.root_services(), vec!["api-gateway"], "{md}");
+    assert!(r.root_causes[0].established, "{md}");
+    assert!(
+        md.contains("172.20.0.3:3000 (no container of the project has it)"),
+        "{md}"
+    );
+    assert!(md.contains("172.20.0.5:3000 (now console's)"), "{md}");
+    assert!(
+        md.contains("api-1 at 172.20.0.9; api-2 at 172.20.0.10"),
+        "{md}"
+    );
+    assert!(md.contains("/restart service:api-gateway"), "{md}");
+    assert!(md.contains("docker compose restart api-gateway"), "{md}");
+}
+
+#[test]
+fn a_gateway_error_from_an_instance_at_its_current_address_is_not_blamed_on_addresses() {
+    for tried in [
+        "172.20.0.9:3000",
+        "172.20.0.3:3000, 172.20.0.10:3000",
+        "127.0.0.1:3001",
+        "api-1:3000",
+    ] {
+        let r = gateway_answering(502, tried).report();
+        assert!(
+            !r.root_causes[0].established,
+            "{tried}: {}",
+            r.to_markdown()
+        );
+    }
+    let r = gateway_answering(500, "172.20.0.3:3000").report();
+    assert!(!r.root_causes[0].established, "{}", r.to_markdown());
+}
