@@ -440,6 +440,24 @@ fn stale_upstream(
     Some(f)
 }
 
+/// nginx puts the upstream group's name in `$upstream_addr` when it has marked every server
+/// of the group failed and tries none of them: no address to judge, so say when to look again.
+fn upstream_group_named(o: &ProbeOutcome) -> Option<String> {
+    let Facts::Http(h) = &o.facts else {
+        return None;
+    };
+    let (header, value) = h.header.as_ref()?;
+    let name = value.trim();
+    let is_name = !name.is_empty()
+        && !name.contains([':', ',', ' '])
+        && name.parse::<std::net::IpAddr>().is_err();
+    (matches!(h.status, Some(502 | 504)) && is_name).then(|| {
+        format!(
+            "{header} names the upstream group `{name}`, not an address: the proxy has marked every server in it failed and is not trying them; /diagnose again after its fail_timeout (nginx: 10 s) shows the addresses it tries"
+        )
+    })
+}
+
 /// The Container Operations Report for one set of probe outcomes.
 pub fn diagnose(outcomes: &[ProbeOutcome], config: &PlatformConfig) -> OpsReport {
     let mut findings = Findings::default();
@@ -617,7 +635,8 @@ pub fn diagnose(outcomes: &[ProbeOutcome], config: &PlatformConfig) -> OpsReport
             );
             continue;
         }
-        if let Some(f) = network_finding(o, service) {
+        if let Some(mut f) = network_finding(o, service) {
+            f.evidence.extend(upstream_group_named(o));
             // A stopped or crashing service explains its own failed probe.
             if down(service)
                 || findings

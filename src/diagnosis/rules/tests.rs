@@ -822,3 +822,17 @@ fn a_gateway_error_from_an_instance_at_its_current_address_is_not_blamed_on_addr
     let r = gateway_answering(500, "172.20.0.3:3000").report();
     assert!(!r.root_causes[0].established, "{}", r.to_markdown());
 }
+
+#[test]
+fn a_gateway_naming_its_upstream_group_instead_of_an_address_says_when_to_look_again() {
+    let r = gateway_answering(502, "api").report();
+    let md = r.to_markdown();
+    assert!(!r.root_causes[0].established, "{md}");
+    assert!(md.contains("names the upstream group `api`"), "{md}");
+    let r = gateway_answering(502, "172.20.0.9:3000").report();
+    assert!(
+        !r.to_markdown().contains("upstream group"),
+        "{}",
+        r.to_markdown()
+    );
+}
