@@ -365,6 +365,29 @@ impl Engine for DockerEngine {
     }
 
     #[instrument(skip_all, fields(project = %self.project, container = container_id))]
+    async fn memory_usage(&self, container_id: &str) -> Result<u64, EngineError> {
+        let (full, i) = self.owned_id(container_id).await?;
+        require_running(&i, "stats")?;
+        // one-shot (API 1.41+): the daemon answers with its next sample (up to ~1 s) instead
+        // of waiting for a second one (1-2 s); memory needs no delta.
+        let opts = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        within(STATS_DEADLINE, async {
+            let sample = self
+                .docker
+                .stats(&full, Some(opts))
+                .next()
+                .await
+                .ok_or_else(|| EngineError::Other("the daemon sent no stats sample".into()))?
+                .map_err(|e| container_error(container_id, e))?;
+            Ok(stats_snapshot(&sample).memory_usage)
+        })
+        .await
+    }
+
+    #[instrument(skip_all, fields(project = %self.project, container = container_id))]
     async fn restart(&self, container_id: &str, timeout: Duration) -> Result<(), EngineError> {
         let full = self.owned_full_id(container_id).await?;
         let opts = RestartContainerOptionsBuilder::default()

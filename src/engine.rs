@@ -142,6 +142,11 @@ pub trait Engine: Send + Sync {
     async fn logs(&self, container_id: &str, query: &LogQuery)
     -> Result<Vec<LogLine>, EngineError>;
     async fn stats(&self, container_id: &str) -> Result<StatsSnapshot, EngineError>;
+    /// Memory in use, from one sample: what `/diagnose` compares with the limit. Cheaper than
+    /// `stats`, which waits for a second sample to compute CPU.
+    async fn memory_usage(&self, container_id: &str) -> Result<u64, EngineError> {
+        Ok(self.stats(container_id).await?.memory_usage)
+    }
     async fn restart(&self, container_id: &str, timeout: Duration) -> Result<(), EngineError>;
     async fn stop(&self, container_id: &str, timeout: Duration) -> Result<(), EngineError>;
     async fn start(&self, container_id: &str) -> Result<(), EngineError>;

@@ -204,6 +204,31 @@ async fn stats_of_a_running_container_report_memory_and_its_limit() {
 }
 
 #[tokio::test]
+async fn memory_usage_from_one_sample_is_what_stats_report_and_is_scoped_like_it() {
+    let e = engine().await;
+    let pg = service(&e, "postgres").await;
+    let one = e.memory_usage(&pg.id).await.unwrap();
+    let full = e.stats(&pg.id).await.unwrap();
+    assert!(one > 0 && one < full.memory_limit, "{one} of {full:?}");
+    // The same cgroup a moment apart: within a factor of two of the two-sample figure.
+    assert!(
+        one / 2 < full.memory_usage && full.memory_usage / 2 < one,
+        "{one} vs {full:?}"
+    );
+    let all = e.containers().await.unwrap();
+    let init = all
+        .iter()
+        .find(|c| c.service.ends_with("-init"))
+        .expect("an init job");
+    let err = e.memory_usage(&init.id).await.unwrap_err();
+    assert!(err.to_string().contains("not running"), "{err}");
+    assert!(matches!(
+        e.memory_usage("not-a-container-of-ours").await,
+        Err(EngineError::NoSuchContainer(_))
+    ));
+}
+
+#[tokio::test]
 async fn stats_of_a_finished_one_shot_job_say_it_is_not_running() {
     let e = engine().await;
     let all = e.containers().await.unwrap();

@@ -575,6 +575,12 @@ pub fn diagnose(outcomes: &[ProbeOutcome], config: &PlatformConfig) -> OpsReport
                         f.service, f.restart_count
                     ));
                 }
+                if let Some(e) = &f.memory_error {
+                    observations.push(format!(
+                        "{}: memory use against its limit could not be read ({e})",
+                        f.service
+                    ));
+                }
                 if let Some(e) = &f.log_error {
                     observations.push(format!("{}: logs could not be read ({e})", f.service));
                 }

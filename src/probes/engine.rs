@@ -15,6 +15,8 @@ use super::{Facts, Observed, ProbeKind, ProbeOutcome, ProbeSpec, ProbeStatus, ru
 pub const LOG_TAIL: u32 = 300;
 /// Log findings older than this are history, not evidence of the current state.
 pub const RECENT: Duration = Duration::from_secs(180);
+/// What the container probe keeps back from its deadline when waiting for a memory sample.
+const MEMORY_SLACK: Duration = Duration::from_millis(500);
 
 static ERROR_LINE: LazyLock<Regex> = LazyLock::new(|| {
     // Levels as services print them, not every word "error" (source lines in tracebacks have it).
@@ -67,6 +69,8 @@ pub struct ContainerFacts {
     pub registrations: usize,
     /// Log reading failed (the rest of the facts still hold).
     pub log_error: Option<String>,
+    /// The memory figure of a limited container could not be read in time.
+    pub memory_error: Option<String>,
 }
 
 impl ContainerFacts {
@@ -301,19 +305,36 @@ pub async fn container_probe(
         };
         let since = current_window_start(c, Utc::now());
         let logs = engine.logs(&c.id, &query);
-        let stats = async {
+        // The daemon answers a stats call only at its next sample (up to ~1 s, more under
+        // load): bounded apart, so a late sample costs the memory figure, not the container's
+        // verdict.
+        let memory_bound = deadline.saturating_sub(MEMORY_SLACK);
+        let memory = async {
             if c.memory_limit > 0 && c.state == "running" {
-                engine.stats(&c.id).await.ok()
+                Some(
+                    match tokio::time::timeout(memory_bound, engine.memory_usage(&c.id)).await {
+                        Ok(Ok(m)) => Ok(m),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!(
+                            "no stats sample within {} ms",
+                            memory_bound.as_millis()
+                        )),
+                    },
+                )
             } else {
                 None
             }
         };
-        let (logs, stats) = futures::join!(logs, stats);
+        let (logs, memory) = futures::join!(logs, memory);
         match logs {
             Ok(lines) => scan_logs(&lines, since, &mut facts),
             Err(e) => facts.log_error = Some(e.to_string()),
         }
-        facts.memory_usage = stats.map(|s| s.memory_usage);
+        match memory {
+            Some(Ok(m)) => facts.memory_usage = Some(m),
+            Some(Err(e)) => facts.memory_error = Some(e),
+            None => {}
+        }
         let (status, evidence) = judge(&facts);
         Ok(Observed::new(
             status,
@@ -340,6 +361,32 @@ mod tests {
     use super::*;
     use crate::engine::LogStream;
     use crate::fake::FakeEngine;
+
+    #[tokio::test]
+    async fn a_late_memory_sample_costs_the_memory_figure_not_the_containers_verdict() {
+        let mut c = crate::fake::container("worker-2", "running");
+        c.memory_limit = 48 * 1024 * 1024;
+        let engine = engine_with(&c).with_delay(Duration::from_secs(5));
+        let out = container_probe(
+            &engine,
+            &c,
+            &PlatformConfig::riftwing_default(),
+            "riftwing_default",
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(out.status, ProbeStatus::Pass, "{out:?}");
+        let Facts::Container(f) = &out.facts else {
+            panic!("container facts: {out:?}");
+        };
+        assert_eq!(f.memory_usage, None);
+        assert!(
+            f.memory_error
+                .as_deref()
+                .is_some_and(|e| e.contains("500 ms")),
+            "{f:?}"
+        );
+    }
 
     /// The crate's one Engine double, holding just `c`.
     fn engine_with(c: &ContainerInfo) -> FakeEngine {
