@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::platform::PlatformConfig;
-use crate::probes::engine::{ContainerFacts, bytes};
+use crate::probes::engine::{ContainerFacts, bytes, failed_upstream_in};
 use crate::probes::{Facts, ProbeKind, ProbeOutcome, ProbeStatus, fmt_duration};
 
 use super::{AffectedService, OpsReport, RootCause, Step};
@@ -354,11 +354,12 @@ fn network_finding(o: &ProbeOutcome, service: &str) -> Option<Finding> {
     }
 }
 
-/// A proxy answering 502/504 while naming, in its upstream-address header, addresses that
-/// none of its running upstream services has: it resolved their names once and they have
-/// moved since (recreated, or restarted onto another address). Only said when every address
-/// it tried is accounted for as nobody's or as another service's, and an upstream is running
-/// somewhere else, so a refused connection to a live instance is never blamed on addresses.
+/// A proxy answering 502/504 while the addresses it tried (its upstream-address header, else
+/// its own recent error lines) are ones that none of its running upstream services has: it
+/// resolved their names once and they have moved since (recreated, or restarted onto another
+/// address). Only said when every address it tried is accounted for as nobody's or as another
+/// service's, and an upstream is running somewhere else, so a refused connection to a live
+/// instance is never blamed on addresses.
 fn stale_upstream(
     o: &ProbeOutcome,
     service: &str,
@@ -371,18 +372,44 @@ fn stale_upstream(
     if o.status != ProbeStatus::Fail || !matches!(h.status, Some(502 | 504)) {
         return None;
     }
-    let (header, value) = h.header.as_ref()?;
-    // nginx's $upstream_addr: "a:p, b:p" for servers tried in turn, " : " between groups.
-    let tried: Vec<&str> = value
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|a| !a.is_empty() && *a != ":")
-        .collect();
     let ip_of = |addr: &str| -> Option<std::net::IpAddr> {
         addr.parse::<std::net::SocketAddr>()
             .map(|a| a.ip())
             .or_else(|_| addr.parse())
             .ok()
+    };
+    // nginx's $upstream_addr: "a:p, b:p" for servers tried in turn, " : " between groups.
+    let from_header = h.header.as_ref().and_then(|(header, value)| {
+        let tried: Vec<String> = value
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|a| !a.is_empty() && *a != ":")
+            .map(str::to_string)
+            .collect();
+        let all_addresses = !tried.is_empty() && tried.iter().all(|a| ip_of(a).is_some());
+        all_addresses.then(|| (tried, format!("{header} named {value}")))
+    });
+    let upstreams = config.direct_runtime_deps(service);
+    // Without the header (nginx drops it on errors unless `add_header ... always`), the
+    // proxy's own error log names each address it failed to connect to. The newest ones only,
+    // one per upstream: older lines may name addresses from before a later move.
+    let (tried, source) = match from_header {
+        Some(t) => t,
+        None => {
+            let lines = &containers.get(service)?.upstream_failure_lines;
+            let mut tried: Vec<String> = Vec::new();
+            for a in lines.iter().rev().filter_map(|l| failed_upstream_in(l)) {
+                if tried.len() == upstreams.len().max(1) {
+                    break;
+                }
+                if !tried.iter().any(|t| t == a) {
+                    tried.push(a.to_string());
+                }
+            }
+            tried.reverse();
+            let last = lines.last()?;
+            (tried, format!("{service}'s log: {}", quote(last)))
+        }
     };
     if tried.is_empty()
         || tried
@@ -391,7 +418,6 @@ fn stale_upstream(
     {
         return None;
     }
-    let upstreams = config.direct_runtime_deps(service);
     let holder = |ip: std::net::IpAddr| {
         containers.values().find(|c| {
             c.running()
@@ -433,10 +459,8 @@ fn stale_upstream(
         ),
     )
     .with_evidence(o.evidence.iter().map(|e| format!("{} probe: {e}", o.probe)));
-    f.evidence.push(format!(
-        "inventory: {}; {header} named {value}",
-        now.join("; ")
-    ));
+    f.evidence.push(source);
+    f.evidence.push(format!("inventory: {}", now.join("; ")));
     Some(f)
 }
 

@@ -29,6 +29,11 @@ static NO_SPACE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)no space left on device|disk full|ENOSPC").unwrap());
 static LARGE_PAYLOAD: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"Large payload detected").unwrap());
+/// An nginx error line about an upstream it could not use, naming the address it tried.
+static UPSTREAM_FAILURE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"\[(?:error|crit)\].* upstream: "[a-z]+://(\d{1,3}(?:\.\d{1,3}){3}:\d{1,5})"#)
+        .unwrap()
+});
 static REGISTERED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"Worker successfully registered").unwrap());
 
@@ -67,6 +72,8 @@ pub struct ContainerFacts {
     pub large_payload_lines: Vec<String>,
     /// "Worker successfully registered" lines in the tail.
     pub registrations: usize,
+    /// Recent proxy error lines naming an upstream address it failed to use (nginx), newest last.
+    pub upstream_failure_lines: Vec<String>,
     /// Log reading failed (the rest of the facts still hold).
     pub log_error: Option<String>,
     /// The memory figure of a limited container could not be read in time.
@@ -163,11 +170,22 @@ pub fn scan_logs(lines: &[LogLine], since: Option<DateTime<Utc>>, facts: &mut Co
         if NO_SPACE.is_match(text) {
             push_bounded(&mut facts.no_space_lines, text);
         }
+        if UPSTREAM_FAILURE.is_match(text) {
+            push_bounded(&mut facts.upstream_failure_lines, text);
+        }
         if ERROR_LINE.is_match(text) {
             facts.error_count += 1;
             push_bounded(&mut facts.error_lines, text);
         }
     }
+}
+
+/// The upstream address (`ip:port`) an nginx error line names, if it is one.
+pub fn failed_upstream_in(line: &str) -> Option<&str> {
+    UPSTREAM_FAILURE
+        .captures(line)
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str())
 }
 
 const TRACEBACK: &str = "Traceback (most recent call last)";
@@ -361,6 +379,26 @@ mod tests {
     use super::*;
     use crate::engine::LogStream;
     use crate::fake::FakeEngine;
+
+    #[test]
+    fn nginx_upstream_errors_are_kept_with_the_address_they_name() {
+        let err = "2026/12/04 09:00:08 [error] 29#29: *7 connect() failed (113: No route to host) while connecting to upstream, client: 172.18.0.1, server: , request: \"GET /healthz HTTP/1.1\", upstream: \"http://172.18.0.11:3000/healthz\", host: \"127.0.0.1:3000\"";
+        let access = r#"172.18.0.1 - - [04/Dec/2026:09:00:08 +0000] "GET /healthz HTTP/1.1" 502 157 "-" "curl""#;
+        assert_eq!(failed_upstream_in(err), Some("172.18.0.11:3000"));
+        assert_eq!(failed_upstream_in(access), None);
+        assert_eq!(failed_upstream_in(&err.replace("[error]", "[warn]")), None);
+        let mut f = ContainerFacts::default();
+        let lines: Vec<LogLine> = [err, access]
+            .iter()
+            .map(|t| LogLine {
+                at: None,
+                stream: LogStream::Stderr,
+                text: t.to_string(),
+            })
+            .collect();
+        scan_logs(&lines, None, &mut f);
+        assert_eq!(f.upstream_failure_lines, vec![err.to_string()]);
+    }
 
     #[tokio::test]
     async fn a_late_memory_sample_costs_the_memory_figure_not_the_containers_verdict() {

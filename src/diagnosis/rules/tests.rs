@@ -836,3 +836,44 @@ fn a_gateway_naming_its_upstream_group_instead_of_an_address_says_when_to_look_a
         r.to_markdown()
     );
 }
+
+#[test]
+fn without_the_header_the_gateways_own_error_lines_name_the_addresses_it_tried() {
+    let mut p = gateway_answering(502, "");
+    if let Facts::Http(h) = &mut p.probe_mut(ProbeKind::Http, "api-gateway").facts {
+        h.header = None;
+    }
+    let gw = p.probe_mut(ProbeKind::Container, "api-gateway");
+    if let Facts::Container(f) = &mut gw.facts {
+        // The oldest names an address from before an earlier move: not among the newest two.
+        f.upstream_failure_lines = [
+            "172.20.0.2:3000",
+            "172.20.0.3:3000",
+            "172.20.0.4:3000",
+            "172.20.0.3:3000",
+        ]
+        .iter()
+        .map(|a| format!(
+            "2026/12/04 09:00:08 [error] 29#29: *7 connect() failed (111: Connection refused) while connecting to upstream, client: 172.20.0.1, server: , request: \"GET /healthz HTTP/1.1\", upstream: \"http://{a}/healthz\", host: \"127.0.0.1:3000\""
+        ))
+        .collect();
+    }
+    let r = p.report();
+    let md = r.to_markdown();
+    assert_eq!(r.root_services(), vec!["api-gateway"], "{md}");
+    assert!(
+        md.contains("sends requests to 172.20.0.4:3000 (no container of the project has it), 172.20.0.3:3000 (no container of the project has it), but"),
+        "{md}"
+    );
+    assert!(md.contains("api-gateway's log: "), "{md}");
+
+    // One of the lines names api-2's current address: the failure is not the addresses.
+    let gw = p.probe_mut(ProbeKind::Container, "api-gateway");
+    if let Facts::Container(f) = &mut gw.facts {
+        let newest = f.upstream_failure_lines.last().expect("lines");
+        let live = newest.replace("172.20.0.3:3000", "172.20.0.10:3000");
+        assert_ne!(&live, newest);
+        f.upstream_failure_lines.push(live);
+    }
+    assert!(!p.report().root_causes[0].established);
+}
