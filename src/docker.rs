@@ -192,6 +192,31 @@ impl DockerEngine {
         self.owned_ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// One non-streaming stats answer; `one_shot` skips the second sample (no CPU delta).
+    async fn stats_sample(
+        &self,
+        container_id: &str,
+        one_shot: bool,
+    ) -> Result<StatsSnapshot, EngineError> {
+        let (full, i) = self.owned_id(container_id).await?;
+        require_running(&i, "stats")?;
+        let opts = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(one_shot)
+            .build();
+        within(STATS_DEADLINE, async {
+            let sample = self
+                .docker
+                .stats(&full, Some(opts))
+                .next()
+                .await
+                .ok_or_else(|| EngineError::Other("the daemon sent no stats sample".into()))?
+                .map_err(|e| container_error(container_id, e))?;
+            Ok(stats_snapshot(&sample))
+        })
+        .await
+    }
+
     async fn project_container_ids(&self) -> Result<HashSet<String>, EngineError> {
         let opts = ListContainersOptionsBuilder::default()
             .all(true)
@@ -343,48 +368,15 @@ impl Engine for DockerEngine {
 
     #[instrument(skip_all, fields(project = %self.project, container = container_id))]
     async fn stats(&self, container_id: &str) -> Result<StatsSnapshot, EngineError> {
-        let (full, i) = self.owned_id(container_id).await?;
-        require_running(&i, "stats")?;
-        // stream=false with one_shot=false: the daemon waits for a second sample so the
-        // CPU delta is over ~1 s, as `docker stats` shows it.
-        let opts = StatsOptionsBuilder::default()
-            .stream(false)
-            .one_shot(false)
-            .build();
-        within(STATS_DEADLINE, async {
-            let sample = self
-                .docker
-                .stats(&full, Some(opts))
-                .next()
-                .await
-                .ok_or_else(|| EngineError::Other("the daemon sent no stats sample".into()))?
-                .map_err(|e| container_error(container_id, e))?;
-            Ok(stats_snapshot(&sample))
-        })
-        .await
+        // Two samples: the CPU delta is over ~1 s, as `docker stats` shows it.
+        self.stats_sample(container_id, false).await
     }
 
     #[instrument(skip_all, fields(project = %self.project, container = container_id))]
     async fn memory_usage(&self, container_id: &str) -> Result<u64, EngineError> {
-        let (full, i) = self.owned_id(container_id).await?;
-        require_running(&i, "stats")?;
-        // one-shot (API 1.41+): the daemon answers with its next sample (up to ~1 s) instead
-        // of waiting for a second one (1-2 s); memory needs no delta.
-        let opts = StatsOptionsBuilder::default()
-            .stream(false)
-            .one_shot(true)
-            .build();
-        within(STATS_DEADLINE, async {
-            let sample = self
-                .docker
-                .stats(&full, Some(opts))
-                .next()
-                .await
-                .ok_or_else(|| EngineError::Other("the daemon sent no stats sample".into()))?
-                .map_err(|e| container_error(container_id, e))?;
-            Ok(stats_snapshot(&sample).memory_usage)
-        })
-        .await
+        // One sample (API 1.41+): the daemon answers at its next tick (up to ~1 s) instead of
+        // waiting for a second one (1-2 s); memory needs no delta.
+        Ok(self.stats_sample(container_id, true).await?.memory_usage)
     }
 
     #[instrument(skip_all, fields(project = %self.project, container = container_id))]

@@ -203,6 +203,16 @@ async fn stats_of_a_running_container_report_memory_and_its_limit() {
     assert!(s.net_rx > 0, "postgres talks to its clients: {s:?}");
 }
 
+/// A finished one-shot job of the platform.
+async fn init_job(e: &DockerEngine) -> ContainerInfo {
+    e.containers()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.service.ends_with("-init"))
+        .expect("an init job")
+}
+
 #[tokio::test]
 async fn memory_usage_from_one_sample_is_what_stats_report_and_is_scoped_like_it() {
     let e = engine().await;
@@ -215,12 +225,7 @@ async fn memory_usage_from_one_sample_is_what_stats_report_and_is_scoped_like_it
         one / 2 < full.memory_usage && full.memory_usage / 2 < one,
         "{one} vs {full:?}"
     );
-    let all = e.containers().await.unwrap();
-    let init = all
-        .iter()
-        .find(|c| c.service.ends_with("-init"))
-        .expect("an init job");
-    let err = e.memory_usage(&init.id).await.unwrap_err();
+    let err = e.memory_usage(&init_job(&e).await.id).await.unwrap_err();
     assert!(err.to_string().contains("not running"), "{err}");
     assert!(matches!(
         e.memory_usage("not-a-container-of-ours").await,
@@ -231,12 +236,7 @@ async fn memory_usage_from_one_sample_is_what_stats_report_and_is_scoped_like_it
 #[tokio::test]
 async fn stats_of_a_finished_one_shot_job_say_it_is_not_running() {
     let e = engine().await;
-    let all = e.containers().await.unwrap();
-    let init = all
-        .iter()
-        .find(|c| c.service.ends_with("-init"))
-        .expect("an init job");
-    let err = e.stats(&init.id).await.unwrap_err();
+    let err = e.stats(&init_job(&e).await.id).await.unwrap_err();
     assert!(err.to_string().contains("not running"), "{err}");
 }
 
