@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::platform::PlatformConfig;
-use crate::probes::engine::{ContainerFacts, bytes, failed_upstream_in};
+use crate::probes::engine::{ContainerFacts, bytes};
 use crate::probes::{Facts, ProbeKind, ProbeOutcome, ProbeStatus, fmt_duration};
 
 use super::{AffectedService, OpsReport, RootCause, Step};
@@ -396,9 +396,9 @@ fn stale_upstream(
     let (tried, source) = match from_header {
         Some(t) => t,
         None => {
-            let lines = &containers.get(service)?.upstream_failure_lines;
+            let gateway = containers.get(service)?;
             let mut tried: Vec<String> = Vec::new();
-            for a in lines.iter().rev().filter_map(|l| failed_upstream_in(l)) {
+            for a in gateway.failed_upstreams.iter().rev() {
                 if tried.len() == upstreams.len().max(1) {
                     break;
                 }
@@ -407,7 +407,7 @@ fn stale_upstream(
                 }
             }
             tried.reverse();
-            let last = lines.last()?;
+            let last = gateway.upstream_failure_lines.last()?;
             (tried, format!("{service}'s log: {}", quote(last)))
         }
     };

@@ -72,8 +72,11 @@ pub struct ContainerFacts {
     pub large_payload_lines: Vec<String>,
     /// "Worker successfully registered" lines in the tail.
     pub registrations: usize,
-    /// Recent proxy error lines naming an upstream address it failed to use (nginx), newest last.
+    /// Recent proxy error lines naming an upstream address it failed to use (nginx), newest
+    /// last, as quoted (cut at the quoting width).
     pub upstream_failure_lines: Vec<String>,
+    /// The `ip:port` each of those lines names, read from the whole line before it was cut.
+    pub failed_upstreams: Vec<String>,
     /// Log reading failed (the rest of the facts still hold).
     pub log_error: Option<String>,
     /// The memory figure of a limited container could not be read in time.
@@ -170,8 +173,9 @@ pub fn scan_logs(lines: &[LogLine], since: Option<DateTime<Utc>>, facts: &mut Co
         if NO_SPACE.is_match(text) {
             push_bounded(&mut facts.no_space_lines, text);
         }
-        if UPSTREAM_FAILURE.is_match(text) {
+        if let Some(addr) = failed_upstream_in(text) {
             push_bounded(&mut facts.upstream_failure_lines, text);
+            push_bounded(&mut facts.failed_upstreams, addr);
         }
         if ERROR_LINE.is_match(text) {
             facts.error_count += 1;
@@ -181,7 +185,7 @@ pub fn scan_logs(lines: &[LogLine], since: Option<DateTime<Utc>>, facts: &mut Co
 }
 
 /// The upstream address (`ip:port`) an nginx error line names, if it is one.
-pub fn failed_upstream_in(line: &str) -> Option<&str> {
+fn failed_upstream_in(line: &str) -> Option<&str> {
     UPSTREAM_FAILURE
         .captures(line)
         .and_then(|c| c.get(1))
@@ -398,6 +402,22 @@ mod tests {
             .collect();
         scan_logs(&lines, None, &mut f);
         assert_eq!(f.upstream_failure_lines, vec![err.to_string()]);
+        assert_eq!(f.failed_upstreams, vec!["172.18.0.11:3000".to_string()]);
+
+        // A long request pushes the address past the quoting width; it is read before the cut.
+        let long = err.replace("GET /healthz", &format!("GET /{}", "a".repeat(400)));
+        let mut f = ContainerFacts::default();
+        scan_logs(
+            &[LogLine {
+                at: None,
+                stream: LogStream::Stderr,
+                text: long,
+            }],
+            None,
+            &mut f,
+        );
+        assert_eq!(failed_upstream_in(&f.upstream_failure_lines[0]), None);
+        assert_eq!(f.failed_upstreams, vec!["172.18.0.11:3000".to_string()]);
     }
 
     #[tokio::test]

@@ -846,13 +846,15 @@ fn without_the_header_the_gateways_own_error_lines_name_the_addresses_it_tried()
     let gw = p.probe_mut(ProbeKind::Container, "api-gateway");
     if let Facts::Container(f) = &mut gw.facts {
         // The oldest names an address from before an earlier move: not among the newest two.
-        f.upstream_failure_lines = [
+        let tried = [
             "172.20.0.2:3000",
             "172.20.0.3:3000",
             "172.20.0.4:3000",
             "172.20.0.3:3000",
-        ]
-        .iter()
+        ];
+        f.failed_upstreams = tried.iter().map(|a| a.to_string()).collect();
+        f.upstream_failure_lines = tried
+            .iter()
         .map(|a| format!(
             "2026/12/04 09:00:08 [error] 29#29: *7 connect() failed (111: Connection refused) while connecting to upstream, client: 172.20.0.1, server: , request: \"GET /healthz HTTP/1.1\", upstream: \"http://{a}/healthz\", host: \"127.0.0.1:3000\""
         ))
@@ -874,6 +876,7 @@ fn without_the_header_the_gateways_own_error_lines_name_the_addresses_it_tried()
         let live = newest.replace("172.20.0.3:3000", "172.20.0.10:3000");
         assert_ne!(&live, newest);
         f.upstream_failure_lines.push(live);
+        f.failed_upstreams.push("172.20.0.10:3000".into());
     }
     assert!(!p.report().root_causes[0].established);
 }
