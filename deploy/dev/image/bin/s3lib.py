@@ -72,7 +72,3 @@ def main(verb, *args):
         return 0 if code == 200 else 1
     print("usage: s3 create-bucket|head-bucket|delete-bucket|wait-bucket|wait-server|put KEY", file=sys.stderr)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
