@@ -19,6 +19,8 @@ struct State {
     env: HashMap<String, Vec<(String, String)>>,
     unavailable: bool,
     calls: Vec<String>,
+    /// Every log query, with the container id it was for (reads are not in `calls`).
+    log_queries: Vec<(String, LogQuery)>,
     /// What `exec` answers per container id; unset: exit 0 with no output.
     exec_output: HashMap<String, ExecOutput>,
 }
@@ -172,6 +174,11 @@ impl FakeEngine {
         self.lock().calls.clone()
     }
 
+    /// The log queries asked so far, in order, with the container id each was for.
+    pub fn log_queries(&self) -> Vec<(String, LogQuery)> {
+        self.lock().log_queries.clone()
+    }
+
     fn up(&self) -> Result<(), EngineError> {
         if self.lock().unavailable {
             Err(EngineError::Unavailable("fake engine is down".into()))
@@ -214,7 +221,10 @@ impl Engine for FakeEngine {
     async fn logs(&self, id: &str, q: &LogQuery) -> Result<Vec<LogLine>, EngineError> {
         self.up()?;
         self.find(id)?;
-        let all = self.lock().logs.get(id).cloned().unwrap_or_default();
+        let mut st = self.lock();
+        st.log_queries.push((id.to_string(), q.clone()));
+        let all = st.logs.get(id).cloned().unwrap_or_default();
+        drop(st);
         let kept: Vec<LogLine> = all
             .into_iter()
             .filter(|l| match (q.since, l.at) {

@@ -70,7 +70,7 @@ pub struct ContainerFacts {
     /// Recent "No space left on device" lines.
     pub no_space_lines: Vec<String>,
     pub large_payload_lines: Vec<String>,
-    /// "Worker successfully registered" lines in the tail.
+    /// "Worker successfully registered" lines in the current window.
     pub registrations: usize,
     /// Recent proxy error lines naming an upstream address it failed to use (nginx), newest
     /// last, as quoted (cut at the quoting width).
@@ -319,13 +319,15 @@ pub async fn container_probe(
     };
     run_probe(spec, async {
         let mut facts = base_facts(c, config, network);
+        let since = current_window_start(c, Utc::now());
         let query = LogQuery {
             tail: LOG_TAIL,
-            since: None,
+            // Older lines would be skipped by the scan anyway; the daemon still reads the tail,
+            // but sending and parsing only the window is most of a log call's cost.
+            since,
             // The adapter parses each line's time either way; `true` would also keep it in the text.
             timestamps: false,
         };
-        let since = current_window_start(c, Utc::now());
         let logs = engine.logs(&c.id, &query);
         // The daemon answers a stats call only at its next sample (up to ~1 s, more under
         // load): bounded apart, so a late sample costs the memory figure, not the container's
@@ -444,6 +446,35 @@ mod tests {
                 .is_some_and(|e| e.contains("500 ms")),
             "{f:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_container_probe_asks_the_engine_only_for_the_current_window() {
+        let cfg = PlatformConfig::riftwing_default();
+        let before = Utc::now();
+        // Running for ten minutes: the window is the last RECENT; stopped: its last run.
+        let running = container("api-1", "running", Some("healthy"));
+        let mut stopped = container("worker-2", "exited", None);
+        stopped.started_at = Some(before - chrono::Duration::seconds(3600));
+        for c in [&running, &stopped] {
+            let engine = engine_with(c);
+            container_probe(&engine, c, &cfg, "riftwing_default", Duration::from_secs(1)).await;
+            let queries = engine.log_queries();
+            assert_eq!(queries.len(), 1, "{queries:?}");
+            let (id, q) = &queries[0];
+            assert_eq!(id, &c.id);
+            assert_eq!(q.tail, LOG_TAIL);
+            let since = q.since.expect("a window start");
+            if c.state == "running" {
+                let recent = chrono::Duration::from_std(RECENT).unwrap();
+                assert!(
+                    since >= before - recent && since <= Utc::now() - recent,
+                    "{since}"
+                );
+            } else {
+                assert_eq!(Some(since), c.started_at);
+            }
+        }
     }
 
     /// The crate's one Engine double, holding just `c`.
