@@ -89,6 +89,33 @@ async fn family(name: &str, rounds: usize, mut run: impl AsyncFnMut()) {
 /// "Close to the slowest single probe": the goal, as a ratio.
 const GOAL: f64 = 1.5;
 
+/// The shortest any concurrent `/diagnose` can take, from the probes' times alone: the
+/// container-side probes cannot start before the inventory has found their containers, so
+/// the chain is the inventory plus the slowest of them; the network probes run beside it.
+fn critical_path(outs: &[ProbeOutcome]) -> Duration {
+    let slowest = |pick: &dyn Fn(ProbeKind) -> bool| {
+        outs.iter()
+            .filter(|o| pick(o.probe))
+            .map(|o| o.duration)
+            .max()
+            .unwrap_or_default()
+    };
+    let inventory = slowest(&|k| k == ProbeKind::Inventory);
+    let after_inventory = slowest(&|k| {
+        matches!(
+            k,
+            ProbeKind::Container | ProbeKind::Dns | ProbeKind::Port | ProbeKind::Disk
+        )
+    });
+    let network = slowest(&|k| {
+        matches!(
+            k,
+            ProbeKind::Postgres | ProbeKind::Redis | ProbeKind::S3 | ProbeKind::Http
+        )
+    });
+    (inventory + after_inventory).max(network)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -246,6 +273,7 @@ fn main() {
         let mut one_by_one = Vec::new();
         let mut probe_sum = Vec::new();
         let mut slowest_alone = Vec::new();
+        let mut chain_alone = Vec::new();
         let mut rounds = Vec::new();
         let rounds_n = round_count();
         let (mut cpu_conc, mut cpu_seq, mut cpu_bot) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
@@ -267,6 +295,7 @@ fn main() {
             cpu_seq += busy;
             probe_sum.push(seq.iter().map(|o| o.duration).sum());
             slowest_alone.push(seq.iter().map(|o| o.duration).max().unwrap_or_default());
+            chain_alone.push(critical_path(&seq));
             rounds.push((conc, seq));
         }
         // Where the time goes: per probe kind, the slowest probe of the kind, under
@@ -321,6 +350,12 @@ fn main() {
         println!(
             "ratio concurrent / slowest probe:     {ratio:.2}x (goal: within {GOAL}x: {})",
             if ratio <= GOAL { "met" } else { "NOT met" }
+        );
+        let chain = median(chain_alone);
+        println!(
+            "critical path alone (inventory, then the slowest probe that needs it): {}; concurrent / critical path: {:.2}x",
+            ms(chain),
+            c.as_secs_f64() / chain.as_secs_f64()
         );
         println!("exec-side DNS probes per /diagnose:   {dns_probes}");
         // The floor no scheduling can beat: the machine's CPU work for one /diagnose spread
