@@ -57,7 +57,8 @@ impl TestPlatform {
             Ok(e) => Arc::new(e),
             Err(e) => panic!(
                 "cannot reach the Docker Engine for project `{}`: {e}. Start the platform with \
-                 `deploy/dev/platform up` (for the rwdiag instance: `source /work/briefing/rwdiag.env` first)",
+                 `deploy/dev/platform up` (for another instance, export the variables \
+                 `deploy/dev/platform env` prints for it)",
                 self.project
             ),
         }
@@ -124,6 +125,32 @@ impl TestPlatform {
         );
     }
 
+    /// Fault tests wait seconds for a container to turn unhealthy, which takes three failed
+    /// checks: at a 30 s interval (`HEALTH_INTERVAL=30s`) that is past their bounds, and the
+    /// failure would read as a missed diagnosis. Say what to run instead.
+    fn require_fast_healthchecks(&self) {
+        const MAX: Duration = Duration::from_secs(5);
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        let ids = docker(&["ps", "-q", "--filter", &label]);
+        let ids: Vec<&str> = ids.lines().collect();
+        let mut args = vec!["inspect", "-f", "{{json .Config.Healthcheck}}"];
+        args.extend(&ids);
+        // Go prints a duration in JSON as nanoseconds; a container without a healthcheck as null.
+        let slowest = docker(&args)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|h| h.get("Interval").and_then(|i| i.as_u64()))
+            .max()
+            .map(Duration::from_nanos)
+            .unwrap_or_default();
+        assert!(
+            slowest <= MAX,
+            "platform `{}` runs healthchecks every {slowest:?}; fault tests need the replica's 3 s \
+             (at most {MAX:?}). Recreate it with `deploy/dev/platform up` (without HEALTH_INTERVAL).",
+            self.project
+        );
+    }
+
     /// Injects a fault, polls `/diagnose` until `check` accepts the report (or fails with the
     /// last report), undoes the fault whatever happened, and waits for the platform to recover.
     pub async fn with_fault(
@@ -133,6 +160,7 @@ impl TestPlatform {
         check: impl Fn(&OpsReport) -> Result<(), String>,
     ) -> OpsReport {
         self.wait_healthy(Duration::from_secs(120)).await;
+        self.require_fast_healthchecks();
         self.fault(verb, false);
         let undo = Undo {
             platform: self,
