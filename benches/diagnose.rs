@@ -19,6 +19,11 @@ use container_ops::probes::exec::diagnose_probes;
 use container_ops::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
 use futures::future::join_all;
 
+// Shared with the tests; this bench only reads the healthcheck interval from it.
+#[path = "../tests/common/cli.rs"]
+#[allow(dead_code)]
+mod cli;
+
 /// Rounds: `CONTAINER_OPS_BENCH_RUNS`, default 10, at least 5.
 fn round_count() -> usize {
     std::env::var("CONTAINER_OPS_BENCH_RUNS")
@@ -255,18 +260,11 @@ fn main() {
         }
         println!("project {project}: {} probes per /diagnose", outcomes.len());
         // The replica's healthcheck interval (HEALTH_INTERVAL) sets how busy the idle platform is.
+        let interval = match cli::slowest_healthcheck_interval(&project) {
+            Ok(Some(d)) => format!("{d:?}"),
+            _ => "unknown".into(),
+        };
         let containers = engine.containers().await.expect("containers");
-        let postgres = containers.iter().find(|c| c.service == "postgres");
-        let interval = postgres
-            .and_then(|c| {
-                Command::new("docker")
-                    .args(["inspect", "-f", "{{.Config.Healthcheck.Interval}}", &c.id])
-                    .output()
-                    .ok()
-            })
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "unknown".into());
         println!("healthcheck interval of the platform: {interval}");
 
         let mut concurrent = Vec::new();

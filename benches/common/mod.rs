@@ -12,7 +12,9 @@ use container_ops::ratelimit::RateSpec;
 use container_ops::report::{Rendered, render_markdown};
 use container_ops::types::{ChannelId, UserId};
 
+// Shared with the tests; not every bench calls every helper.
 #[path = "../../tests/common/cli.rs"]
+#[allow(dead_code)]
 mod cli;
 pub use cli::{docker, project};
 

@@ -130,18 +130,8 @@ impl TestPlatform {
     /// failure would read as a missed diagnosis. Say what to run instead.
     fn require_fast_healthchecks(&self) {
         const MAX: Duration = Duration::from_secs(5);
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        let ids = docker(&["ps", "-q", "--filter", &label]);
-        let ids: Vec<&str> = ids.lines().collect();
-        let mut args = vec!["inspect", "-f", "{{json .Config.Healthcheck}}"];
-        args.extend(&ids);
-        // Go prints a duration in JSON as nanoseconds; a container without a healthcheck as null.
-        let slowest = docker(&args)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|h| h.get("Interval").and_then(|i| i.as_u64()))
-            .max()
-            .map(Duration::from_nanos)
+        let slowest = cli::slowest_healthcheck_interval(&self.project)
+            .unwrap_or_else(|e| panic!("healthchecks of platform `{}`: {e}", self.project))
             .unwrap_or_default();
         assert!(
             slowest <= MAX,
