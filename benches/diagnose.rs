@@ -10,13 +10,13 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use container_ops::diagnosis;
-use container_ops::docker::DockerEngine;
-use container_ops::engine::Engine;
-use container_ops::platform::{PlatformConfig, PortSet, RIFTWING_LONG_RUNNING};
-use container_ops::probes::engine::container_probe;
-use container_ops::probes::exec::diagnose_probes;
-use container_ops::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
+use container_ops::core::engine::Engine;
+use container_ops::core::platform::{PlatformConfig, PortSet, RIFTWING_LONG_RUNNING};
+use container_ops::infra::docker::DockerEngine;
+use container_ops::ops::diagnose::probe_and_diagnose;
+use container_ops::ops::diagnose::probes::engine::container_probe;
+use container_ops::ops::diagnose::probes::exec::diagnose_probes;
+use container_ops::ops::diagnose::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
 use futures::future::join_all;
 
 // Shared with the tests; this bench only reads the healthcheck interval from it.
@@ -250,7 +250,7 @@ fn main() {
         );
         let probes = Probes::new(PlatformConfig::riftwing(ports), &project).expect("probes");
         // Warm-up: connection pools, DNS, first exec.
-        let (report, outcomes) = diagnosis::run(&probes, engine.clone()).await;
+        let (report, outcomes) = probe_and_diagnose(&probes, engine.clone()).await;
         if !report.healthy {
             // Timings are still real; say the platform was not healthy so they are read as such.
             println!(

@@ -12,7 +12,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use container_ops::engine::{Engine, LogQuery};
+use container_ops::core::engine::{Engine, LogQuery};
 
 use common::{docker, machine_facts, ms, project, runs, say, time_runs};
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use container_ops::engine::Engine;
+use container_ops::core::engine::Engine;
 
 use common::{docker, machine_facts, ms, project, repo, runs, say, time_runs};
 

@@ -1,5 +1,5 @@
 //! The `container-ops` binary: a thin shell over the library's CLI.
 
 fn main() -> std::process::ExitCode {
-    container_ops::cli::run()
+    container_ops::app::cli::run()
 }

@@ -12,18 +12,19 @@ use std::process::Command as Proc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use container_ops::approvals::{ApprovalState, Approvals, INTERRUPTED};
-use container_ops::audit::StoreAudit;
-use container_ops::cli::{Cli, execute, load_config};
-use container_ops::docker::DockerEngine;
-use container_ops::engine::Engine;
+use container_ops::app::cli::{Cli, execute, load_config};
+use container_ops::core::approvals::{ApprovalState, Approvals, INTERRUPTED};
+use container_ops::core::audit::StoreAudit;
+use container_ops::core::engine::Engine;
+use container_ops::core::platform::{PlatformConfig, PortSet};
+use container_ops::core::report::Report;
+use container_ops::core::store::{AuditDecision, AuditQuery, Store};
+use container_ops::core::types::{ChannelId, UserId};
+use container_ops::infra::docker::DockerEngine;
+use container_ops::infra::store::postgres::PostgresOptions;
+use container_ops::infra::store::{PostgresStore, SqliteStore};
+use container_ops::ops::diagnose::probes::s3::S3Probe;
 use container_ops::pipeline::{Core, Invocation, LazyEngine};
-use container_ops::platform::{PlatformConfig, PortSet};
-use container_ops::probes::s3::S3Probe;
-use container_ops::report::Report;
-use container_ops::store::postgres::PostgresOptions;
-use container_ops::store::{AuditDecision, AuditQuery, PostgresStore, SqliteStore, Store};
-use container_ops::types::{ChannelId, UserId};
 
 use common::{Foreign, project};
 

@@ -2,7 +2,7 @@
 //! (In-process because the binary path in the shared target dir is rebuilt by parallel branches.)
 
 use clap::{CommandFactory, Parser};
-use container_ops::cli::{Cli, execute};
+use container_ops::app::cli::{Cli, execute};
 
 /// Runs the CLI from the repository root with only the given environment overrides.
 fn run(args: &[&str], env: &[(&str, &str)]) -> (u8, String, String) {
@@ -183,8 +183,8 @@ fn help_documents_the_exit_codes() {
 /// has most of its lease, but its process is gone from this host, so the next start settles it.
 #[test]
 fn a_bot_started_after_its_predecessor_died_mid_execution_marks_the_request_interrupted_at_once() {
-    use container_ops::approvals::{ApprovalState, Approvals, BoundOperation, NewRequest};
-    use container_ops::replica::ReplicaId;
+    use container_ops::core::approvals::{ApprovalState, Approvals, BoundOperation, NewRequest};
+    use container_ops::core::replica::ReplicaId;
     use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();
@@ -198,7 +198,9 @@ fn a_bot_started_after_its_predecessor_died_mid_execution_marks_the_request_inte
         ..ReplicaId::current().clone()
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = rt.block_on(container_ops::store::open(&url)).unwrap();
+    let store = rt
+        .block_on(container_ops::infra::store::open(&url))
+        .unwrap();
     let before = Approvals::new(store.clone()).as_replica(gone, Duration::from_secs(3600));
     let now = chrono::Utc::now;
     let id = rt.block_on(async {

@@ -14,15 +14,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use container_ops::audit::{Decision, MemoryAudit};
-use container_ops::cli::load_config;
-use container_ops::console::Console;
-use container_ops::docker::DockerEngine;
-use container_ops::engine::Engine;
+use container_ops::app::cli::load_config;
+use container_ops::core::audit::{Decision, MemoryAudit};
+use container_ops::core::engine::Engine;
+use container_ops::core::ratelimit::RateSpec;
+use container_ops::core::settings::Settings;
+use container_ops::core::types::{ChannelId, UserId};
+use container_ops::infra::docker::DockerEngine;
+use container_ops::ingress::console::Console;
 use container_ops::pipeline::{Core, LazyEngine};
-use container_ops::ratelimit::RateSpec;
-use container_ops::settings::Settings;
-use container_ops::types::{ChannelId, UserId};
 
 use common::{Foreign, LONG_RUNNING, docker, project};
 

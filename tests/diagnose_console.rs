@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestPlatform;
-use container_ops::audit::MemoryAudit;
-use container_ops::cli::load_config;
-use container_ops::console::Console;
+use container_ops::app::cli::load_config;
+use container_ops::core::audit::MemoryAudit;
+use container_ops::core::types::{ChannelId, UserId};
+use container_ops::ingress::console::Console;
 use container_ops::pipeline::{Core, LazyEngine};
-use container_ops::types::{ChannelId, UserId};
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)

@@ -1,6 +1,6 @@
 //! `/diagnose` against a real platform instance: inject each fault, check the report names its cause.
 //!
-//! Needs the platform up (`deploy/dev/platform up`) and the bollard adapter (`container_ops::docker`).
+//! Needs the platform up (`deploy/dev/platform up`) and the bollard adapter (`container_ops::infra::docker`).
 //! Project and ports come from the environment the platform script uses (COMPOSE_PROJECT_NAME or
 //! CONTAINER_OPS_TEST_PROJECT, POSTGRES_PORT, REDIS_PORT, MINIO_PORT, API_PORT, ...), defaulting to
 //! the riftwing defaults. An unreachable platform FAILS the tests with what to do.
@@ -11,9 +11,9 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::TestPlatform;
-use container_ops::diagnosis::OpsReport;
-use container_ops::probes::exec::DnsFacts;
-use container_ops::probes::{Facts, ProbeKind, ProbeStatus};
+use container_ops::ops::diagnose::probes::exec::DnsFacts;
+use container_ops::ops::diagnose::probes::{Facts, ProbeKind, ProbeStatus};
+use container_ops::ops::diagnose::report::OpsReport;
 
 fn root_is(r: &OpsReport, service: &str, words: &str) -> Result<(), String> {
     let rc = r

@@ -11,18 +11,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use container_ops::audit::{AuditSink, MemoryAudit, StoreAudit};
-use container_ops::catalog::Catalog;
-use container_ops::console::Console;
-use container_ops::discord::{self, Bot, DiscordConfig, endpoint};
-use container_ops::docker::DockerEngine;
-use container_ops::engine::Engine;
-use container_ops::fake::FakeEngine;
+use container_ops::core::audit::{AuditSink, MemoryAudit, StoreAudit};
+use container_ops::core::catalog::Catalog;
+use container_ops::core::engine::Engine;
+use container_ops::core::policy::Policy;
+use container_ops::core::settings::{DEFAULT_SETTINGS, Secret, Settings};
+use container_ops::core::store::{AuditQuery, Store};
+use container_ops::core::types::{ChannelId, UserId};
+use container_ops::infra::docker::DockerEngine;
+use container_ops::infra::fake::FakeEngine;
+use container_ops::infra::store::SqliteStore;
+use container_ops::ingress::console::Console;
+use container_ops::ingress::discord::{self, Bot, DiscordConfig, endpoint};
 use container_ops::pipeline::{Core, LazyEngine};
-use container_ops::policy::Policy;
-use container_ops::settings::{DEFAULT_SETTINGS, Secret, Settings};
-use container_ops::store::{AuditQuery, SqliteStore, Store};
-use container_ops::types::{ChannelId, UserId};
 use discord_sim::{APP_ID, CHANNEL_ID, GUILD_ID, Sim, interaction};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
@@ -1248,8 +1249,9 @@ async fn sqlite(dir: &Path) -> Arc<dyn Store> {
 
 /// The replica's Redis, reached from the outside as an operator would check it.
 async fn platform_redis() -> redis::aio::MultiplexedConnection {
-    let ports = container_ops::platform::PortSet::from_lookup(|k| std::env::var(k).ok()).unwrap();
-    let url = container_ops::platform::PlatformConfig::riftwing(ports)
+    let ports =
+        container_ops::core::platform::PortSet::from_lookup(|k| std::env::var(k).ok()).unwrap();
+    let url = container_ops::core::platform::PlatformConfig::riftwing(ports)
         .redis
         .unwrap()
         .url;

@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use container_ops::docker::DockerEngine;
-use container_ops::engine::{ContainerInfo, Engine, EngineError, LogQuery, LogStream};
+use container_ops::core::engine::{ContainerInfo, Engine, EngineError, LogQuery, LogStream};
+use container_ops::infra::docker::DockerEngine;
 
 use common::{Foreign, LONG_RUNNING, docker, project};
 

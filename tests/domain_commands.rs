@@ -8,12 +8,12 @@ mod common;
 use std::time::Duration;
 
 use common::TestPlatform;
-use container_ops::diagnosis::commands::{
+use container_ops::core::types::DnsName;
+use container_ops::ops::diagnose::probes::Probes;
+use container_ops::ops::diagnose::probes::redis::KeyPattern;
+use container_ops::ops::diagnose::views::{
     self, DbView, NetworkView, RedisView, StorageView, TableData,
 };
-use container_ops::probes::Probes;
-use container_ops::probes::exec::DnsName;
-use container_ops::probes::redis::KeyPattern;
 
 async fn ready() -> (TestPlatform, Probes) {
     let p = TestPlatform::get();
@@ -34,24 +34,24 @@ fn cell<'a>(t: &'a TableData, key: &str) -> &'a str {
 async fn db_views_answer_from_the_platform_postgres() {
     let (_p, probes) = ready().await;
     let pg = probes.postgres.as_ref().unwrap();
-    let sizes = commands::db(pg, DbView::Size).await.unwrap();
+    let sizes = views::db(pg, DbView::Size).await.unwrap();
     let dbs: Vec<&str> = sizes.rows.iter().map(|r| r[0].as_str()).collect();
     assert!(
         dbs.contains(&"app") && dbs.contains(&"temporal"),
         "{}",
         sizes.to_text()
     );
-    let conns = commands::db(pg, DbView::Connections).await.unwrap();
+    let conns = views::db(pg, DbView::Connections).await.unwrap();
     assert_eq!(cell(&conns, "max_connections"), "100");
     assert_eq!(cell(&conns, "app.tenant_id (this session)"), "(not set)");
-    let slow = commands::db(pg, DbView::Slow).await.unwrap();
+    let slow = views::db(pg, DbView::Slow).await.unwrap();
     assert!(
         slow.notes.is_empty() && !slow.rows.is_empty(),
         "pg_stat_statements is installed on the replica:\n{}",
         slow.to_text()
     );
     for v in [DbView::Activity, DbView::Locks, DbView::Cache] {
-        commands::db(pg, v)
+        views::db(pg, v)
             .await
             .unwrap_or_else(|e| panic!("{v:?}: {e}"));
     }
@@ -61,14 +61,14 @@ async fn db_views_answer_from_the_platform_postgres() {
 async fn redis_views_show_memory_policy_persistence_and_scan_keys() {
     let (_p, probes) = ready().await;
     let r = probes.redis.as_ref().unwrap();
-    let info = commands::redis(r, RedisView::Info).await.unwrap();
+    let info = views::redis(r, RedisView::Info).await.unwrap();
     assert_eq!(cell(&info, "ping"), "PONG");
     assert_eq!(cell(&info, "maxmemory_policy"), "allkeys-lru");
     assert_eq!(cell(&info, "maxmemory"), "128.0 MiB");
-    let pers = commands::redis(r, RedisView::Persistence).await.unwrap();
+    let pers = views::redis(r, RedisView::Persistence).await.unwrap();
     assert_eq!(cell(&pers, "aof_enabled"), "1");
-    commands::redis(r, RedisView::Memory).await.unwrap();
-    let keys = commands::redis(
+    views::redis(r, RedisView::Memory).await.unwrap();
+    let keys = views::redis(
         r,
         RedisView::Keys(KeyPattern::parse("container-ops-test:*").unwrap()),
     )
@@ -81,23 +81,23 @@ async fn redis_views_show_memory_policy_persistence_and_scan_keys() {
 async fn storage_views_list_the_bucket_and_stat_the_marker_object() {
     let (_p, probes) = ready().await;
     let s3 = probes.s3.as_ref().unwrap();
-    let buckets = commands::storage(s3, StorageView::Buckets).await.unwrap();
+    let buckets = views::storage(s3, StorageView::Buckets).await.unwrap();
     assert!(
         buckets.rows.iter().any(|r| r[0] == "rewst-artifacts"),
         "{}",
         buckets.to_text()
     );
-    let stat = commands::storage(s3, StorageView::Stat).await.unwrap();
+    let stat = views::storage(s3, StorageView::Stat).await.unwrap();
     assert!(
         cell(&stat, "exists").starts_with("true"),
         "{}",
         stat.to_text()
     );
-    let keep = commands::storage(s3, StorageView::Check(".keep".into()))
+    let keep = views::storage(s3, StorageView::Check(".keep".into()))
         .await
         .unwrap();
     assert_eq!(cell(&keep, "status"), "200");
-    let missing = commands::storage(s3, StorageView::Check("no/such/key".into()))
+    let missing = views::storage(s3, StorageView::Check("no/such/key".into()))
         .await
         .unwrap();
     assert_eq!(cell(&missing, "status"), "404");
@@ -107,7 +107,7 @@ async fn storage_views_list_the_bucket_and_stat_the_marker_object() {
 async fn temporal_workflows_are_listed_from_the_stand_in() {
     let (p, probes) = ready().await;
     let cfg = p.config();
-    let t = commands::temporal_workflows(&probes.http, cfg.temporal.as_ref().unwrap())
+    let t = views::temporal_workflows(&probes.http, cfg.temporal.as_ref().unwrap())
         .await
         .unwrap();
     assert!(t.rows.iter().any(|r| r[0] == "wf-0001"), "{}", t.to_text());
@@ -119,7 +119,7 @@ async fn network_views_resolve_connect_and_inspect_from_inside_the_project() {
     let (p, _probes) = ready().await;
     let engine = p.engine().await;
     let name = |s: &str| DnsName::parse(s).unwrap();
-    let dns = commands::network(
+    let dns = views::network(
         engine.as_ref(),
         NetworkView::Dns {
             from: name("api-1"),
@@ -134,7 +134,7 @@ async fn network_views_resolve_connect_and_inspect_from_inside_the_project() {
         "{}",
         dns.to_text()
     );
-    let port = commands::network(
+    let port = views::network(
         engine.as_ref(),
         NetworkView::Port {
             from: name("api-1"),
@@ -146,7 +146,7 @@ async fn network_views_resolve_connect_and_inspect_from_inside_the_project() {
     .await
     .unwrap();
     assert_eq!(port.rows[0][1], "open", "{}", port.to_text());
-    let closed = commands::network(
+    let closed = views::network(
         engine.as_ref(),
         NetworkView::Port {
             from: name("api-1"),
@@ -163,7 +163,7 @@ async fn network_views_resolve_connect_and_inspect_from_inside_the_project() {
         "{}",
         closed.to_text()
     );
-    let inspect = commands::network(
+    let inspect = views::network(
         engine.as_ref(),
         NetworkView::Inspect,
         Duration::from_secs(3),
@@ -176,7 +176,7 @@ async fn network_views_resolve_connect_and_inspect_from_inside_the_project() {
         "{}",
         inspect.to_text()
     );
-    let nobody = commands::network(
+    let nobody = views::network(
         engine.as_ref(),
         NetworkView::Dns {
             from: name("no-such-service"),

@@ -1,6 +1,6 @@
 //! Redaction against a corpus of realistic platform log lines: secrets masked, the rest untouched.
 
-use container_ops::redact::{MASK, Redactor};
+use container_ops::core::redact::{MASK, Redactor};
 
 const OPEN: char = '⟦';
 const CLOSE: char = '⟧';

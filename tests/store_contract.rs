@@ -10,15 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use container_ops::approvals::{
+use container_ops::core::approvals::{
     ApprovalState, Approvals, BoundOperation, INTERRUPTED, NewRequest, Outcome, Refusal,
 };
-use container_ops::replica::ReplicaId;
-use container_ops::store::postgres::PostgresOptions;
-use container_ops::store::{
-    AuditDecision, AuditQuery, NewAuditEntry, NewIncident, PostgresStore, SqliteStore, Store,
-    TimelineEntry, entry_hash, verify_audit,
+use container_ops::core::replica::ReplicaId;
+use container_ops::core::store::{
+    AuditDecision, AuditQuery, NewAuditEntry, NewIncident, Store, TimelineEntry, entry_hash,
+    verify_audit,
 };
+use container_ops::infra::store::postgres::PostgresOptions;
+use container_ops::infra::store::{PostgresStore, SqliteStore};
 
 const DEFAULT_PG_URL: &str = "postgres://app:container-ops-dev@127.0.0.1:55432/app";
 

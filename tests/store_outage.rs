@@ -322,11 +322,10 @@ fn with_the_store_down_reads_answer_destructive_commands_are_refused_and_no_audi
 /// for an outage, not for internal errors.
 #[test]
 fn a_running_bot_whose_store_stops_keeps_entries_aside_and_writes_them_when_it_is_back() {
-    use container_ops::approvals::ApprovalState;
-    use container_ops::store::spill::Spill;
-    use container_ops::store::{
-        AuditDecision, NewAuditEntry, ResilientStore, Store, StoreUnavailable, verify_audit,
-    };
+    use container_ops::core::approvals::ApprovalState;
+    use container_ops::core::store::{AuditDecision, NewAuditEntry, Store, verify_audit};
+    use container_ops::infra::store::spill::Spill;
+    use container_ops::infra::store::{ResilientStore, StoreUnavailable};
 
     let store = OwnStore::start();
     let dir = tempfile::tempdir().unwrap();

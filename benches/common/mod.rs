@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use container_ops::audit::MemoryAudit;
-use container_ops::cli::load_config;
-use container_ops::docker::DockerEngine;
+use container_ops::app::cli::load_config;
+use container_ops::core::audit::MemoryAudit;
+use container_ops::core::ratelimit::RateSpec;
+use container_ops::core::report::{Rendered, render_markdown};
+use container_ops::core::types::{ChannelId, UserId};
+use container_ops::infra::docker::DockerEngine;
 use container_ops::pipeline::{Core, Invocation, LazyEngine};
-use container_ops::ratelimit::RateSpec;
-use container_ops::report::{Rendered, render_markdown};
-use container_ops::types::{ChannelId, UserId};
 
 // Shared with the tests; not every bench calls every helper.
 #[path = "../../tests/common/cli.rs"]

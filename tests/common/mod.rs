@@ -8,11 +8,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use container_ops::diagnosis::{self, OpsReport};
-use container_ops::docker::DockerEngine;
-use container_ops::engine::Engine;
-use container_ops::platform::{PlatformConfig, PortSet};
-use container_ops::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
+use container_ops::core::engine::Engine;
+use container_ops::core::platform::{PlatformConfig, PortSet};
+use container_ops::infra::docker::DockerEngine;
+use container_ops::ops::diagnose::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
+use container_ops::ops::diagnose::report::OpsReport;
 
 mod cli;
 pub use cli::{docker, project};
@@ -66,7 +66,7 @@ impl TestPlatform {
 
     pub async fn diagnose_with(&self, cfg: PlatformConfig) -> (OpsReport, Vec<ProbeOutcome>) {
         let probes = Probes::new(cfg, &self.project).expect("probe clients");
-        diagnosis::run(&probes, self.engine().await).await
+        container_ops::ops::diagnose::probe_and_diagnose(&probes, self.engine().await).await
     }
 
     pub async fn diagnose(&self) -> (OpsReport, Vec<ProbeOutcome>) {
@@ -189,7 +189,7 @@ impl Drop for Undo<'_> {
     }
 }
 
-pub use container_ops::platform::RIFTWING_LONG_RUNNING as LONG_RUNNING;
+pub use container_ops::core::platform::RIFTWING_LONG_RUNNING as LONG_RUNNING;
 
 /// A running container of another Compose project (`other-project`, service `intruder`),
 /// removed however the test ends, with the volume it created if any.

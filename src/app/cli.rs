@@ -1,0 +1,518 @@
+//! Command-line interface: `console`, `check-config`, `commands`, `serve`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+use crate::core::approvals::Approvals;
+use crate::core::catalog::{Catalog, Target};
+use crate::core::engine::Engine;
+use crate::core::error::ConfigError;
+use crate::core::policy::Policy;
+use crate::core::report::text_table;
+use crate::core::settings::Settings;
+use crate::core::types::{ChannelId, UserId};
+use crate::infra::docker::DockerEngine;
+use crate::infra::store::ResilientStore;
+use crate::infra::store::spill::Spill;
+use crate::ingress::console::Console;
+use crate::pipeline::{Core, LazyEngine};
+
+const EXIT_CODES: &str = "\
+EXIT CODES (console --command, check-config):
+  0  the command ran (check-config: every file is valid)
+  1  internal error, the Docker Engine is unreachable, or a settings/catalog/permissions file is invalid
+  2  user error: denied, rate limited, needs approval, unknown command/service, invalid argument
+     (serve: DISCORD_TOKEN missing or a DISCORD_* variable malformed)
+EXIT CODES (audit verify): 0 the chain is intact, 1 it is broken (the first bad entry is named)
+
+FILES:
+  settings     --config PATH, else the embedded deploy/container-ops.toml; env CONTAINER_OPS_PROJECT,
+               CONTAINER_OPS_DOCKER_HOST, CONTAINER_OPS_COMMANDS_DIR, CONTAINER_OPS_PERMISSIONS_DIR,
+               CONTAINER_OPS_STORE_URL override it
+  store        store_url (postgres://… for several replicas), else sqlite file
+               $CONTAINER_OPS_DATA_DIR/state.db (default .container-ops/state.db)
+  audit spill  while the store is unreachable, audit entries wait in $CONTAINER_OPS_AUDIT_SPILL
+               (default $CONTAINER_OPS_DATA_DIR/audit-spill.jsonl) and are written when it is back
+  commands/    one TOML file per slash command (adding a file adds a command)
+  permissions/ roles, people and grants (deny by default)
+
+DISCORD (serve):
+  DISCORD_TOKEN             bot token (required; never logged)
+  DISCORD_GUILD_ID          register guild commands there (instant); global commands otherwise
+  DISCORD_APPLICATION_ID    application id (needed by the HTTP interactions endpoint)
+  DISCORD_PUBLIC_KEY        application public key (hex) for Ed25519 request verification
+  DISCORD_INTERACTIONS_ADDR host:port of the HTTP interactions endpoint (with DISCORD_PUBLIC_KEY)";
+
+/// container-ops: run on-call operations (status, logs, stats, restarts, ...) on a Docker
+/// Compose platform through slash commands, with role-based permissions, rate limits,
+/// approvals for destructive commands and an audit of every decision.
+///
+/// Start-up reads and validates every data file; a bad file stops the bot with its file and
+/// line. Docker is contacted only when a command needs it.
+#[derive(Debug, Parser)]
+#[command(name = "container-ops", version, about, long_about, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    /// Settings file (default: the embedded deploy/container-ops.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Type slash commands in the terminal as a given user (one-shot with --command).
+    Console(ConsoleArgs),
+    /// Validate settings, command catalog and permissions; print the first error as file:line.
+    CheckConfig,
+    /// Print the command catalog as a table.
+    Commands,
+    /// Run the Discord bot: gateway, slash commands from the catalog, optional HTTP interactions endpoint.
+    Serve,
+    /// The audit log in the store.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: exit 0 when intact, 1 naming the first changed or missing entry.
+    Verify,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ConsoleArgs {
+    /// Act as this user (a name from permissions/*.toml, e.g. alice).
+    #[arg(long = "as", value_name = "USER", env = "CONTAINER_OPS_USER")]
+    pub user: String,
+    /// The channel the commands are typed in (grants may depend on it).
+    #[arg(long, default_value = "console")]
+    pub channel: String,
+    /// Run this one command (e.g. "/logs api-1 tail:50") and exit with its status.
+    #[arg(long, value_name = "LINE")]
+    pub command: Option<String>,
+    /// Where attachments of long reports are written (default: a new temp directory).
+    #[arg(long, value_name = "DIR")]
+    pub attachments_dir: Option<PathBuf>,
+    /// Keep interactive history in this file.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+}
+
+/// Reads and cross-checks every data file; the bot never runs with part of them.
+pub fn load_config(
+    config: Option<&Path>,
+    env: &Env,
+) -> Result<(Settings, Catalog, Policy), ConfigError> {
+    let settings = Settings::load_with_env(config, env)?;
+    let groups = settings.groups.keys().cloned().collect();
+    let catalog = Catalog::load_dir(&settings.commands_dir, &groups)?;
+    let policy = Policy::load_dir(&settings.permissions_dir)?;
+    policy.check_catalog(&catalog)?;
+    Ok((settings, catalog, policy))
+}
+
+/// The environment as a lookup, so tests need not touch the process's.
+pub type Env = dyn Fn(&str) -> Option<String>;
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Entry point of the binary.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let env = |k: &str| std::env::var(k).ok();
+    ExitCode::from(execute(
+        cli,
+        &env,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    ))
+}
+
+/// Runs a parsed command line and returns the exit status (see EXIT CODES in `--help`).
+pub fn execute(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match cli.command {
+        CliCommand::Serve => serve(cli.config, env, err),
+        CliCommand::CheckConfig => match load_config(cli.config.as_deref(), env) {
+            Ok((s, c, p)) => {
+                let _ = writeln!(
+                    out,
+                    "ok: settings {}, project `{}`, {} command(s) from {}, {} role(s) from {}",
+                    s.source,
+                    s.project,
+                    c.len(),
+                    s.commands_dir.display(),
+                    p.role_names().count(),
+                    s.permissions_dir.display()
+                );
+                0
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                1
+            }
+        },
+        CliCommand::Commands => match load_config(cli.config.as_deref(), env) {
+            Ok((_, c, _)) => {
+                let _ = write!(out, "{}", commands_table(&c));
+                0
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                1
+            }
+        },
+        CliCommand::Console(args) => console(cli.config, args, env, out, err),
+        CliCommand::Audit(AuditCommand::Verify) => audit_verify(cli.config, env, out, err),
+    }
+}
+
+/// The store the bot keeps its audit and approvals in: `store_url`, else an SQLite file in
+/// `$CONTAINER_OPS_DATA_DIR` (default `.container-ops/`), so two consoles on one machine share it.
+pub fn store_url(settings: &Settings, env: &Env) -> std::io::Result<String> {
+    if let Some(u) = &settings.store_url {
+        return Ok(u.expose().to_owned());
+    }
+    let dir = data_dir(env);
+    std::fs::create_dir_all(&dir)?;
+    Ok(format!("sqlite:{}", dir.join("state.db").display()))
+}
+
+/// The bot's state directory: `$CONTAINER_OPS_DATA_DIR`, default `.container-ops`.
+fn data_dir(env: &Env) -> PathBuf {
+    PathBuf::from(env("CONTAINER_OPS_DATA_DIR").unwrap_or_else(|| ".container-ops".into()))
+}
+
+/// Where audit entries wait while the store is unreachable: `$CONTAINER_OPS_AUDIT_SPILL`, else
+/// `audit-spill.jsonl` in the state directory (next to the SQLite default).
+pub fn spill_path(env: &Env) -> PathBuf {
+    env("CONTAINER_OPS_AUDIT_SPILL")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_dir(env).join("audit-spill.jsonl"))
+}
+
+fn runtime(err: &mut dyn Write) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+fn audit_verify(
+    config: Option<PathBuf>,
+    env: &Env,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let settings = match Settings::load_with_env(config.as_deref(), env) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 1;
+        }
+    };
+    let Some(rt) = runtime(err) else { return 1 };
+    let checked = rt.block_on(async {
+        // Entries kept while the store was down are part of the log: written first.
+        let store =
+            ResilientStore::for_url(store_url(&settings, env)?, Spill::new(spill_path(env)));
+        store.connect_now().await?;
+        crate::core::store::verify_audit(&store).await
+    });
+    match checked {
+        Ok(report) => {
+            let _ = writeln!(out, "{report}");
+            if report.is_ok() { 0 } else { 1 }
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot read the audit log: {e:#}");
+            1
+        }
+    }
+}
+
+/// The catalog as a terminal table.
+pub fn commands_table(c: &Catalog) -> String {
+    let rows: Vec<Vec<String>> = c
+        .iter()
+        .map(|cmd| {
+            let target = match &cmd.target {
+                Target::ServiceOption(o) => format!("service ({o})"),
+                Target::GroupOption(o) => format!("group ({o})"),
+                Target::Group(g) => format!("group {g}"),
+                Target::Project => "project".into(),
+                Target::None => "-".into(),
+            };
+            vec![
+                format!("/{}", cmd.name),
+                cmd.operation.to_string(),
+                target,
+                if cmd.destructive {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                cmd.description.clone(),
+            ]
+        })
+        .collect();
+    text_table(
+        &["command", "operation", "target", "approval", "description"].map(String::from),
+        &rows,
+    )
+}
+
+/// The engine for the configured project, connected on first use.
+fn lazy_engine(settings: &Settings) -> LazyEngine {
+    let host = settings.docker_host.clone();
+    let project = settings.project.clone();
+    LazyEngine::new(move || {
+        let host = host.clone();
+        let project = project.clone();
+        Box::pin(async move {
+            DockerEngine::connect(host.as_deref(), &project)
+                .await
+                .map(|e| Arc::new(e) as Arc<dyn Engine>)
+        })
+    })
+}
+
+fn serve(config: Option<PathBuf>, env: &Env, err: &mut dyn Write) -> u8 {
+    let (settings, catalog, policy) = match load_config(config.as_deref(), env) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 1;
+        }
+    };
+    let discord = match crate::ingress::discord::DiscordConfig::from_env(env) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 2;
+        }
+    };
+    let Some(rt) = runtime(err) else { return 1 };
+    let Some(core) = store_backed_core(&rt, settings, catalog, policy, env, err) else {
+        return 1;
+    };
+    let core = Arc::new(core);
+    match rt.block_on(crate::ingress::discord::serve(core, discord)) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e:#}");
+            1
+        }
+    }
+}
+
+fn console(
+    config: Option<PathBuf>,
+    args: ConsoleArgs,
+    env: &Env,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let (settings, catalog, policy) = match load_config(config.as_deref(), env) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 1;
+        }
+    };
+    let (user, channel) = match (UserId::parse(&args.user), ChannelId::parse(&args.channel)) {
+        (Ok(u), Ok(c)) => (u, c),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = writeln!(err, "error: {e}");
+            return 2;
+        }
+    };
+    let Some(rt) = runtime(err) else { return 1 };
+    let Some(core) = store_backed_core(&rt, settings, catalog, policy, env, err) else {
+        return 1;
+    };
+    let console = Console {
+        core: &core,
+        user,
+        channel,
+        attachments_dir: args.attachments_dir,
+    };
+    if let Some(line) = args.command {
+        return match rt.block_on(console.run_line(&line, out)) {
+            Ok(code) => code,
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                1
+            }
+        };
+    }
+    interactive(&rt, &console, args.history.as_deref(), out, err)
+}
+
+/// Line editing with completion from the catalog (rustyline's other helper parts stay default).
+struct ConsoleHelper {
+    catalog: Catalog,
+    groups: Vec<String>,
+}
+
+impl rustyline::completion::Completer for ConsoleHelper {
+    type Candidate = String;
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        Ok(crate::ingress::console::complete(
+            &self.catalog,
+            &self.groups,
+            line.get(..pos).unwrap_or(line),
+        ))
+    }
+}
+impl rustyline::hint::Hinter for ConsoleHelper {
+    type Hint = String;
+}
+impl rustyline::highlight::Highlighter for ConsoleHelper {}
+impl rustyline::validate::Validator for ConsoleHelper {}
+impl rustyline::Helper for ConsoleHelper {}
+
+fn interactive(
+    rt: &tokio::runtime::Runtime,
+    console: &Console<'_>,
+    history: Option<&Path>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let mut ed = match rustyline::Editor::<ConsoleHelper, rustyline::history::DefaultHistory>::new()
+    {
+        Ok(ed) => ed,
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot open the terminal: {e}");
+            return 1;
+        }
+    };
+    ed.set_helper(Some(ConsoleHelper {
+        catalog: console.core.catalog.clone(),
+        groups: console
+            .core
+            .settings
+            .groups
+            .keys()
+            .map(|g| g.to_string())
+            .collect(),
+    }));
+    if let Some(h) = history {
+        let _ = ed.load_history(h);
+    }
+    let _ = writeln!(
+        out,
+        "container-ops console as `{}` in `{}`; /help lists your commands, Ctrl-D quits.",
+        console.user, console.channel
+    );
+    let prompt = format!("{}@{}> ", console.user, console.channel);
+    loop {
+        match ed.readline(&prompt) {
+            Ok(line) => {
+                let line = line.trim();
+                if line.is_empty() {
+                    continue;
+                }
+                if matches!(line, "exit" | "quit") {
+                    break;
+                }
+                let _ = ed.add_history_entry(line);
+                if let Err(e) = rt.block_on(console.run_line(line, out)) {
+                    let _ = writeln!(err, "error: {e}");
+                }
+            }
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(rustyline::error::ReadlineError::Eof) => break,
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                return 1;
+            }
+        }
+    }
+    if let Some(h) = history
+        && let Err(e) = ed.save_history(h)
+    {
+        let _ = writeln!(err, "warning: history not saved to {}: {e}", h.display());
+    }
+    0
+}
+
+/// The core on the bot's store (audit, approvals). The store may be down: the bot starts
+/// anyway, says so, and reconnects on later commands; interrupted requests are recovered when
+/// the store is first reached. Errors are written to `err`.
+fn store_backed_core(
+    rt: &tokio::runtime::Runtime,
+    settings: Settings,
+    catalog: Catalog,
+    policy: Policy,
+    env: &Env,
+    err: &mut dyn Write,
+) -> Option<Core> {
+    let url = match store_url(&settings, env) {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot create the state directory: {e}");
+            return None;
+        }
+    };
+    let recovered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let found = recovered.clone();
+    let store =
+        ResilientStore::for_url(url, Spill::new(spill_path(env))).on_first_connect(move |s| {
+            let found = found.clone();
+            Box::pin(async move {
+                // A request left `executing` by a stopped bot is marked failed, never re-run.
+                let ids = Approvals::new(s)
+                    .recover_interrupted(chrono::Utc::now())
+                    .await?;
+                found.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
+                anyhow::Ok(())
+            })
+        });
+    let store = Arc::new(store);
+    match rt.block_on(store.connect_now()) {
+        Ok(()) => {
+            let ids = recovered.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if !ids.is_empty() {
+                let _ = writeln!(
+                    err,
+                    "warning: approved request(s) {} were interrupted while executing and are now `failed: interrupted`; check what they left behind",
+                    ids.join(", ")
+                );
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "warning: {e}\nwarning: starting without it: read-only commands answer (their audit entries are kept in {} and written when it is back); destructive and approval commands are refused until then. It is retried on later commands.",
+                store.spill_path().display()
+            );
+        }
+    }
+    let engine = lazy_engine(&settings);
+    Some(Core::new(settings, catalog, policy, engine, store.clone()).with_store(store))
+}

@@ -1,0 +1,3 @@
+//! The application: the command line and the one place that wires everything from settings.
+
+pub mod cli;

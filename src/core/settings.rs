@@ -1,0 +1,344 @@
+//! Settings: one TOML file (embedded default or `--config`), environment overrides, groups and limits.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::error::ConfigError;
+use crate::core::platform::{PlatformConfig, PortSet};
+use crate::core::ratelimit::RateSpec;
+use crate::core::types::{GroupName, ServiceName, parse_duration};
+
+/// The default settings, compiled in so the binary starts with no file at hand.
+pub const DEFAULT_SETTINGS: &str = include_str!("../../deploy/container-ops.toml");
+const DEFAULT_SETTINGS_NAME: &str = "<embedded deploy/container-ops.toml>";
+
+/// The default platform layout, compiled in like the settings.
+pub const DEFAULT_PLATFORM: &str = include_str!("../../deploy/platform.toml");
+const DEFAULT_PLATFORM_NAME: &str = "<embedded deploy/platform.toml>";
+
+/// The seed's port variables; any of them set moves the default layout to those host ports.
+const PORT_VARS: [&str; 8] = [
+    "POSTGRES_PORT",
+    "REDIS_PORT",
+    "MINIO_PORT",
+    "API_PORT",
+    "TEMPORAL_PORT",
+    "AI_GATEWAY_PORT",
+    "MCP_PORT",
+    "CONSOLE_PORT",
+];
+
+/// A file is taken as written; the embedded default follows the seed's port variables.
+fn load_platform(
+    file: Option<&Path>,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<PlatformConfig, ConfigError> {
+    if let Some(path) = file {
+        return PlatformConfig::load(path).map_err(|e| ConfigError::new(path, e.message));
+    }
+    let name = Path::new(DEFAULT_PLATFORM_NAME);
+    if PORT_VARS.iter().any(|v| get(v).is_some()) {
+        let ports = PortSet::from_lookup(get).map_err(|m| ConfigError::new(name, m))?;
+        return Ok(PlatformConfig::riftwing(ports));
+    }
+    PlatformConfig::from_toml_str(DEFAULT_PLATFORM, DEFAULT_PLATFORM_NAME)
+        .map_err(|e| ConfigError::new(name, e.message))
+}
+
+/// A value that must never reach a log or a chat message.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The only way to the value; grep for it to audit every use.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    project: String,
+    docker_host: Option<String>,
+    commands_dir: PathBuf,
+    permissions_dir: PathBuf,
+    store_url: Option<Secret>,
+    /// The platform's probe targets; unset = the embedded `deploy/platform.toml`.
+    platform_file: Option<PathBuf>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    groups: BTreeMap<GroupName, Vec<ServiceName>>,
+}
+
+/// Limits the core enforces; every one has a default so a settings file may omit them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub per_user: RateSpec,
+    pub per_user_command: RateSpec,
+    pub per_service_operation: RateSpec,
+    pub log_line_cap: u32,
+    pub max_arg_len: usize,
+    pub message_limit: usize,
+    #[serde(deserialize_with = "de_duration")]
+    pub stop_timeout: Duration,
+    /// Longest the bot waits for one operation (plus the stop timeout for restarts and stops).
+    #[serde(deserialize_with = "de_duration")]
+    pub operation_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_user: RateSpec::new(30, Duration::from_secs(60)),
+            per_user_command: RateSpec::new(10, Duration::from_secs(60)),
+            per_service_operation: RateSpec::new(3, Duration::from_secs(600)),
+            log_line_cap: 2000,
+            max_arg_len: 200,
+            message_limit: 2000,
+            stop_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub(crate) fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// The bot's settings after the file and the environment are merged.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the settings came from, for messages.
+    pub source: String,
+    pub project: String,
+    pub docker_host: Option<String>,
+    pub commands_dir: PathBuf,
+    pub permissions_dir: PathBuf,
+    pub store_url: Option<Secret>,
+    pub platform_file: Option<PathBuf>,
+    /// How the diagnosis reaches the platform's dependencies; validated at start-up.
+    pub platform: PlatformConfig,
+    pub limits: Limits,
+    pub groups: BTreeMap<GroupName, Vec<ServiceName>>,
+}
+
+impl Settings {
+    /// Reads `path` (or the embedded default) and applies the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, |k| std::env::var(k).ok())
+    }
+
+    /// Like `load`, with the environment given (tests and embedders).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut s = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::new(p, format!("cannot read: {e}")))?;
+                Self::parse(p, &text)?
+            }
+            None => Self::parse(Path::new(DEFAULT_SETTINGS_NAME), DEFAULT_SETTINGS)?,
+        };
+        s.apply_env(env)?;
+        Ok(s)
+    }
+
+    /// Parses settings text; `path` only names the source in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawSettings =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+        let s = Settings {
+            source: path.display().to_string(),
+            project: raw.project,
+            docker_host: raw.docker_host.filter(|h| !h.is_empty()),
+            commands_dir: raw.commands_dir,
+            permissions_dir: raw.permissions_dir,
+            store_url: raw.store_url,
+            platform_file: raw.platform_file,
+            platform: PlatformConfig::riftwing_default(),
+            limits: raw.limits,
+            groups: raw.groups,
+        };
+        s.check().map_err(|m| ConfigError::new(path, m))?;
+        Ok(s)
+    }
+
+    /// Environment overrides; `get` is the environment so tests need not mutate the process's.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("CONTAINER_OPS_PROJECT") {
+            self.project = v;
+        }
+        if let Some(v) = get("CONTAINER_OPS_DOCKER_HOST") {
+            self.docker_host = Some(v).filter(|h| !h.is_empty());
+        }
+        if let Some(v) = get("CONTAINER_OPS_COMMANDS_DIR") {
+            self.commands_dir = v.into();
+        }
+        if let Some(v) = get("CONTAINER_OPS_PERMISSIONS_DIR") {
+            self.permissions_dir = v.into();
+        }
+        if let Some(v) = get("CONTAINER_OPS_STORE_URL") {
+            self.store_url = Some(Secret::new(v)).filter(|s| !s.expose().is_empty());
+        }
+        if let Some(v) = get("CONTAINER_OPS_PLATFORM_FILE") {
+            self.platform_file = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty());
+        }
+        self.platform = load_platform(self.platform_file.as_deref(), &get)?;
+        self.check()
+            .map_err(|m| ConfigError::new(Path::new("environment"), m))
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let p = &self.project;
+        let ok = !p.is_empty()
+            && p.len() <= 63
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !ok {
+            return Err(format!(
+                "project `{p}` is not a Compose project name (lowercase letters, digits, - and _)"
+            ));
+        }
+        if self.limits.max_arg_len == 0
+            || self.limits.message_limit < 200
+            || self.limits.log_line_cap == 0
+        {
+            return Err(
+                "limits: max_arg_len and log_line_cap must be positive, message_limit at least 200"
+                    .into(),
+            );
+        }
+        for (g, members) in &self.groups {
+            if members.is_empty() {
+                return Err(format!("group `{g}` has no services"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_with_the_seed_groups() {
+        let s = Settings::parse(Path::new("default"), DEFAULT_SETTINGS).unwrap();
+        assert_eq!(s.project, "riftwing");
+        let app: Vec<&str> = s.groups[&GroupName::parse("app").unwrap()]
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(app, ["api-1", "api-2", "worker-1", "worker-2", "console"]);
+        assert_eq!(s.groups[&GroupName::parse("infra").unwrap()].len(), 3);
+        assert_eq!(
+            s.limits.per_service_operation,
+            RateSpec::new(3, Duration::from_secs(600))
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut s = Settings::parse(Path::new("default"), DEFAULT_SETTINGS).unwrap();
+        s.apply_env(|k| match k {
+            "CONTAINER_OPS_PROJECT" => Some("other".into()),
+            "CONTAINER_OPS_DOCKER_HOST" => Some("tcp://10.0.0.1:2375".into()),
+            "CONTAINER_OPS_STORE_URL" => Some("postgres://u:hunter22@db/bot".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.project, "other");
+        assert_eq!(s.docker_host.as_deref(), Some("tcp://10.0.0.1:2375"));
+        assert_eq!(
+            s.store_url.as_ref().unwrap().expose(),
+            "postgres://u:hunter22@db/bot"
+        );
+    }
+
+    #[test]
+    fn store_url_never_prints() {
+        let mut s = Settings::parse(Path::new("default"), DEFAULT_SETTINGS).unwrap();
+        s.store_url = Some(Secret::new("postgres://u:hunter22@db/bot"));
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("hunter22"), "{dbg}");
+        assert!(dbg.contains("****"));
+        assert_eq!(s.store_url.unwrap().to_string(), "****");
+    }
+
+    #[test]
+    fn unknown_field_names_the_file_and_line() {
+        let text = "project = \"riftwing\"\ncommands_dir = \"c\"\npermissions_dir = \"p\"\n\n[limits]\nper_usr = \"1/1m\"\n";
+        let e = Settings::parse(Path::new("bot.toml"), text).unwrap_err();
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(e.to_string().starts_with("bot.toml:6:"), "{e}");
+    }
+
+    #[test]
+    fn bad_group_member_is_refused_with_its_line() {
+        let text = "project = \"riftwing\"\ncommands_dir = \"c\"\npermissions_dir = \"p\"\n[groups]\napp = [\"api 1\"]\n";
+        let e = Settings::parse(Path::new("bot.toml"), text).unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+    }
+
+    #[test]
+    fn bad_settings_fixture_is_refused_naming_the_file() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/settings/bad-rate.toml");
+        let e = Settings::load(Some(&path)).unwrap_err();
+        assert!(e.to_string().contains("bad-rate.toml:"), "{e}");
+        assert!(e.line.is_some());
+    }
+
+    #[test]
+    fn default_platform_is_the_embedded_file_and_follows_the_seed_port_variables() {
+        let s = Settings::load_with_env(None, |_| None).unwrap();
+        let pg = s.platform.postgres.as_ref().unwrap();
+        assert_eq!(pg.port, 5432);
+        let s = Settings::load_with_env(None, |k| (k == "POSTGRES_PORT").then(|| "6543".into()))
+            .unwrap();
+        assert_eq!(s.platform.postgres.as_ref().unwrap().port, 6543);
+        let e =
+            Settings::load_with_env(None, |k| (k == "REDIS_PORT").then(|| "x".into())).unwrap_err();
+        assert!(e.to_string().contains("REDIS_PORT=x"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_platform_file_is_a_start_up_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("platform.toml");
+        std::fs::write(&path, "[redis]\nurl = \"http://nope\"\n").unwrap();
+        let p = path.display().to_string();
+        let e = Settings::load_with_env(None, |k| {
+            (k == "CONTAINER_OPS_PLATFORM_FILE").then(|| p.clone())
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("platform.toml"), "{e}");
+        assert!(e.to_string().contains("redis://"), "{e}");
+    }
+}

@@ -1,0 +1,782 @@
+//! The Discord adapter: gateway and HTTP-endpoint ingresses sharing one interaction handler over the core pipeline.
+
+mod approval;
+pub mod cards;
+pub mod commands;
+pub mod endpoint;
+pub mod render;
+mod threads;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serenity::all::{
+    ApplicationId, ButtonStyle, ChannelType, Command as GlobalCommand, CommandDataOptionValue,
+    CommandInteraction, Context, CreateActionRow, CreateAttachment, CreateAutocompleteResponse,
+    CreateButton, CreateEmbed, CreateEmbedFooter, CreateInteractionResponse,
+    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
+    EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId, Http, HttpBuilder,
+    Interaction, InteractionId, Member, PartialChannel, Ready, User,
+};
+use serenity::builder::Builder;
+use tokio::sync::{oneshot, watch};
+
+use crate::core::catalog::{Autocomplete, Operation};
+use crate::core::error::{PipelineError, UserError};
+use crate::core::settings::Secret;
+use crate::core::types::{ChannelId, UserId};
+use crate::pipeline::{Core, Invocation};
+
+/// How the Discord side is reached and where commands are registered.
+#[derive(Clone)]
+pub struct DiscordConfig {
+    pub token: Secret,
+    /// Register guild commands here (instant); global commands when absent.
+    pub guild: Option<GuildId>,
+    /// Replaces `https://discord.com` (tests, API proxies). Needs the rate limiter off
+    /// (serenity ignores the proxy while its rate limiter is on).
+    pub api_base: Option<String>,
+    /// Longest a command may take before the interaction is deferred instead of answered.
+    pub ack_budget: Duration,
+    /// Needed by the HTTP endpoint ingress (the gateway learns it from READY).
+    pub application_id: Option<ApplicationId>,
+    /// The application's Ed25519 public key (hex) and the address of the HTTP interactions
+    /// endpoint; the endpoint runs only when both are set.
+    pub public_key: Option<String>,
+    pub interactions_addr: Option<SocketAddr>,
+}
+
+impl fmt::Debug for DiscordConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiscordConfig")
+            .field("token", &self.token)
+            .field("guild", &self.guild)
+            .field("api_base", &self.api_base)
+            .field("application_id", &self.application_id)
+            .field("interactions_addr", &self.interactions_addr)
+            .finish()
+    }
+}
+
+impl DiscordConfig {
+    /// Reads `DISCORD_TOKEN` (required), `DISCORD_GUILD_ID`, `DISCORD_API_BASE`,
+    /// `DISCORD_APPLICATION_ID`, `DISCORD_PUBLIC_KEY` and `DISCORD_INTERACTIONS_ADDR`.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let token = env("DISCORD_TOKEN")
+            .filter(|t| !t.trim().is_empty())
+            .ok_or("DISCORD_TOKEN is not set: put the bot token in the environment")?;
+        let snowflake = |key: &str| -> Result<Option<u64>, String> {
+            match env(key).filter(|g| !g.is_empty()) {
+                Some(g) => g
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n != 0)
+                    .map(Some)
+                    .ok_or_else(|| format!("{key} `{g}` is not a snowflake")),
+                None => Ok(None),
+            }
+        };
+        let interactions_addr = match env("DISCORD_INTERACTIONS_ADDR").filter(|a| !a.is_empty()) {
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| format!("DISCORD_INTERACTIONS_ADDR `{a}` is not host:port"))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            token: Secret::new(token.trim()),
+            guild: snowflake("DISCORD_GUILD_ID")?.map(GuildId::new),
+            api_base: env("DISCORD_API_BASE").filter(|b| !b.is_empty()),
+            ack_budget: Duration::from_millis(1500),
+            application_id: snowflake("DISCORD_APPLICATION_ID")?.map(ApplicationId::new),
+            public_key: env("DISCORD_PUBLIC_KEY").filter(|k| !k.is_empty()),
+            interactions_addr,
+        })
+    }
+
+    /// The REST client for this configuration.
+    pub fn http(&self) -> Http {
+        let mut b = HttpBuilder::new(self.token.expose());
+        if let Some(base) = &self.api_base {
+            b = b
+                .proxy(base.trim_end_matches('/'))
+                .ratelimiter_disabled(true);
+        }
+        if let Some(id) = self.application_id {
+            b = b.application_id(id);
+        }
+        b.build()
+    }
+}
+
+/// How the first answer to an interaction is delivered: over REST (gateway ingress) or as
+/// the body of the HTTP request Discord made (endpoint ingress).
+pub enum Ack {
+    Rest,
+    Reply(oneshot::Sender<CreateInteractionResponse>),
+}
+
+/// Which interaction a REST answer is for.
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    id: InteractionId,
+    token: &'a str,
+}
+
+/// Background tasks (card timers) end when the bot that started them stops: every sender of
+/// the channel is gone then.
+#[derive(Clone)]
+struct Alive {
+    rx: watch::Receiver<()>,
+    _own: Option<Arc<watch::Sender<()>>>,
+}
+
+impl Alive {
+    fn owned() -> Self {
+        let (tx, rx) = watch::channel(());
+        Self {
+            rx,
+            _own: Some(Arc::new(tx)),
+        }
+    }
+
+    /// Resolves when the bot has stopped.
+    async fn stopped(mut rx: watch::Receiver<()>) {
+        while rx.changed().await.is_ok() {}
+    }
+}
+
+/// The one handler both ingresses share.
+pub struct Bot {
+    pub core: Arc<Core>,
+    pub http: Arc<Http>,
+    pub config: DiscordConfig,
+    alive: Alive,
+}
+
+impl Bot {
+    /// A handler whose background tasks live as long as it does.
+    pub fn new(core: Arc<Core>, http: Arc<Http>, config: DiscordConfig) -> Self {
+        Self {
+            core,
+            http,
+            config,
+            alive: Alive::owned(),
+        }
+    }
+
+    /// Publishes the catalog as slash commands (in the configured guild, or globally), minus
+    /// the commands no permission grant reaches unless their file says `show_when_ungranted`.
+    pub async fn register(&self) -> serenity::Result<usize> {
+        let defs = commands::published(
+            &self.core.catalog,
+            &self.core.policy,
+            &self.core.settings.groups,
+        );
+        let n = defs.len();
+        match self.config.guild {
+            Some(g) => {
+                g.set_commands(&*self.http, defs).await?;
+            }
+            None => {
+                GlobalCommand::set_global_commands(&*self.http, defs).await?;
+            }
+        }
+        tracing::info!(commands = n, guild = ?self.config.guild, "slash commands registered");
+        Ok(n)
+    }
+
+    /// Answers one interaction to its end; never panics and never leaves it unanswered.
+    pub async fn handle(self: Arc<Self>, interaction: Interaction, ack: Ack) {
+        match interaction {
+            Interaction::Command(c) => self.command(c, ack).await,
+            Interaction::Component(c) => approval::click(self, c, ack).await,
+            Interaction::Autocomplete(c) => self.autocomplete(c, ack).await,
+            Interaction::Ping(_) => {
+                send_ack(&self.http, None, ack, CreateInteractionResponse::Pong).await;
+            }
+            other => {
+                tracing::debug!(kind = ?other.kind(), "interaction type not handled");
+            }
+        }
+    }
+
+    async fn command(self: Arc<Self>, c: CommandInteraction, ack: Ack) {
+        let inv = match invocation(&c) {
+            Ok(inv) => inv,
+            Err(e) => {
+                let msgs = render::error(&e.into());
+                self.answer_now(&c, ack, msgs).await;
+                return;
+            }
+        };
+        let correlation_id = inv.correlation_id.clone();
+        let typed = self
+            .core
+            .redact(format!("/{} {}", inv.command, inv.args).trim_end());
+        let core = self.core.clone();
+        let mut run = tokio::spawn(async move { core.run(inv).await });
+        let mut ack = Some(ack);
+        // Cheap answers (refusals, fast reads) go out directly; anything slower is deferred
+        // well inside Discord's 3 seconds and the original response is edited when done.
+        let (result, deferred) = match tokio::time::timeout(self.config.ack_budget, &mut run).await
+        {
+            Ok(result) => (joined(result), false),
+            Err(_) => {
+                let defer =
+                    CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
+                let Some(a) = ack.take() else { return };
+                if !send_ack(&self.http, Some(key(&c)), a, defer).await {
+                    return;
+                }
+                (joined(run.await), true)
+            }
+        };
+        let request = match &result {
+            Ok(_) => approval::requested(&self.core, &c.data.name, &correlation_id).await,
+            Err(_) => None,
+        };
+        let ending = match &request {
+            Some(r) => format!("pending: approval {} requested (card posted)", r.id),
+            None => crate::ops::incidents::ending(&result),
+        };
+        let closes_incident = result.is_ok() && is_incident_close(&self.core, &c);
+        if let Some(req) = request {
+            approval::post_card(&self, &c, ack.take(), &req).await;
+        } else if deferred {
+            self.finish_deferred(&c, result).await;
+        } else if let Some(a) = ack.take() {
+            self.answer_now(&c, a, messages(result)).await;
+        }
+        threads::after_command(&self, &c, &typed, &ending, closes_incident).await;
+    }
+
+    /// The answer to a deferred command: the placeholder is edited, or, for a refusal or
+    /// failure, removed (the deferral was public) and the answer follows ephemerally.
+    async fn finish_deferred(
+        &self,
+        c: &CommandInteraction,
+        result: Result<crate::core::report::Report, PipelineError>,
+    ) {
+        if let Err(e) = &result {
+            if let Err(d) = c.delete_response(&*self.http).await {
+                tracing::warn!("could not remove the deferred response: {d:#}");
+            }
+            self.follow_ups(c, &render::error(e)).await;
+            return;
+        }
+        self.edit_and_follow(c, messages(result)).await;
+    }
+
+    /// The result is known: answer in the first response when it has no files, else defer
+    /// (with the right visibility) and edit.
+    async fn answer_now(&self, c: &CommandInteraction, ack: Ack, msgs: Vec<render::Message>) {
+        let first = &msgs[0];
+        if first.files.is_empty() {
+            let resp = CreateInteractionResponse::Message(response_message(first));
+            if send_ack(&self.http, Some(key(c)), ack, resp).await {
+                self.follow_ups(c, &msgs[1..]).await;
+            }
+        } else {
+            let defer = CreateInteractionResponse::Defer(
+                CreateInteractionResponseMessage::new().ephemeral(first.ephemeral),
+            );
+            if send_ack(&self.http, Some(key(c)), ack, defer).await {
+                self.edit_and_follow(c, msgs).await;
+            }
+        }
+    }
+
+    async fn edit_and_follow(&self, c: &CommandInteraction, msgs: Vec<render::Message>) {
+        let edit = on_webhook("edit response", || {
+            c.edit_response(&*self.http, edit_message(&msgs[0]))
+        });
+        if let Err(e) = edit.await {
+            tracing::error!("editing the interaction response failed: {e:#}");
+            return;
+        }
+        self.follow_ups(c, &msgs[1..]).await;
+    }
+
+    async fn follow_ups(&self, c: &CommandInteraction, msgs: &[render::Message]) {
+        for m in msgs {
+            let sent = on_webhook("follow-up", || {
+                c.create_followup(&*self.http, followup_message(m))
+            });
+            if let Err(e) = sent.await {
+                tracing::error!("follow-up message failed: {e:#}");
+                return;
+            }
+        }
+    }
+
+    async fn autocomplete(&self, c: CommandInteraction, ack: Ack) {
+        let choices = self.suggestions(&c).await;
+        let mut resp = CreateAutocompleteResponse::new();
+        for s in choices {
+            resp = resp.add_string_choice(s.clone(), s);
+        }
+        send_ack(
+            &self.http,
+            Some(key(&c)),
+            ack,
+            CreateInteractionResponse::Autocomplete(resp),
+        )
+        .await;
+    }
+
+    /// Up to 25 suggestions starting with what was typed (case-insensitive); for a
+    /// comma-separated list, the last item is completed and the earlier ones kept.
+    async fn suggestions(&self, c: &CommandInteraction) -> Vec<String> {
+        let Some(focused) = c.data.autocomplete() else {
+            return Vec::new();
+        };
+        let Some(opt) = self
+            .core
+            .catalog
+            .get(&c.data.name)
+            .and_then(|cmd| cmd.option(focused.name))
+        else {
+            return Vec::new();
+        };
+        let candidates: Vec<String> = match commands::autocomplete_source(opt) {
+            Some(Autocomplete::Services) => match self.core.service_names().await {
+                Ok(s) => s.into_iter().map(|s| s.to_string()).collect(),
+                Err(e) => {
+                    tracing::warn!("autocomplete: no service list: {e}");
+                    Vec::new()
+                }
+            },
+            Some(Autocomplete::Groups) => self
+                .core
+                .settings
+                .groups
+                .keys()
+                .map(|g| g.to_string())
+                .collect(),
+            Some(Autocomplete::Commands) => {
+                self.core.catalog.names().map(|n| n.to_string()).collect()
+            }
+            None => Vec::new(),
+        };
+        let typed = focused.value;
+        let (kept, last) = match typed.rsplit_once(',') {
+            Some((k, l)) if opt.multiple => (format!("{k},"), l.trim()),
+            _ => (String::new(), typed.trim()),
+        };
+        let last = last.to_lowercase();
+        candidates
+            .into_iter()
+            .filter(|s| s.to_lowercase().starts_with(&last))
+            .map(|s| format!("{kept}{s}"))
+            .filter(|s| s.chars().count() <= 100)
+            .take(25)
+            .collect()
+    }
+}
+
+fn joined(
+    r: Result<Result<crate::core::report::Report, PipelineError>, tokio::task::JoinError>,
+) -> Result<crate::core::report::Report, PipelineError> {
+    r.unwrap_or_else(|e| {
+        Err(PipelineError::internal(anyhow::anyhow!(
+            "command task: {e}"
+        )))
+    })
+}
+
+fn messages(r: Result<crate::core::report::Report, PipelineError>) -> Vec<render::Message> {
+    match r {
+        Ok(report) => render::report(&report),
+        Err(e) => render::error(&e),
+    }
+}
+
+fn key(c: &CommandInteraction) -> Key<'_> {
+    Key {
+        id: c.id,
+        token: &c.token,
+    }
+}
+
+/// `/incident action:close`, which the core has just accepted: the thread is archived after the answer.
+fn is_incident_close(core: &Core, c: &CommandInteraction) -> bool {
+    core.catalog
+        .get(&c.data.name)
+        .is_some_and(|cmd| cmd.operation == Operation::Incident)
+        && c.data.options.iter().any(|o| {
+            o.name == "action"
+                && matches!(&o.value, CommandDataOptionValue::String(s) if s == "close")
+        })
+}
+
+/// Delivers the first answer; false when it could not be delivered (then nothing follows).
+async fn send_ack(
+    http: &Http,
+    key: Option<Key<'_>>,
+    ack: Ack,
+    resp: CreateInteractionResponse,
+) -> bool {
+    match ack {
+        Ack::Reply(tx) => tx.send(resp).is_ok(),
+        Ack::Rest => {
+            let Some(k) = key else { return false };
+            match resp.execute(http, (k.id, k.token)).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!("interaction response failed: {e:#}");
+                    false
+                }
+            }
+        }
+    }
+}
+
+/// Calls on an interaction's webhook (edit the original response, follow up), retried while
+/// Discord does not know the interaction yet. Over the HTTP endpoint the first response goes
+/// back as the HTTP reply, so a call made right after it can reach Discord first and get
+/// 404 `Unknown Webhook` (10015) or `Unknown interaction` (10062): waited out for about 2 s.
+async fn on_webhook<T, F, Fut>(what: &str, mut call: F) -> serenity::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = serenity::Result<T>>,
+{
+    let mut wait = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    loop {
+        match call().await {
+            Err(e) if not_known_yet(&e) && waited < Duration::from_secs(2) => {
+                tracing::debug!(
+                    "{what}: interaction not known to Discord yet, retrying in {wait:?}"
+                );
+                tokio::time::sleep(wait).await;
+                waited += wait;
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn not_known_yet(e: &serenity::Error) -> bool {
+    match e {
+        serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) => {
+            r.status_code.as_u16() == 404 && matches!(r.error.code, 10015 | 10062)
+        }
+        _ => false,
+    }
+}
+
+/// The person and place of an interaction, as the core's types.
+fn actor_and_channel(
+    user: &User,
+    channel: serenity::all::ChannelId,
+    member: Option<&Member>,
+) -> Result<(UserId, ChannelId, Vec<String>), UserError> {
+    let actor = UserId::parse(&user.id.to_string())
+        .map_err(|e| UserError::InvalidArgument(e.to_string()))?;
+    let channel = ChannelId::parse(&channel.to_string())
+        .map_err(|e| UserError::InvalidArgument(e.to_string()))?;
+    let roles = member
+        .map(|m| m.roles.iter().map(|r| r.to_string()).collect())
+        .unwrap_or_default();
+    Ok((actor, channel, roles))
+}
+
+/// Inside a thread the parent channel's grants apply, as Discord applies the parent's
+/// permissions; the thread stays the invocation's place (incident timelines key on it).
+fn grants_from(channel: Option<&PartialChannel>) -> Option<ChannelId> {
+    let c = channel?;
+    let thread = matches!(
+        c.kind,
+        ChannelType::PublicThread | ChannelType::PrivateThread | ChannelType::NewsThread
+    );
+    thread
+        .then_some(c.parent_id)
+        .flatten()
+        .and_then(|p| ChannelId::parse(&p.to_string()).ok())
+}
+
+/// Builds the core's Invocation from a slash command: Discord user id, role ids, channel id,
+/// and the options as `name:value` arguments (quoted so spaces survive).
+pub fn invocation(c: &CommandInteraction) -> Result<Invocation, UserError> {
+    let (actor, channel, roles) = actor_and_channel(&c.user, c.channel_id, c.member.as_deref())?;
+    let mut args = Vec::new();
+    for o in &c.data.options {
+        let value = match &o.value {
+            CommandDataOptionValue::String(s) => s.clone(),
+            CommandDataOptionValue::Integer(n) => n.to_string(),
+            CommandDataOptionValue::Boolean(b) => b.to_string(),
+            CommandDataOptionValue::Number(n) => n.to_string(),
+            _ => {
+                return Err(UserError::InvalidArgument(format!(
+                    "option `{}` has a type this bot does not take",
+                    o.name
+                )));
+            }
+        };
+        args.push(format!("{}:{}", o.name, quote(&o.name, &value)?));
+    }
+    let mut inv = Invocation::new(actor, channel, c.data.name.clone(), args.join(" "));
+    inv.platform_roles = roles;
+    inv.grants_from = grants_from(c.channel.as_ref());
+    Ok(inv)
+}
+
+/// Quotes a value for the core's tokenizer, which knows `"…"` and `'…'` but no escapes.
+fn quote(name: &str, v: &str) -> Result<String, UserError> {
+    if !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\'')
+    {
+        return Ok(v.to_owned());
+    }
+    if !v.contains('"') {
+        Ok(format!("\"{v}\""))
+    } else if !v.contains('\'') {
+        Ok(format!("'{v}'"))
+    } else {
+        Err(UserError::InvalidArgument(format!(
+            "`{name}` contains both kinds of quotes; remove one kind"
+        )))
+    }
+}
+
+fn embed(e: &render::Embed) -> CreateEmbed {
+    let mut b = CreateEmbed::new()
+        .description(&e.description)
+        .colour(e.colour);
+    if let Some(t) = &e.title {
+        b = b.title(t);
+    }
+    for (name, value) in &e.fields {
+        b = b.field(name, value, false);
+    }
+    if let Some(f) = &e.footer {
+        b = b.footer(CreateEmbedFooter::new(f));
+    }
+    b
+}
+
+fn files(m: &render::Message) -> Vec<CreateAttachment> {
+    m.files
+        .iter()
+        .map(|a| CreateAttachment::bytes(a.body.as_bytes().to_vec(), a.name.clone()))
+        .collect()
+}
+
+/// Buttons in rows of five (the renderer keeps them within five rows).
+fn components(m: &render::Message) -> Vec<CreateActionRow> {
+    m.buttons
+        .chunks(render::limits::BUTTONS_PER_ROW)
+        .map(|row| {
+            CreateActionRow::Buttons(
+                row.iter()
+                    .map(|b| {
+                        CreateButton::new(&b.custom_id)
+                            .label(&b.label)
+                            .style(match b.style {
+                                render::ButtonStyle::Success => ButtonStyle::Success,
+                                render::ButtonStyle::Danger => ButtonStyle::Danger,
+                            })
+                            .disabled(b.disabled)
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn response_message(m: &render::Message) -> CreateInteractionResponseMessage {
+    let mut b = CreateInteractionResponseMessage::new()
+        .embeds(m.embeds.iter().map(embed).collect())
+        .ephemeral(m.ephemeral)
+        .files(files(m));
+    if let Some(c) = &m.content {
+        b = b.content(c);
+    }
+    if !m.buttons.is_empty() {
+        b = b.components(components(m));
+    }
+    b
+}
+
+fn edit_message(m: &render::Message) -> EditInteractionResponse {
+    let mut b = EditInteractionResponse::new().embeds(m.embeds.iter().map(embed).collect());
+    if let Some(c) = &m.content {
+        b = b.content(c);
+    }
+    for f in files(m) {
+        b = b.new_attachment(f);
+    }
+    if !m.buttons.is_empty() {
+        b = b.components(components(m));
+    }
+    b
+}
+
+/// The same message as an edit through the channel route (when no interaction token is left).
+fn edit_channel_message(m: &render::Message) -> EditMessage {
+    let mut b = EditMessage::new().embeds(m.embeds.iter().map(embed).collect());
+    if let Some(c) = &m.content {
+        b = b.content(c);
+    }
+    if !m.buttons.is_empty() {
+        b = b.components(components(m));
+    }
+    b
+}
+
+/// The same message posted to a channel by the bot itself.
+fn create_message(m: &render::Message) -> CreateMessage {
+    let mut b = CreateMessage::new()
+        .embeds(m.embeds.iter().map(embed).collect())
+        .files(files(m));
+    if let Some(c) = &m.content {
+        b = b.content(c);
+    }
+    if !m.buttons.is_empty() {
+        b = b.components(components(m));
+    }
+    b
+}
+
+fn followup_message(m: &render::Message) -> CreateInteractionResponseFollowup {
+    let mut b = CreateInteractionResponseFollowup::new()
+        .embeds(m.embeds.iter().map(embed).collect())
+        .ephemeral(m.ephemeral)
+        .files(files(m));
+    if let Some(c) = &m.content {
+        b = b.content(c);
+    }
+    if !m.buttons.is_empty() {
+        b = b.components(components(m));
+    }
+    b
+}
+
+struct GatewayHandler {
+    core: Arc<Core>,
+    config: DiscordConfig,
+    alive: Alive,
+}
+
+impl GatewayHandler {
+    /// The shared handler over the client's own REST client, which knows the application id from READY.
+    fn bot(&self, ctx: &Context) -> Arc<Bot> {
+        Arc::new(Bot {
+            core: self.core.clone(),
+            http: ctx.http.clone(),
+            config: self.config.clone(),
+            alive: self.alive.clone(),
+        })
+    }
+}
+
+#[serenity::async_trait]
+impl EventHandler for GatewayHandler {
+    async fn ready(&self, ctx: Context, ready: Ready) {
+        tracing::info!(user = %ready.user.name, "connected to the Discord gateway");
+        if let Err(e) = self.bot(&ctx).register().await {
+            tracing::error!("registering slash commands failed: {e:#}");
+        }
+    }
+
+    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        // Each interaction on its own task so a slow command never delays the next ack.
+        tokio::spawn(self.bot(&ctx).handle(interaction, Ack::Rest));
+    }
+}
+
+/// Connects to the gateway, registers the catalog and answers interactions until stopped.
+/// Open approval cards are picked up again (their expiry re-scheduled), and `/incident`
+/// gets Discord threads.
+pub async fn serve(core: Arc<Core>, config: DiscordConfig) -> anyhow::Result<()> {
+    // Card timers end with this function: when it returns or is dropped, the sender goes.
+    let (_alive_tx, alive_rx) = watch::channel(());
+    let alive = Alive {
+        rx: alive_rx,
+        _own: None,
+    };
+    let http = Arc::new(config.http());
+    core.set_threads(Arc::new(threads::DiscordThreads::new(http.clone())));
+    let bot = Arc::new(Bot {
+        core: core.clone(),
+        http,
+        config: config.clone(),
+        alive: alive.clone(),
+    });
+    tokio::spawn(approval::resume(bot.clone()));
+    if let (Some(key), Some(addr)) = (&config.public_key, config.interactions_addr) {
+        let verifier = endpoint::verifier(key).map_err(anyhow::Error::msg)?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(%addr, "HTTP interactions endpoint listening");
+        let bot = bot.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, endpoint::router(bot, verifier)).await {
+                tracing::error!("interactions endpoint stopped: {e:#}");
+            }
+        });
+    }
+    let handler = GatewayHandler {
+        core,
+        config: config.clone(),
+        alive,
+    };
+    let mut client =
+        serenity::all::ClientBuilder::new_with_http(config.http(), GatewayIntents::GUILDS)
+            .event_handler(handler)
+            .await?;
+    client.start().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_values_are_quoted_so_the_core_reads_them_back_whole() {
+        assert_eq!(quote("service", "api-1").unwrap(), "api-1");
+        assert_eq!(
+            quote("grep", "connection refused").unwrap(),
+            "\"connection refused\""
+        );
+        assert_eq!(quote("grep", "say \"hi\"").unwrap(), "'say \"hi\"'");
+        assert_eq!(quote("grep", "").unwrap(), "\"\"");
+        for v in ["connection refused", "say \"hi\" now", "it's"] {
+            let toks = crate::core::args::tokenize(&format!("grep:{}", quote("grep", v).unwrap()))
+                .unwrap();
+            assert_eq!(toks, [format!("grep:{v}")]);
+        }
+        let e = quote("grep", "both \" and '").unwrap_err();
+        assert!(e.to_string().contains("both kinds of quotes"), "{e}");
+    }
+
+    #[test]
+    fn the_token_never_prints_and_a_missing_token_says_what_to_set() {
+        let env = |k: &str| match k {
+            "DISCORD_TOKEN" => Some("very-secret-token".to_owned()),
+            "DISCORD_GUILD_ID" => Some("123".to_owned()),
+            _ => None,
+        };
+        let cfg = DiscordConfig::from_env(&env).unwrap();
+        assert!(!format!("{cfg:?}").contains("very-secret-token"));
+        assert_eq!(cfg.guild, Some(GuildId::new(123)));
+        let e = DiscordConfig::from_env(&|_: &str| None).unwrap_err();
+        assert!(e.contains("DISCORD_TOKEN"), "{e}");
+        let bad = |k: &str| match k {
+            "DISCORD_TOKEN" => Some("t".to_owned()),
+            "DISCORD_GUILD_ID" => Some("guild".to_owned()),
+            _ => None,
+        };
+        assert!(
+            DiscordConfig::from_env(&bad)
+                .unwrap_err()
+                .contains("DISCORD_GUILD_ID")
+        );
+    }
+}

@@ -1,0 +1,1915 @@
+//! The one pipeline: invocation → catalog → policy → args → rate limit → approval gate → operation → report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use tracing::{Instrument, info_span};
+
+use crate::core::approvals::{ApprovalRequest, Approvals, NewRequest, Outcome};
+use crate::core::args::{self, ArgContext};
+use crate::core::audit::{AuditRecord, AuditSink, Decision};
+use crate::core::catalog::{Catalog, Command, Operation, Target};
+use crate::core::engine::{ContainerInfo, Engine, EngineError};
+use crate::core::error::{PipelineError, STORE_DOWN, UserError};
+use crate::core::policy::Policy;
+use crate::core::ratelimit::RateLimits;
+use crate::core::redact::Redactor;
+use crate::core::report::Report;
+use crate::core::report::{Block, Severity};
+use crate::core::settings::Settings;
+use crate::core::store::Store;
+use crate::core::types::{ChannelId, CommandName, GroupName, RoleId, ServiceName, UserId};
+use crate::ops::containers::{self, Mutation, Targets};
+use crate::ops::destructive;
+
+/// One command as typed by a person, before anything is checked.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub actor: UserId,
+    /// The chat platform's role ids the person carries (Discord roles); empty on the console.
+    pub platform_roles: Vec<String>,
+    pub channel: ChannelId,
+    /// The channel whose grants apply when they are not `channel`'s own: a thread's parent
+    /// channel, because a thread has its parent's permissions (as in Discord itself).
+    pub grants_from: Option<ChannelId>,
+    /// As typed, with or without the leading slash.
+    pub command: String,
+    pub args: String,
+    pub correlation_id: String,
+}
+
+impl Invocation {
+    pub fn new(
+        actor: UserId,
+        channel: ChannelId,
+        command: impl Into<String>,
+        args: impl Into<String>,
+    ) -> Self {
+        Self {
+            actor,
+            platform_roles: Vec::new(),
+            channel,
+            grants_from: None,
+            command: command.into(),
+            args: args.into(),
+            correlation_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+        }
+    }
+
+    /// The channel the permission grants are matched against.
+    pub fn grant_channel(&self) -> &ChannelId {
+        self.grants_from.as_ref().unwrap_or(&self.channel)
+    }
+
+    /// Splits a console line such as `/logs api-1 tail:50` into command and arguments.
+    pub fn from_line(actor: UserId, channel: ChannelId, line: &str) -> Self {
+        let line = line.trim();
+        let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        Self::new(actor, channel, cmd, rest.trim())
+    }
+}
+
+type Connect =
+    Box<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn Engine>, EngineError>> + Send + Sync>;
+
+/// The engine, connected on first use so start-up needs no network; a failed connect is retried next time.
+pub struct LazyEngine {
+    cell: tokio::sync::OnceCell<Arc<dyn Engine>>,
+    connect: Connect,
+}
+
+impl LazyEngine {
+    pub fn new(
+        connect: impl Fn() -> BoxFuture<'static, Result<Arc<dyn Engine>, EngineError>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self {
+            cell: tokio::sync::OnceCell::new(),
+            connect: Box::new(connect),
+        }
+    }
+
+    /// An engine that is already there (tests, adapters that connected themselves).
+    pub fn ready(engine: Arc<dyn Engine>) -> Self {
+        Self {
+            cell: tokio::sync::OnceCell::new_with(Some(engine)),
+            connect: Box::new(|| {
+                Box::pin(async { Err(EngineError::Unavailable("no connector".into())) })
+            }),
+        }
+    }
+
+    pub async fn get(&self) -> Result<Arc<dyn Engine>, EngineError> {
+        self.cell
+            .get_or_try_init(|| (self.connect)())
+            .await
+            .cloned()
+    }
+}
+
+/// Everything the pipeline needs, built once at start-up from validated files.
+pub struct Core {
+    pub settings: Settings,
+    pub catalog: Catalog,
+    pub policy: Policy,
+    limits: RateLimits,
+    engine: LazyEngine,
+    audit: Arc<dyn AuditSink>,
+    redactor: Redactor,
+    /// Without a store, destructive commands stop at the gate with nothing to approve.
+    store: Option<Arc<dyn Store>>,
+    approvals: Option<Approvals>,
+    /// The dependency clients, built on the first diagnosis command so start-up stays fast.
+    probes: tokio::sync::OnceCell<Arc<crate::ops::diagnose::probes::Probes>>,
+    /// Chat threads for incidents, set by an adapter that has them (Discord); none on the console.
+    threads: std::sync::OnceLock<Arc<dyn crate::core::threads::Threads>>,
+}
+
+/// What the pipeline learned on the way, for the audit record.
+#[derive(Default)]
+struct Trail {
+    roles: BTreeSet<RoleId>,
+    target: Vec<String>,
+    /// The run ended by creating an approval request.
+    pending: bool,
+}
+
+impl Core {
+    pub fn new(
+        settings: Settings,
+        catalog: Catalog,
+        policy: Policy,
+        engine: LazyEngine,
+        audit: Arc<dyn AuditSink>,
+    ) -> Self {
+        let l = &settings.limits;
+        let limits = RateLimits::new(
+            &l.per_user,
+            &l.per_user_command,
+            &l.per_service_operation,
+            catalog
+                .iter()
+                .filter_map(|c| c.rate_limit.map(|r| (c.name.clone(), r))),
+        );
+        let mut redactor = Redactor::new();
+        if let Some(s) = &settings.store_url {
+            redactor.learn_secret(s.expose());
+        }
+        Self {
+            settings,
+            catalog,
+            policy,
+            limits,
+            engine,
+            audit,
+            redactor,
+            store: None,
+            approvals: None,
+            probes: tokio::sync::OnceCell::new(),
+            threads: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Keeps approval requests (and reads the audit) in `store`; pair it with a
+    /// [`crate::core::audit::StoreAudit`] on the same store so one log holds everything.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.approvals = Some(Approvals::new(store.clone()));
+        self.store = Some(store);
+        self
+    }
+
+    pub fn approvals(&self) -> Option<&Approvals> {
+        self.approvals.as_ref()
+    }
+
+    /// The store behind approvals and audit, for adapters that keep incident timelines.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
+    /// Lets `/incident` create chat threads; false when a thread port is already set.
+    pub fn set_threads(&self, threads: Arc<dyn crate::core::threads::Threads>) -> bool {
+        self.threads.set(threads).is_ok()
+    }
+
+    pub fn threads(&self) -> Option<&Arc<dyn crate::core::threads::Threads>> {
+        self.threads.get()
+    }
+
+    /// Redacts text an adapter stores or posts outside a report (e.g. an incident timeline).
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text)
+    }
+
+    /// Runs one invocation to its end and records that end in the audit.
+    pub async fn run(&self, inv: Invocation) -> Result<Report, PipelineError> {
+        let span = info_span!("pipeline", correlation_id = %inv.correlation_id, actor = %inv.actor, channel = %inv.channel, command = %inv.command);
+        async {
+            let started = Instant::now();
+            let mut trail = Trail::default();
+            let mut redactor = self.redactor.clone();
+            let result = self.stages(&inv, &mut trail, &mut redactor).await;
+            let (decision, outcome) = match &result {
+                Ok(r) if trail.pending => (Decision::Pending, r.title.clone()),
+                Ok(r) => (Decision::Ran, r.title.clone()),
+                Err(PipelineError::User(u)) => (
+                    match u {
+                        UserError::Denied(_) => Decision::Denied,
+                        UserError::RateLimited { .. } => Decision::Limited,
+                        UserError::NeedsApproval { .. } => Decision::Pending,
+                        UserError::NotFound(_) | UserError::InvalidArgument(_) => Decision::Invalid,
+                        UserError::Unavailable(_) => Decision::Failed,
+                    },
+                    u.to_string(),
+                ),
+                Err(e @ PipelineError::Internal(_)) => (Decision::Failed, e.to_string()),
+            };
+            let record = AuditRecord {
+                at: Utc::now(),
+                correlation_id: inv.correlation_id.clone(),
+                actor: inv.actor.clone(),
+                roles: trail.roles.into_iter().collect(),
+                channel: inv.channel.clone(),
+                command: bounded(inv.command.trim_start_matches('/'), 64),
+                args: bounded(&redactor.redact(&inv.args), 2048),
+                target: trail.target,
+                decision,
+                result: redactor.redact(&outcome),
+                duration: started.elapsed(),
+            };
+            let result = match self.audit.record(record).await {
+                Ok(None) => result,
+                Ok(Some(notice)) => with_notice(result, notice),
+                // Nothing is answered unrecorded: the store and the spill file both failed.
+                Err(e) => Err(PipelineError::internal(e.context(
+                    "the audit record of this command could not be kept anywhere, so its reply is withheld",
+                ))),
+            };
+            match result {
+                Ok(mut r) => {
+                    r.redact(&redactor);
+                    Ok(r)
+                }
+                Err(PipelineError::User(u)) => Err(PipelineError::User(u.redacted(&redactor))),
+                Err(e) => Err(e),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn stages(
+        &self,
+        inv: &Invocation,
+        trail: &mut Trail,
+        redactor: &mut Redactor,
+    ) -> Result<Report, PipelineError> {
+        trail.roles = self.policy.roles_of(&inv.actor, &inv.platform_roles);
+        let cmd = info_span!("catalog").in_scope(|| self.lookup(&inv.command))?;
+        info_span!("policy").in_scope(|| {
+            if self
+                .policy
+                .may_run(&trail.roles, cmd.name.as_str(), inv.grant_channel())
+            {
+                Ok(())
+            } else {
+                Err(self.denied(inv, &trail.roles, cmd, None))
+            }
+        })?;
+
+        // Shape, types and required options are checked before Docker is asked anything; only
+        // commands that name services (or act on all of them) then need the live service list.
+        // Group commands know their services from the settings.
+        let parse = |known: Option<&BTreeSet<ServiceName>>| {
+            info_span!("args").in_scope(|| {
+                args::parse(
+                    cmd,
+                    &inv.args,
+                    &ArgContext {
+                        max_arg_len: self.settings.limits.max_arg_len,
+                        known_services: known,
+                        groups: &self.settings.groups,
+                    },
+                )
+            })
+        };
+        let mut args = parse(None)?;
+        let mut containers = None;
+        let mut known = None;
+        if needs_service_list(cmd) {
+            let cs = self.containers().await?;
+            let k = service_set(&cs);
+            args = parse(Some(&k))?;
+            containers = Some(cs);
+            known = Some(k);
+        }
+
+        let (services, explicit) =
+            target_services(cmd, &args, known.as_ref(), &self.settings.groups);
+        trail.target = if services.is_empty() {
+            vec!["project".into()]
+        } else {
+            services.iter().map(|s| s.to_string()).collect()
+        };
+
+        info_span!("policy_services").in_scope(|| {
+            let refused: Vec<&ServiceName> = services
+                .iter()
+                .filter(|s| {
+                    !self
+                        .policy
+                        .may_run_on(&trail.roles, cmd.name.as_str(), inv.grant_channel(), s)
+                })
+                .collect();
+            if refused.is_empty() {
+                Ok(())
+            } else {
+                Err(self.denied(inv, &trail.roles, cmd, Some(&refused)))
+            }
+        })?;
+
+        info_span!("rate_limit").in_scope(|| {
+            let mutations: Vec<(ServiceName, &'static str)> = if cmd.operation.is_mutation() {
+                services
+                    .iter()
+                    .map(|s| (s.clone(), cmd.operation.as_str()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            self.limits.check(&inv.actor, &cmd.name, &mutations)
+        })?;
+
+        if cmd.destructive {
+            // A span guard is not Send; the gate awaits, so its futures carry the span instead.
+            let gate = info_span!("approval_gate");
+            let Some(a) = cmd.approval.as_ref() else {
+                // The catalog refuses such files at start-up; never run one unguarded anyway.
+                return Err(PipelineError::internal(anyhow::anyhow!(
+                    "destructive command /{} has no approval rule",
+                    cmd.name
+                )));
+            };
+            let Some(approvals) = &self.approvals else {
+                return Err(UserError::NeedsApproval {
+                    command: cmd.name.to_string(),
+                    approvers: a.approvers.iter().map(|r| r.to_string()).collect(),
+                    min_approvals: a.min_approvals,
+                    ttl: a.ttl,
+                }
+                .into());
+            };
+            let all = match containers.take() {
+                Some(cs) => cs,
+                None => self.containers().instrument(gate.clone()).await?,
+            };
+            let engine = self.engine.get().instrument(gate.clone()).await?;
+            let bound = destructive::bind_live(
+                engine.as_ref(),
+                cmd,
+                &args,
+                &services,
+                &all,
+                &self.settings.platform,
+            )
+            .instrument(gate.clone())
+            .await?;
+            let req = approvals
+                .create(
+                    NewRequest {
+                        operation: bound.op.clone(),
+                        args_display: bounded(&redactor.redact(&inv.args), 2048),
+                        requester: inv.actor.to_string(),
+                        requester_roles: trail.roles.iter().map(|r| r.to_string()).collect(),
+                        approver_roles: a.approvers.iter().map(|r| r.to_string()).collect(),
+                        min_approvals: a.min_approvals,
+                        ttl: a.ttl,
+                        channel: inv.channel.to_string(),
+                        correlation_id: inv.correlation_id.clone(),
+                    },
+                    Utc::now(),
+                )
+                .instrument(gate)
+                .await
+                .map_err(store_error)?;
+            trail.pending = true;
+            return Ok(pending_report(&req, a.min_approvals));
+        }
+
+        if let Some(r) = self.review_ops(cmd, &args, &trail.roles, &inv.actor).await {
+            return r;
+        }
+        if cmd.operation == Operation::Incident {
+            let who = crate::ops::incidents::Who {
+                actor: &inv.actor,
+                channel: &inv.channel,
+            };
+            return crate::ops::incidents::run(
+                self.threads().map(|t| t.as_ref()),
+                self.store().map(|s| s.as_ref()),
+                &args,
+                &who,
+            )
+            .await;
+        }
+        let targets = if needs_containers(cmd) {
+            let cs = match containers.take() {
+                Some(cs) => cs,
+                None => self.containers().await?,
+            };
+            split_targets(cs, explicit.then_some(services.as_slice()))?
+        } else {
+            Targets::default()
+        };
+        let limits = &self.settings.limits;
+        let mut deadline = limits.operation_timeout;
+        if cmd.operation.is_mutation() {
+            deadline += args.duration("timeout").unwrap_or(limits.stop_timeout);
+        }
+        let op = self
+            .operate(
+                cmd,
+                &args,
+                &targets,
+                &trail.roles,
+                inv.grant_channel(),
+                redactor,
+            )
+            .instrument(info_span!("operation", op = %cmd.operation));
+        match tokio::time::timeout(deadline, op).await {
+            Ok(result) => result,
+            Err(_) => {
+                let tail = if cmd.operation.is_mutation() {
+                    " It may still complete: check with `/status` before trying again."
+                } else {
+                    ""
+                };
+                Err(UserError::Unavailable(format!(
+                    "`/{}` did not finish within {}.{tail}",
+                    cmd.name,
+                    crate::core::types::format_duration(deadline)
+                ))
+                .into())
+            }
+        }
+    }
+
+    /// The live project's services (for chat autocomplete), sorted.
+    pub async fn service_names(&self) -> Result<Vec<ServiceName>, PipelineError> {
+        Ok(service_set(&self.containers().await?).into_iter().collect())
+    }
+
+    async fn containers(&self) -> Result<Vec<ContainerInfo>, PipelineError> {
+        let engine = self
+            .engine
+            .get()
+            .instrument(info_span!("engine_connect"))
+            .await?;
+        let deadline = self.settings.limits.operation_timeout;
+        let listed = tokio::time::timeout(deadline, engine.containers())
+            .instrument(info_span!("containers"))
+            .await
+            .map_err(|_| EngineError::Timeout(deadline))?;
+        Ok(listed?)
+    }
+
+    fn lookup(&self, typed: &str) -> Result<&Command, PipelineError> {
+        let name = typed.trim_start_matches('/');
+        let unknown = || {
+            UserError::NotFound(format!(
+                "unknown command `/{}`; run `/help` to see the commands you may use",
+                name.chars().take(40).collect::<String>()
+            ))
+        };
+        let name = CommandName::parse(name).map_err(|_| unknown())?;
+        Ok(self.catalog.get(name.as_str()).ok_or_else(unknown)?)
+    }
+
+    fn denied(
+        &self,
+        inv: &Invocation,
+        roles: &BTreeSet<RoleId>,
+        cmd: &Command,
+        services: Option<&[&ServiceName]>,
+    ) -> PipelineError {
+        let roles = if roles.is_empty() {
+            "no roles".to_owned()
+        } else {
+            roles
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let what = match services {
+            Some(s) => format!(
+                "`/{}` on {}",
+                cmd.name,
+                s.iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => format!("`/{}`", cmd.name),
+        };
+        UserError::Denied(format!(
+            "`{}` ({roles}) may not run {what} in `{}`.",
+            inv.actor, inv.channel
+        ))
+        .into()
+    }
+
+    async fn operate(
+        &self,
+        cmd: &Command,
+        args: &args::Args,
+        targets: &Targets,
+        roles: &BTreeSet<RoleId>,
+        channel: &ChannelId,
+        redactor: &mut Redactor,
+    ) -> Result<Report, PipelineError> {
+        let project = &self.settings.project;
+        let timeout = args
+            .duration("timeout")
+            .unwrap_or(self.settings.limits.stop_timeout);
+        if cmd.operation == Operation::Help {
+            return Ok(containers::help(
+                &self.catalog,
+                &self.policy,
+                roles,
+                channel,
+                args,
+            ));
+        }
+        let engine = self.engine.get().await?;
+        if crate::ops::diagnose::is_diagnosis(cmd.operation) {
+            let probes = self
+                .probes
+                .get_or_try_init(|| async {
+                    crate::ops::diagnose::probes::Probes::new(
+                        self.settings.platform.clone(),
+                        project,
+                    )
+                    .map(Arc::new)
+                    .map_err(|e| PipelineError::internal(anyhow::anyhow!("probe clients: {e}")))
+                })
+                .await?;
+            return crate::ops::diagnose::run(cmd.operation, args, probes, engine).await;
+        }
+        let engine = engine.as_ref();
+        match cmd.operation {
+            Operation::Status => Ok(containers::status(project, targets)),
+            Operation::Logs => {
+                containers::logs(
+                    engine,
+                    targets,
+                    args,
+                    self.settings.limits.log_line_cap,
+                    redactor,
+                )
+                .await
+            }
+            Operation::Stats => containers::stats(engine, targets).await,
+            Operation::Restart => {
+                containers::mutate(engine, targets, Mutation::Restart, timeout).await
+            }
+            Operation::Stop => containers::mutate(engine, targets, Mutation::Stop, timeout).await,
+            Operation::Start => containers::mutate(engine, targets, Mutation::Start, timeout).await,
+            Operation::Config => containers::config(engine, targets, redactor).await,
+            Operation::Volumes => containers::volumes(engine, project).await,
+            Operation::Network => containers::network(engine, project).await,
+            Operation::DiskUsage => containers::disk_usage(engine).await,
+            Operation::Help => Ok(containers::help(
+                &self.catalog,
+                &self.policy,
+                roles,
+                channel,
+                args,
+            )),
+            other => Err(PipelineError::internal(anyhow::anyhow!(
+                "operation {other} reached the engine stage"
+            ))),
+        }
+    }
+}
+
+impl Core {
+    fn store_or_refuse(&self) -> Result<(&Approvals, &Arc<dyn Store>), PipelineError> {
+        match (&self.approvals, &self.store) {
+            (Some(a), Some(s)) => Ok((a, s)),
+            _ => Err(UserError::Unavailable(
+                "this bot runs without a store, so there are no approval requests or audit log to read"
+                    .into(),
+            )
+            .into()),
+        }
+    }
+
+    /// The approval and audit commands; `None` for every other operation.
+    async fn review_ops(
+        &self,
+        cmd: &Command,
+        args: &args::Args,
+        roles: &BTreeSet<RoleId>,
+        actor: &UserId,
+    ) -> Option<Result<Report, PipelineError>> {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let id = args.string("id").unwrap_or_default().trim().to_owned();
+        let who = actor.as_str();
+        let result = match cmd.operation {
+            Operation::Approve => self.approve(&id, who, &roles).await,
+            Operation::Deny => {
+                let reason = args.string("reason").unwrap_or_default();
+                self.review_outcome(&id, |a| a.deny(&id, who, &roles, reason, Utc::now()))
+                    .await
+            }
+            Operation::Cancel => {
+                self.review_outcome(&id, |a| a.cancel(&id, who, Utc::now()))
+                    .await
+            }
+            Operation::Pending => self.pending().await,
+            Operation::Audit => self.audit_query(args).await,
+            _ => return None,
+        };
+        Some(result)
+    }
+
+    async fn review_outcome<'a, F, Fut>(&'a self, id: &str, f: F) -> Result<Report, PipelineError>
+    where
+        F: FnOnce(&'a Approvals) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
+    {
+        let (a, _) = self.store_or_refuse()?;
+        match f(a).await.map_err(store_error)? {
+            Outcome::Refused(r) => Err(UserError::Denied(r.markdown()).into()),
+            Outcome::Denied => Ok(Report::new(
+                format!("Request {id} denied; it will not run"),
+                Severity::Info,
+            )),
+            Outcome::Cancelled => Ok(Report::new(
+                format!("Request {id} cancelled; it will not run"),
+                Severity::Info,
+            )),
+            Outcome::Approved { .. } => Err(PipelineError::internal(anyhow::anyhow!(
+                "unexpected approval outcome for {id}"
+            ))),
+        }
+    }
+
+    async fn approve(
+        &self,
+        id: &str,
+        who: &str,
+        roles: &[String],
+    ) -> Result<Report, PipelineError> {
+        let (a, _) = self.store_or_refuse()?;
+        let outcome = a
+            .approve(id, who, roles, Utc::now())
+            .await
+            .map_err(store_error)?;
+        match outcome {
+            Outcome::Refused(r) => Err(UserError::Denied(r.markdown()).into()),
+            Outcome::Approved {
+                ready_to_run: false,
+                approvals,
+                needed,
+            } if approvals >= needed => Ok(Report::new(
+                format!("Approved {id}; a simultaneous approval completed it and runs it (once)"),
+                Severity::Info,
+            )),
+            Outcome::Approved {
+                ready_to_run: false,
+                approvals,
+                needed,
+            } => Ok(Report::new(
+                format!("Approved {id} ({approvals} of {needed}); waiting for more approvals"),
+                Severity::Info,
+            )),
+            Outcome::Approved {
+                ready_to_run: true, ..
+            } => self.execute_approved(id).await,
+            Outcome::Denied | Outcome::Cancelled => Err(PipelineError::internal(anyhow::anyhow!(
+                "unexpected review outcome for {id}"
+            ))),
+        }
+    }
+
+    /// Claims the request (one caller ever wins), binds it again, checks the binding against
+    /// the approved digest, runs it and records how it ended.
+    pub async fn execute_approved(&self, id: &str) -> Result<Report, PipelineError> {
+        let (a, _) = self.store_or_refuse()?;
+        if !a
+            .claim_for_execution(id, Utc::now())
+            .await
+            .map_err(store_error)?
+        {
+            let state = a
+                .get(id)
+                .await
+                .map_err(store_error)?
+                .map(|r| r.state.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            return Err(UserError::Denied(format!(
+                "Request {id} was approved but is **{state}**: it runs once, and not from here."
+            ))
+            .into());
+        }
+        let started = Instant::now();
+        let result = match a.get(id).await.map_err(store_error)? {
+            Some(req) => {
+                let run = tokio::time::timeout(destructive::DEADLINE, self.run_approved(&req));
+                match with_lease_renewed(a, id, run).await {
+                    Ok(r) => r,
+                    Err(_) => Err(UserError::Unavailable(format!(
+                        "the operation did not finish within {}; check `/status` before anything else",
+                        crate::core::types::format_duration(destructive::DEADLINE)
+                    ))
+                    .into()),
+                }
+            }
+            None => Err(PipelineError::internal(anyhow::anyhow!(
+                "request {id} vanished after its claim"
+            ))),
+        };
+        let summary = match &result {
+            Ok(r) => Ok(r.title.clone()),
+            Err(PipelineError::User(u)) => Err(self.redactor.redact(&u.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = a.finish(id, summary, started.elapsed(), Utc::now()).await {
+            tracing::error!(
+                approval = id,
+                "could not record the end of an approved run: {e:#}"
+            );
+        }
+        match result {
+            Ok(mut r) => {
+                r.title = format!("Approved request {id} ran: {}", r.title);
+                Ok(r)
+            }
+            Err(PipelineError::User(u)) => Err(PipelineError::User(match u {
+                UserError::Unavailable(m) => {
+                    UserError::Unavailable(format!("Approved request {id} failed: {m}"))
+                }
+                UserError::NotFound(m) | UserError::InvalidArgument(m) | UserError::Denied(m) => {
+                    UserError::Denied(format!("Approved request {id} failed closed: {m}"))
+                }
+                other => other,
+            })),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn run_approved(&self, req: &ApprovalRequest) -> Result<Report, PipelineError> {
+        let cmd = self.catalog.get(&req.command).ok_or_else(|| {
+            UserError::NotFound(format!(
+                "command `/{}` is no longer in the catalog",
+                req.command
+            ))
+        })?;
+        let all = self.containers().await?;
+        let known = service_set(&all);
+        let args = args::parse(
+            cmd,
+            &req.args,
+            &ArgContext {
+                max_arg_len: self.settings.limits.max_arg_len,
+                known_services: Some(&known),
+                groups: &self.settings.groups,
+            },
+        )?;
+        let (services, _) = target_services(cmd, &args, Some(&known), &self.settings.groups);
+        let engine = self.engine.get().await?;
+        let bound = destructive::bind_live(
+            engine.as_ref(),
+            cmd,
+            &args,
+            &services,
+            &all,
+            &self.settings.platform,
+        )
+        .await
+        .map_err(|e| match e {
+            // A dependency that does not answer is not a changed target.
+            PipelineError::User(u) if !matches!(u, UserError::Unavailable(_)) => {
+                PipelineError::User(UserError::Denied(format!(
+                    "the target changed since approval: {}",
+                    u.markdown()
+                )))
+            }
+            e => e,
+        })?;
+        if !req.matches(&bound.op) {
+            return Err(UserError::Denied(destructive::explain_change(
+                &req.targets,
+                &bound.op.targets,
+            ))
+            .into());
+        }
+        destructive::execute(
+            engine.as_ref(),
+            cmd,
+            &args,
+            &bound,
+            &self.settings.platform,
+            self.settings.limits.stop_timeout,
+        )
+        .await
+    }
+
+    async fn pending(&self) -> Result<Report, PipelineError> {
+        let (a, _) = self.store_or_refuse()?;
+        let now = Utc::now();
+        let expired = a.expire_due(now).await.map_err(store_error)?;
+        // Requests whose executor stopped are settled here too, not only when a bot starts.
+        let interrupted = a.recover_interrupted(now).await.map_err(store_error)?;
+        let open = a.pending().await.map_err(store_error)?;
+        let mut r = Report::new(
+            format!("{} approval request(s) waiting", open.len()),
+            Severity::Info,
+        );
+        if !open.is_empty() {
+            r.push(Block::Table {
+                headers: [
+                    "id",
+                    "command",
+                    "targets",
+                    "requester",
+                    "approvals",
+                    "expires",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows: open
+                    .iter()
+                    .map(|q| {
+                        vec![
+                            q.id.clone(),
+                            format!("/{} {}", q.command, q.args).trim_end().to_owned(),
+                            q.targets.join(", "),
+                            q.requester.clone(),
+                            format!("{}/{}", q.approvals(), q.min_approvals),
+                            q.expires_at.format("%H:%M:%S UTC").to_string(),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+        if !expired.is_empty() {
+            r.push(Block::Text(format!(
+                "Expired just now: {}",
+                expired.join(", ")
+            )));
+        }
+        if !interrupted.is_empty() {
+            r.push(Block::Text(format!(
+                "Marked `failed: interrupted` just now (their executor stopped; not re-run): {}",
+                interrupted.join(", ")
+            )));
+        }
+        Ok(r)
+    }
+
+    async fn audit_query(&self, args: &args::Args) -> Result<Report, PipelineError> {
+        let (_, store) = self.store_or_refuse()?;
+        let q = crate::core::store::AuditQuery {
+            actor: args.string("user").map(str::to_owned),
+            target: args.string("service").map(str::to_owned),
+            command: args
+                .string("command")
+                .map(|c| c.trim_start_matches('/').to_owned()),
+            since: args
+                .duration("since")
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .map(|d| Utc::now() - d),
+            limit: args.integer("limit").unwrap_or(25).clamp(1, 200) as u32,
+            ..Default::default()
+        };
+        let entries = store.query_audit(&q).await.map_err(store_error)?;
+        let mut r = Report::new(
+            format!(
+                "{} audit entr{}",
+                entries.len(),
+                if entries.len() == 1 { "y" } else { "ies" }
+            ),
+            Severity::Info,
+        );
+        if !entries.is_empty() {
+            r.push(Block::Table {
+                headers: ["id", "at", "actor", "command", "decision", "result"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: entries
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.id.to_string(),
+                            e.entry.at.format("%m-%d %H:%M:%S").to_string(),
+                            e.entry.actor.clone(),
+                            format!("/{} {}", e.entry.command, e.entry.args)
+                                .trim_end()
+                                .to_owned(),
+                            e.entry.decision.to_string(),
+                            e.entry.result.chars().take(120).collect(),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+        Ok(r)
+    }
+}
+
+/// Runs `op` while renewing this replica's lease on request `id` every quarter lease, so
+/// other replicas do not take a long operation for an interrupted one.
+async fn with_lease_renewed<T>(
+    a: &Approvals,
+    id: &str,
+    op: impl std::future::Future<Output = T>,
+) -> T {
+    let every = a.lease() / 4;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tokio::pin!(op);
+    loop {
+        tokio::select! {
+            out = &mut op => return out,
+            _ = tick.tick() => match a.renew_lease(id, Utc::now()).await {
+                Ok(true) => {}
+                Ok(false) => tracing::error!(approval = id, "lease lost while executing"),
+                Err(e) => tracing::warn!(approval = id, "lease not renewed: {e:#}"),
+            },
+        }
+    }
+}
+
+/// A store failure as the person sees it: an outage is a clear refusal (nothing ran), anything
+/// else an internal error.
+fn store_error(e: anyhow::Error) -> PipelineError {
+    if crate::infra::store::resilient::is_unavailable(&e) {
+        tracing::warn!("store work refused: {e:#}");
+        UserError::Unavailable(STORE_DOWN.into()).into()
+    } else {
+        PipelineError::internal(e)
+    }
+}
+
+/// Adds an audit notice to the reply, whatever its kind.
+fn with_notice(
+    result: Result<Report, PipelineError>,
+    notice: String,
+) -> Result<Report, PipelineError> {
+    match result {
+        Ok(mut r) => {
+            r.push(Block::Text(notice));
+            Ok(r)
+        }
+        Err(PipelineError::User(u)) => Err(PipelineError::User(u.with_note(&notice))),
+        Err(e) => {
+            tracing::warn!("{notice}");
+            Err(e)
+        }
+    }
+}
+
+fn needs_containers(cmd: &Command) -> bool {
+    !matches!(cmd.target, Target::None)
+        && !matches!(
+            cmd.operation,
+            Operation::Volumes | Operation::Network | Operation::DiskUsage | Operation::Help
+        )
+}
+
+/// What the requester sees: what will run, on what, bound to which digest, and how to approve.
+fn pending_report(req: &ApprovalRequest, needed: u32) -> Report {
+    Report::new(
+        format!(
+            "Pending approval {}: /{} {}",
+            req.id, req.command, req.args
+        )
+        .trim_end()
+        .to_owned(),
+        Severity::Warning,
+    )
+    .with(Block::Fields(vec![
+        ("request".into(), req.id.clone()),
+        ("what".into(), format!("/{} {}", req.command, req.args).trim_end().to_owned()),
+        ("targets".into(), req.targets.join(", ")),
+        ("digest".into(), req.digest.clone()),
+        ("requester".into(), req.requester.clone()),
+        ("expires".into(), req.expires_at.to_rfc3339()),
+    ]))
+    .with(Block::Text(format!(
+        "Nothing has run. {needed} approval(s) needed from someone else with the role {}: `/approve {}` (or `/deny {} reason:…`); the requester can `/cancel {}`.",
+        req.approver_roles
+            .iter()
+            .map(|r| format!("`{r}`"))
+            .collect::<Vec<_>>()
+            .join(" or "),
+        req.id,
+        req.id,
+        req.id
+    )))
+}
+
+/// Keeps audit fields bounded whatever was typed, marking (never hiding) the cut.
+fn bounded(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_owned();
+    }
+    format!(
+        "{}… ({n} characters in all)",
+        s.chars().take(max).collect::<String>()
+    )
+}
+
+/// Commands whose arguments or targets need the project's live service list.
+fn needs_service_list(cmd: &Command) -> bool {
+    needs_containers(cmd) && matches!(cmd.target, Target::ServiceOption(_) | Target::Project)
+}
+
+fn service_set(cs: &[ContainerInfo]) -> BTreeSet<ServiceName> {
+    cs.iter()
+        .filter_map(|c| ServiceName::parse(&c.service).ok())
+        .collect()
+}
+
+/// The services a command acts on (what permissions and rate limits apply to), and whether
+/// they were named (by the person or a group) rather than "every service of the project".
+fn target_services(
+    cmd: &Command,
+    args: &args::Args,
+    known: Option<&BTreeSet<ServiceName>>,
+    groups: &BTreeMap<GroupName, Vec<ServiceName>>,
+) -> (Vec<ServiceName>, bool) {
+    let named = match &cmd.target {
+        Target::ServiceOption(o) => args.services(o).map(<[_]>::to_vec),
+        Target::Group(g) => Some(groups.get(g).cloned().unwrap_or_default()),
+        Target::GroupOption(o) => Some(
+            args.group(o)
+                .and_then(|g| groups.get(g))
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        Target::Project | Target::None => None,
+    };
+    match named {
+        Some(s) => (s, true),
+        None if needs_containers(cmd) => (
+            known
+                .map(|k| k.iter().cloned().collect())
+                .unwrap_or_default(),
+            false,
+        ),
+        None => (Vec::new(), false),
+    }
+}
+
+/// Picks the containers of the named services (all when `named` is None) and lists the
+/// services that have none.
+fn split_targets(
+    containers: Vec<ContainerInfo>,
+    named: Option<&[ServiceName]>,
+) -> Result<Targets, PipelineError> {
+    let Some(wanted) = named else {
+        return Ok(Targets {
+            containers,
+            missing: Vec::new(),
+        });
+    };
+    let present: Vec<ContainerInfo> = containers
+        .into_iter()
+        .filter(|c| wanted.iter().any(|w| w.as_str() == c.service))
+        .collect();
+    let missing: Vec<ServiceName> = wanted
+        .iter()
+        .filter(|w| !present.iter().any(|c| c.service == w.as_str()))
+        .cloned()
+        .collect();
+    if present.is_empty() {
+        return Err(UserError::NotFound(format!(
+            "no container of {} exists in the project; see `/status`",
+            wanted
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    }
+    Ok(Targets {
+        containers: present,
+        missing,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::audit::MemoryAudit;
+    use crate::core::report::{Block, render_markdown};
+    use crate::infra::fake::FakeEngine;
+
+    fn repo(p: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+    }
+
+    fn core_with(fake: Arc<FakeEngine>) -> (Core, Arc<MemoryAudit>) {
+        let settings = Settings::parse(
+            Path::new("default"),
+            crate::core::settings::DEFAULT_SETTINGS,
+        )
+        .unwrap();
+        let groups = settings.groups.keys().cloned().collect();
+        let catalog = Catalog::load_dir(&repo("commands"), &groups).unwrap();
+        let policy = Policy::load_dir(&repo("permissions")).unwrap();
+        policy.check_catalog(&catalog).unwrap();
+        let audit = Arc::new(MemoryAudit::new());
+        let core = Core::new(
+            settings,
+            catalog,
+            policy,
+            LazyEngine::ready(fake),
+            audit.clone(),
+        );
+        (core, audit)
+    }
+
+    fn inv(who: &str, line: &str) -> Invocation {
+        Invocation::from_line(
+            UserId::parse(who).unwrap(),
+            ChannelId::parse("console").unwrap(),
+            line,
+        )
+    }
+
+    #[tokio::test]
+    async fn viewer_gets_status_and_the_run_is_audited() {
+        let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
+        let r = core.run(inv("dave", "/status")).await.unwrap();
+        assert!(
+            r.title.starts_with("Status of riftwing: 11/11 running"),
+            "{}",
+            r.title
+        );
+        let rec = audit.records().pop().unwrap();
+        assert_eq!(rec.decision, Decision::Ran);
+        assert_eq!(rec.roles, [RoleId::parse("viewer").unwrap()]);
+        assert_eq!(rec.command, "status");
+        assert_eq!(rec.target.len(), 11);
+    }
+
+    #[tokio::test]
+    async fn unknown_person_is_denied_without_touching_docker() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_unavailable(true);
+        let (core, audit) = core_with(fake.clone());
+        let e = core.run(inv("mallory", "/status")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::Denied(m)) if m.contains("no roles")),
+            "{e:?}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Denied);
+    }
+
+    #[tokio::test]
+    async fn viewer_may_not_restart() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, audit) = core_with(fake.clone());
+        let e = core.run(inv("dave", "/restart api-1")).await.unwrap_err();
+        assert!(matches!(e, PipelineError::User(UserError::Denied(_))));
+        assert!(fake.calls().is_empty());
+        assert_eq!(audit.records()[0].decision, Decision::Denied);
+    }
+
+    #[tokio::test]
+    async fn operator_restarts_an_app_service_but_not_postgres() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, audit) = core_with(fake.clone());
+        core.run(inv("alice", "/restart service:api-1"))
+            .await
+            .unwrap();
+        assert_eq!(fake.calls(), ["restart riftwing-api-1-1"]);
+        let e = core
+            .run(inv("alice", "/restart postgres"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::Denied(m)) if m.contains("`postgres`")),
+            "{e:?}"
+        );
+        assert_eq!(fake.calls().len(), 1);
+        let decisions: Vec<Decision> = audit.records().iter().map(|r| r.decision).collect();
+        assert_eq!(decisions, [Decision::Ran, Decision::Denied]);
+    }
+
+    #[tokio::test]
+    async fn unknown_service_is_refused_with_the_list_of_services() {
+        let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
+        let md = refusal(&core, "dave", "/logs service:api-9").await;
+        assert!(
+            md.contains("unknown service `api-9`; known: `api-1`, `api-2`, `console`"),
+            "{md}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Invalid);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_per_service_and_operation_stops_a_restart_storm() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, audit) = core_with(fake.clone());
+        // Default: 3 restarts of one service per 10 minutes, whoever asks.
+        for who in ["alice", "bob", "erin"] {
+            core.run(inv(who, "/restart api-1")).await.unwrap();
+        }
+        let e = core.run(inv("alice", "/restart api-1")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::RateLimited { retry_after, .. }) if *retry_after > Duration::ZERO),
+            "{e:?}"
+        );
+        assert!(e.markdown().contains("Try again in"), "{}", e.markdown());
+        assert_eq!(fake.calls().len(), 3);
+        assert_eq!(audit.records().last().unwrap().decision, Decision::Limited);
+        // Another service still restarts.
+        core.run(inv("alice", "/restart api-2")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn destructive_command_stops_at_the_gate_and_is_audited_as_pending() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, audit) = core_with(fake.clone());
+        let e = core.run(inv("erin", "/restart-infra")).await.unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                PipelineError::User(UserError::NeedsApproval {
+                    min_approvals: 1,
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        assert!(e.markdown().contains("`approver`"));
+        assert!(fake.calls().is_empty(), "nothing may run before approval");
+        let rec = audit.records().pop().unwrap();
+        assert_eq!(rec.decision, Decision::Pending);
+        assert_eq!(rec.target, ["postgres", "temporal", "redis"]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_required_option_is_reported_without_docker() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_unavailable(true);
+        let (core, _) = core_with(fake);
+        let e = core.run(inv("dave", "/logs tail:5")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::InvalidArgument(m)) if m.contains("needs `service`")),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hung_engine_costs_the_deadline_not_the_bot() {
+        let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(30)));
+        let (mut core, audit) = core_with(fake);
+        core.settings.limits.operation_timeout = Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let e = core.run(inv("dave", "/stats api-1")).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(&e, PipelineError::User(UserError::Unavailable(m)) if m.contains("did not finish within")),
+            "{e:?}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_command_added_as_a_file_runs_through_the_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(repo("commands")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("errors.toml"),
+            "name = \"errors\"\ndescription = \"Recent error lines of a service\"\noperation = \"logs\"\nparams = { grep = \"error\", tail = 500 }\ntarget = { kind = \"service\", option = \"service\" }\n\n[[options]]\nname = \"service\"\ndescription = \"Service\"\ntype = \"service\"\nrequired = true\n",
+        )
+        .unwrap();
+        let mut settings = Settings::parse(
+            Path::new("default"),
+            crate::core::settings::DEFAULT_SETTINGS,
+        )
+        .unwrap();
+        settings.commands_dir = dir.path().to_owned();
+        let groups = settings.groups.keys().cloned().collect();
+        let catalog = Catalog::load_dir(&settings.commands_dir, &groups).unwrap();
+        let policy = Policy::load_dir(&repo("permissions")).unwrap();
+        policy.check_catalog(&catalog).unwrap();
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_logs(
+            "worker-1",
+            &[(1, "ok"), (2, "ERROR: activity failed"), (3, "ok")],
+        );
+        let core = Core::new(
+            settings,
+            catalog,
+            policy,
+            LazyEngine::ready(fake),
+            Arc::new(MemoryAudit::new()),
+        );
+        let r = core.run(inv("erin", "/errors worker-1")).await.unwrap();
+        let text = r.all_text();
+        assert!(
+            text.contains("ERROR: activity failed") && text.contains("1 of 3 matched `error`"),
+            "{text}"
+        );
+        // The viewer grant lists commands by name, so the new command is denied to viewers.
+        assert!(matches!(
+            core.run(inv("dave", "/errors worker-1")).await,
+            Err(PipelineError::User(UserError::Denied(_)))
+        ));
+    }
+
+    async fn core_with_store(fake: Arc<FakeEngine>) -> (Core, Arc<dyn crate::core::store::Store>) {
+        let (core, _) = core_with(fake);
+        let store: Arc<dyn crate::core::store::Store> = Arc::new(
+            crate::infra::store::SqliteStore::open(":memory:")
+                .await
+                .unwrap(),
+        );
+        let core = Core {
+            audit: Arc::new(crate::core::audit::StoreAudit::new(store.clone())),
+            ..core
+        }
+        .with_store(store.clone());
+        (core, store)
+    }
+
+    /// The refusal's Markdown, for a line that must be refused.
+    async fn refusal(core: &Core, who: &str, line: &str) -> String {
+        core.run(inv(who, line)).await.unwrap_err().markdown()
+    }
+
+    fn pending_id(r: &Report) -> String {
+        r.title
+            .strip_prefix("Pending approval ")
+            .and_then(|t| t.split(':').next())
+            .expect("a pending report")
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn reset_waits_for_another_approver_and_then_runs_once() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.update("redis", |c| c.volumes = vec!["riftwing_redis-data".into()]);
+        let (core, store) = core_with_store(fake.clone()).await;
+        let r = core.run(inv("alice", "/reset redis")).await.unwrap();
+        let id = pending_id(&r);
+        let text = r.all_text();
+        assert!(
+            text.contains("volume:riftwing_redis-data") && text.contains("digest"),
+            "{text}"
+        );
+        assert!(fake.calls().is_empty(), "nothing runs before approval");
+        let own = refusal(&core, "alice", &format!("/approve {id}")).await;
+        assert!(own.contains("your own request"), "{own}");
+        let dave = refusal(&core, "dave", &format!("/approve {id}")).await;
+        assert!(dave.contains("`approver`"), "{dave}");
+        let ran = core
+            .run(inv("bob", &format!("/approve {id}")))
+            .await
+            .unwrap();
+        assert!(ran.title.contains("Reset `redis`"), "{}", ran.title);
+        assert_eq!(
+            fake.calls(),
+            ["recreate riftwing-redis-1 riftwing_redis-data"]
+        );
+        let again = refusal(&core, "carol", &format!("/approve {id}")).await;
+        assert!(again.contains("already"), "{again}");
+        assert_eq!(fake.calls().len(), 1);
+        let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
+        assert_eq!(req.state, crate::core::approvals::ApprovalState::Succeeded);
+        assert!(
+            crate::core::store::verify_audit(&*store)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn with_the_store_down_every_store_command_is_refused_and_nothing_destructive_runs() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.update("redis", |c| c.volumes = vec!["riftwing_redis-data".into()]);
+        let (core, _) = core_with(fake.clone());
+        let data: Arc<dyn crate::core::store::Store> = Arc::new(
+            crate::infra::store::SqliteStore::open(":memory:")
+                .await
+                .unwrap(),
+        );
+        let down = Arc::new(AtomicBool::new(false));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::infra::store::resilient::tests::switched(
+            data.clone(),
+            down.clone(),
+            dir.path().join("audit-spill.jsonl"),
+            Arc::new(AtomicUsize::new(0)),
+        ));
+        let core = Core {
+            audit: store.clone(),
+            ..core
+        }
+        .with_store(store.clone());
+        let id = pending_id(&core.run(inv("alice", "/reset redis")).await.unwrap());
+
+        down.store(true, Ordering::SeqCst);
+        let refused = [
+            ("bob", format!("/approve {id}")),
+            ("carol", format!("/deny {id} reason:later")),
+            ("alice", format!("/cancel {id}")),
+            ("bob", "/pending".to_owned()),
+            ("carol", "/audit".to_owned()),
+            ("alice", "/reset redis".to_owned()),
+        ];
+        for (n, (who, line)) in refused.iter().enumerate() {
+            let md = core.run(inv(who, line)).await.unwrap_err().markdown();
+            assert!(md.contains(STORE_DOWN), "{line}: {md}");
+            assert!(!md.contains("Docker host"), "not a Docker problem: {md}");
+            assert!(
+                md.contains(&format!("{} entr", n + 1)) && md.contains("audit-spill.jsonl"),
+                "{line}: {md}"
+            );
+        }
+        let status = core.run(inv("dave", "/status")).await.unwrap().all_text();
+        assert!(status.contains("7 entries kept"), "{status}");
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+
+        down.store(false, Ordering::SeqCst);
+        let ran = core
+            .run(inv("bob", &format!("/approve {id}")))
+            .await
+            .unwrap();
+        assert!(
+            ran.all_text().contains("7 kept entries"),
+            "{}",
+            ran.all_text()
+        );
+        assert_eq!(
+            fake.calls().len(),
+            1,
+            "the request survived the outage and ran once"
+        );
+        let log = data.audit_page(0, 100).await.unwrap();
+        let actors: Vec<&str> = log.iter().map(|e| e.entry.actor.as_str()).collect();
+        assert_eq!(
+            actors[..9],
+            [
+                "alice", "alice", "bob", "carol", "alice", "bob", "carol", "alice", "dave"
+            ],
+            "the request (gate and pipeline), then the kept entries in order"
+        );
+        assert!(
+            crate::core::store::verify_audit(&*data)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_operation_keeps_renewing_its_lease_so_no_replica_takes_it_for_interrupted() {
+        let store: Arc<dyn crate::core::store::Store> = Arc::new(
+            crate::infra::store::SqliteStore::open(":memory:")
+                .await
+                .unwrap(),
+        );
+        let lease = Duration::from_millis(400);
+        let a = Approvals::new(store.clone())
+            .as_replica(crate::core::replica::ReplicaId::current().clone(), lease);
+        let r = a
+            .create(
+                NewRequest {
+                    operation: crate::core::approvals::BoundOperation {
+                        command: "backup".into(),
+                        targets: vec![],
+                        args: Default::default(),
+                    },
+                    args_display: String::new(),
+                    requester: "alice".into(),
+                    requester_roles: vec![],
+                    approver_roles: vec!["approver".into()],
+                    min_approvals: 1,
+                    ttl: Duration::from_secs(60),
+                    channel: "console".into(),
+                    correlation_id: "c".into(),
+                },
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        a.approve(&r.id, "bob", &["approver".into()], Utc::now())
+            .await
+            .unwrap();
+        assert!(a.claim_for_execution(&r.id, Utc::now()).await.unwrap());
+        let first = a.get(&r.id).await.unwrap().unwrap().lease_until.unwrap();
+        // Three lease lengths: without renewal it would have run out twice over.
+        with_lease_renewed(&a, &r.id, tokio::time::sleep(lease * 3)).await;
+        let last = a.get(&r.id).await.unwrap().unwrap().lease_until.unwrap();
+        assert!(last > Utc::now(), "still held: {last}");
+        assert!(
+            last - first >= chrono::Duration::milliseconds(900),
+            "{first} → {last}"
+        );
+        assert!(a.recover_interrupted(Utc::now()).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_recreated_target_fails_closed_and_says_why() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, _) = core_with_store(fake.clone()).await;
+        let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
+        fake.update("redis", |c| c.id = "id-redis-recreated".into());
+        let e = refusal(&core, "bob", &format!("/approve {id}")).await;
+        let md = e;
+        assert!(
+            md.contains("failed closed") && md.contains("container:redis:id-redis"),
+            "{md}"
+        );
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
+        assert_eq!(req.state, crate::core::approvals::ApprovalState::Failed);
+        assert!(req.result.unwrap().contains("target changed"));
+    }
+
+    #[tokio::test]
+    async fn a_restore_of_a_path_outside_backups_is_refused_before_any_request() {
+        let (core, store) = core_with_store(Arc::new(FakeEngine::riftwing())).await;
+        let e = core
+            .run(inv("erin", "/restore file:../../etc/passwd"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, PipelineError::User(UserError::InvalidArgument(_))),
+            "{e:?}"
+        );
+        assert!(
+            core.approvals()
+                .unwrap()
+                .pending()
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let audit = store.query_audit(&Default::default()).await.unwrap();
+        assert_eq!(
+            audit[0].entry.decision,
+            crate::core::store::AuditDecision::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_and_audit_list_what_happened() {
+        let (core, _) = core_with_store(Arc::new(FakeEngine::riftwing())).await;
+        let id = pending_id(&core.run(inv("alice", "/backup")).await.unwrap());
+        let p = core.run(inv("bob", "/pending")).await.unwrap().all_text();
+        assert!(p.contains(&id) && p.contains("alice"), "{p}");
+        let d = core
+            .run(inv("carol", &format!("/deny {id} reason:later")))
+            .await
+            .unwrap();
+        assert!(d.title.contains("denied"), "{}", d.title);
+        let a = core
+            .run(inv("carol", "/audit user:alice command:backup since:1h"))
+            .await
+            .unwrap()
+            .all_text();
+        assert!(a.contains("pending") && a.contains("alice"), "{a}");
+    }
+
+    #[tokio::test]
+    async fn an_expired_request_cannot_be_approved_and_nothing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(repo("commands")).unwrap() {
+            let f = f.unwrap().path();
+            let text = std::fs::read_to_string(&f)
+                .unwrap()
+                .replace("ttl = \"15m\"", "ttl = \"1s\"");
+            std::fs::write(dir.path().join(f.file_name().unwrap()), text).unwrap();
+        }
+        let mut settings = Settings::parse(
+            Path::new("default"),
+            crate::core::settings::DEFAULT_SETTINGS,
+        )
+        .unwrap();
+        settings.commands_dir = dir.path().to_owned();
+        let groups = settings.groups.keys().cloned().collect();
+        let catalog = Catalog::load_dir(&settings.commands_dir, &groups).unwrap();
+        let policy = Policy::load_dir(&repo("permissions")).unwrap();
+        let fake = Arc::new(FakeEngine::riftwing());
+        let store: Arc<dyn crate::core::store::Store> = Arc::new(
+            crate::infra::store::SqliteStore::open(":memory:")
+                .await
+                .unwrap(),
+        );
+        let core = Core::new(
+            settings,
+            catalog,
+            policy,
+            LazyEngine::ready(fake.clone()),
+            Arc::new(crate::core::audit::StoreAudit::new(store.clone())),
+        )
+        .with_store(store);
+        let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let e = refusal(&core, "bob", &format!("/approve {id}")).await;
+        assert!(e.contains("expired"), "{e}");
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        let listed = core.run(inv("bob", "/pending")).await.unwrap().all_text();
+        assert!(!listed.contains(&id), "{listed}");
+        let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
+        assert_eq!(req.state, crate::core::approvals::ApprovalState::Expired);
+    }
+
+    #[tokio::test]
+    async fn approval_gate_needs_no_docker_connection() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_unavailable(true);
+        let (core, audit) = core_with(fake);
+        let e = core.run(inv("erin", "/restart-infra")).await.unwrap_err();
+        assert!(
+            matches!(e, PipelineError::User(UserError::NeedsApproval { .. })),
+            "{e:?}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Pending);
+    }
+
+    #[tokio::test]
+    async fn group_restart_reports_members_without_a_container() {
+        let fake = Arc::new(FakeEngine::new());
+        for s in ["api-1", "api-2", "worker-1", "worker-2"] {
+            fake.add(crate::infra::fake::container(s, "running"));
+        }
+        let (core, _) = core_with(fake.clone());
+        let r = core.run(inv("bob", "/restart-app")).await.unwrap();
+        assert!(r.title.contains("4/4 ok"), "{}", r.title);
+        assert!(
+            r.all_text().contains("No container for: `console`"),
+            "{}",
+            r.all_text()
+        );
+        assert_eq!(fake.calls().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn restart_app_restarts_the_whole_group() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, _) = core_with(fake.clone());
+        let r = core.run(inv("bob", "/restart-app")).await.unwrap();
+        assert!(r.title.contains("5/5 ok"), "{}", r.title);
+        assert_eq!(fake.calls().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn long_logs_become_an_attachment_not_a_cut() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let lines: Vec<(u32, String)> = (0..800)
+            .map(|i| (i, format!("worker heartbeat {i} ok")))
+            .collect();
+        let refs: Vec<(u32, &str)> = lines.iter().map(|(i, s)| (*i, s.as_str())).collect();
+        fake.set_logs("worker-1", &refs);
+        let (core, _) = core_with(fake);
+        let r = core
+            .run(inv("dave", "/logs worker-1 tail:800"))
+            .await
+            .unwrap();
+        let out = render_markdown(&r, 2000);
+        assert!(out.text.chars().count() <= 2000);
+        let a = out
+            .attachments
+            .iter()
+            .find(|a| a.name == "logs-worker-1.txt")
+            .expect("logs attached");
+        assert_eq!(a.body.lines().count(), 800, "every line is kept");
+        assert!(a.body.ends_with("worker heartbeat 799 ok"));
+        assert!(out.text.contains("attached whole"), "{}", out.text);
+    }
+
+    #[tokio::test]
+    async fn engine_down_is_unavailable_and_audited_as_failed() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_unavailable(true);
+        let (core, audit) = core_with(fake);
+        let e = core.run(inv("dave", "/status")).await.unwrap_err();
+        assert!(matches!(e, PipelineError::User(UserError::Unavailable(_))));
+        assert_eq!(audit.records()[0].decision, Decision::Failed);
+    }
+
+    #[tokio::test]
+    async fn secrets_in_args_and_output_are_redacted_before_leaving_the_core() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.set_env("api-1", &[("JWT_SECRET", "jwt-very-secret-1")]);
+        fake.set_logs("api-1", &[(1, "token jwt-very-secret-1 rejected")]);
+        let (core, audit) = core_with(fake);
+        let r = core
+            .run(inv("dave", "/logs api-1 grep:jwt-very-secret-1"))
+            .await
+            .unwrap();
+        assert!(
+            !r.all_text().contains("jwt-very-secret-1"),
+            "{}",
+            r.all_text()
+        );
+        assert!(r.blocks.iter().any(
+            |b| matches!(b, Block::Code { text, .. } if text.contains("token **** rejected"))
+        ));
+        let rec = audit.records().pop().unwrap();
+        assert!(!rec.args.contains("jwt-very-secret-1"), "{}", rec.args);
+    }
+
+    #[tokio::test]
+    async fn audit_fields_stay_bounded_whatever_is_typed() {
+        let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
+        let huge = "x".repeat(100_000);
+        let _ = core.run(inv("dave", &format!("/{huge} {huge}"))).await;
+        let rec = audit.records().pop().unwrap();
+        assert!(rec.command.chars().count() < 120, "{}", rec.command.len());
+        assert!(rec.args.chars().count() < 2200);
+        assert!(rec.args.ends_with("(100000 characters in all)"));
+        assert_eq!(rec.decision, Decision::Invalid);
+    }
+
+    #[tokio::test]
+    async fn unknown_command_is_invalid_and_suggests_help() {
+        let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
+        let e = core.run(inv("dave", "/reboot now")).await.unwrap_err();
+        assert!(e.markdown().contains("/help"));
+        assert_eq!(audit.records()[0].decision, Decision::Invalid);
+    }
+
+    #[tokio::test]
+    async fn help_lists_only_what_the_person_may_run() {
+        let (core, _) = core_with(Arc::new(FakeEngine::riftwing()));
+        let dave = core.run(inv("dave", "/help")).await.unwrap().all_text();
+        assert!(
+            dave.contains("/logs") && !dave.contains("/restart"),
+            "{dave}"
+        );
+        let erin = core.run(inv("erin", "/help")).await.unwrap().all_text();
+        assert!(erin.contains("/restart-infra ⚠"), "{erin}");
+    }
+
+    #[tokio::test]
+    async fn lazy_engine_connects_once_and_retries_after_failure() {
+        let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let a = attempts.clone();
+        let lazy = LazyEngine::new(move || {
+            let n = a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if n == 0 {
+                    Err(EngineError::Unavailable("first try".into()))
+                } else {
+                    Ok(Arc::new(FakeEngine::riftwing()) as Arc<dyn Engine>)
+                }
+            })
+        });
+        assert!(lazy.get().await.is_err());
+        assert!(lazy.get().await.is_ok());
+        assert!(lazy.get().await.is_ok());
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// The fake engine's platform with no host-side dependencies, so nothing real is probed.
+    fn engine_only_core(fake: Arc<FakeEngine>) -> (Core, Arc<MemoryAudit>) {
+        let (mut core, audit) = core_with(fake);
+        let p = &mut core.settings.platform;
+        p.postgres = None;
+        p.redis = None;
+        p.s3 = None;
+        p.temporal = None;
+        p.http.clear();
+        p.volumes.clear();
+        (core, audit)
+    }
+
+    const SEED_HEADINGS: [&str; 8] = [
+        "## Container Operations Report",
+        "### Issue:",
+        "### Services Affected:",
+        "### Root Cause:",
+        "### Resolution Steps:",
+        "### Verification:",
+        "### Prevention:",
+        "### Related Services to Monitor:",
+    ];
+
+    fn assert_seed_headings(md: &str) {
+        let mut from = 0;
+        for h in SEED_HEADINGS {
+            let at = md[from..]
+                .find(h)
+                .unwrap_or_else(|| panic!("`{h}` missing or out of order in:\n{md}"));
+            from += at + h.len();
+        }
+    }
+
+    #[tokio::test]
+    async fn viewer_diagnoses_the_platform_and_gets_the_seed_report() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.update("redis", |c| {
+            c.state = "exited".into();
+            c.exit_code = Some(137);
+            c.health = None;
+        });
+        let (core, audit) = engine_only_core(fake);
+        let r = core.run(inv("dave", "/diagnose")).await.unwrap();
+        let md = render_markdown(&r, 1_000_000).text;
+        assert_seed_headings(&md);
+        assert!(
+            r.title.starts_with("Container Operations Report"),
+            "{}",
+            r.title
+        );
+        assert!(
+            md.contains("- redis -"),
+            "redis is not listed as affected:\n{md}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Ran);
+        assert_eq!(audit.records()[0].command, "diagnose");
+    }
+
+    #[tokio::test]
+    async fn diagnose_focused_on_a_healthy_service_says_so_and_points_at_the_rest() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.update("redis", |c| {
+            c.state = "exited".into();
+            c.exit_code = Some(137);
+            c.health = None;
+        });
+        let (core, _) = engine_only_core(fake);
+        let r = core
+            .run(inv("dave", "/diagnose service:minio"))
+            .await
+            .unwrap();
+        let md = render_markdown(&r, 1_000_000).text;
+        assert_seed_headings(&md);
+        assert!(
+            md.contains("`minio` shows no fault; other services do"),
+            "{md}"
+        );
+        assert!(!md.contains("- redis -"), "{md}");
+    }
+
+    #[tokio::test]
+    async fn diagnose_focused_on_an_unknown_service_names_the_real_ones() {
+        let (core, _) = engine_only_core(Arc::new(FakeEngine::riftwing()));
+        let e = core
+            .run(inv("dave", "/diagnose service:nosuch"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::NotFound(m)) if m.contains("nosuch") && m.contains("postgres")),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_person_without_a_grant_may_not_diagnose() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, audit) = engine_only_core(fake.clone());
+        let e = core.run(inv("mallory", "/diagnose")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::Denied(m)) if m.contains("no roles")),
+            "{e:?}"
+        );
+        assert_eq!(audit.records()[0].decision, Decision::Denied);
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    }
+
+    #[tokio::test]
+    async fn db_without_a_postgres_section_says_what_is_missing() {
+        let (core, _) = engine_only_core(Arc::new(FakeEngine::riftwing()));
+        let e = core.run(inv("dave", "/db view:locks")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::Unavailable(m)) if m.contains("[postgres]")),
+            "{e:?}"
+        );
+        let e = core.run(inv("dave", "/db view:bloat")).await.unwrap_err();
+        assert!(
+            matches!(&e, PipelineError::User(UserError::InvalidArgument(_))),
+            "{e:?}"
+        );
+    }
+}
