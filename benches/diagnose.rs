@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use container_ops::core::engine::Engine;
-use container_ops::core::platform::{PlatformConfig, PortSet, RIFTWING_LONG_RUNNING};
+use container_ops::core::platform::PlatformConfig;
 use container_ops::infra::docker::DockerEngine;
 use container_ops::ops::diagnose::probe_and_diagnose;
 use container_ops::ops::diagnose::probes::engine::container_probe;
@@ -131,7 +131,15 @@ fn ms(d: Duration) -> String {
 }
 
 /// The seed's runbook equivalents of what `/diagnose` checks, run one after another.
-fn seed_commands(project: &str, ports: &PortSet) -> Vec<Vec<String>> {
+fn seed_commands(project: &str, cfg: &PlatformConfig) -> Vec<Vec<String>> {
+    let http = |name: &str| {
+        cfg.http
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.url.clone())
+            .unwrap_or_else(|| panic!("the platform file has no http check `{name}`"))
+    };
+    let s3 = cfg.s3.as_ref().expect("[s3]");
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/dev/docker-compose.yml");
     let compose = |args: &[&str]| {
         let mut v: Vec<String> = vec![
@@ -181,7 +189,12 @@ fn seed_commands(project: &str, ports: &PortSet) -> Vec<Vec<String>> {
         vec![
             "curl".into(),
             "-sI".into(),
-            format!("http://127.0.0.1:{}/rewst-artifacts/.keep", ports.minio),
+            format!(
+                "{}/{}/{}",
+                s3.endpoint,
+                s3.bucket,
+                s3.probe_key.as_deref().unwrap_or("")
+            ),
         ],
         compose(&[
             "exec",
@@ -199,37 +212,20 @@ fn seed_commands(project: &str, ports: &PortSet) -> Vec<Vec<String>> {
             "-f",
             "http://localhost:7233/health",
         ]),
-        vec![
-            "curl".into(),
-            "-s".into(),
-            format!("http://127.0.0.1:{}/health", ports.ai_gateway),
-        ],
-        vec![
-            "curl".into(),
-            "-sI".into(),
-            format!("http://127.0.0.1:{}/healthz", ports.api),
-        ],
-        vec![
-            "curl".into(),
-            "-s".into(),
-            format!("http://127.0.0.1:{}/__vite_ping", ports.console),
-        ],
-        vec![
-            "curl".into(),
-            "-s".into(),
-            format!("http://127.0.0.1:{}/health", ports.mcp),
-        ],
+        vec!["curl".into(), "-s".into(), http("ai-gateway")],
+        vec!["curl".into(), "-sI".into(), http("api")],
+        vec!["curl".into(), "-s".into(), http("console")],
+        vec!["curl".into(), "-s".into(), http("mcp")],
         compose(&["exec", "-T", "worker-1", "df", "-h", "/scratch"]),
     ];
-    let cfg = PlatformConfig::riftwing(*ports);
     for (svc, _) in cfg.depends_on.iter().filter(|(s, _)| !cfg.is_one_shot(s)) {
         let deps = cfg.direct_runtime_deps(svc);
         if let Some(first) = deps.first() {
             cmds.push(compose(&["exec", "-T", svc, "getent", "hosts", first]));
         }
     }
-    for svc in RIFTWING_LONG_RUNNING {
-        cmds.push(compose(&["logs", "--tail=300", svc]));
+    for svc in cfg.long_running() {
+        cmds.push(compose(&["logs", "--tail=300", &svc]));
     }
     cmds
 }
@@ -238,7 +234,8 @@ fn main() {
     let project = std::env::var("CONTAINER_OPS_TEST_PROJECT")
         .or_else(|_| std::env::var("COMPOSE_PROJECT_NAME"))
         .unwrap_or_else(|_| "riftwing".into());
-    let ports = PortSet::from_lookup(|k| std::env::var(k).ok()).expect("port variables");
+    let platform = container_ops::core::settings::load_platform(None, &|k| std::env::var(k).ok())
+        .expect("the platform file and its port variables");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let engine: Arc<dyn Engine> = Arc::new(
@@ -248,7 +245,7 @@ fn main() {
                     panic!("docker engine for `{project}`: {e} (is the platform up?)")
                 }),
         );
-        let probes = Probes::new(PlatformConfig::riftwing(ports), &project).expect("probes");
+        let probes = Probes::new(platform.clone(), &project).expect("probes");
         // Warm-up: connection pools, DNS, first exec.
         let (report, outcomes) = probe_and_diagnose(&probes, engine.clone()).await;
         if !report.healthy {
@@ -411,7 +408,7 @@ fn main() {
         })
         .await;
 
-        let cmds = seed_commands(&project, &ports);
+        let cmds = seed_commands(&project, &platform);
         let t = Instant::now();
         let mut failed = 0;
         for argv in &cmds {

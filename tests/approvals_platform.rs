@@ -16,7 +16,7 @@ use container_ops::app::cli::{Cli, execute, load_config};
 use container_ops::core::approvals::{ApprovalState, Approvals, INTERRUPTED};
 use container_ops::core::audit::StoreAudit;
 use container_ops::core::engine::Engine;
-use container_ops::core::platform::{PlatformConfig, PortSet};
+use container_ops::core::platform::PlatformConfig;
 use container_ops::core::report::Report;
 use container_ops::core::store::{AuditDecision, AuditQuery, Store};
 use container_ops::core::types::{ChannelId, UserId};
@@ -556,7 +556,7 @@ async fn a_request_whose_container_was_recreated_fails_closed_and_says_why() {
 }
 
 fn platform_config() -> PlatformConfig {
-    PlatformConfig::riftwing(PortSet::from_lookup(|k| std::env::var(k).ok()).unwrap())
+    container_ops::core::settings::load_platform(None, &|k| std::env::var(k).ok()).unwrap()
 }
 
 fn s3() -> S3Probe {

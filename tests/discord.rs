@@ -15,8 +15,9 @@ use container_ops::core::audit::{AuditSink, MemoryAudit, StoreAudit};
 use container_ops::core::catalog::Catalog;
 use container_ops::core::engine::Engine;
 use container_ops::core::policy::Policy;
-use container_ops::core::settings::{DEFAULT_SETTINGS, Secret, Settings};
+use container_ops::core::settings::{DEFAULT_SETTINGS, Settings};
 use container_ops::core::store::{AuditQuery, Store};
+use container_ops::core::types::Secret;
 use container_ops::core::types::{ChannelId, UserId};
 use container_ops::infra::docker::DockerEngine;
 use container_ops::infra::fake::FakeEngine;
@@ -1249,9 +1250,8 @@ async fn sqlite(dir: &Path) -> Arc<dyn Store> {
 
 /// The replica's Redis, reached from the outside as an operator would check it.
 async fn platform_redis() -> redis::aio::MultiplexedConnection {
-    let ports =
-        container_ops::core::platform::PortSet::from_lookup(|k| std::env::var(k).ok()).unwrap();
-    let url = container_ops::core::platform::PlatformConfig::riftwing(ports)
+    let url = container_ops::core::settings::load_platform(None, &|k| std::env::var(k).ok())
+        .unwrap()
         .redis
         .unwrap()
         .url;

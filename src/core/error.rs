@@ -244,6 +244,17 @@ impl ConfigError {
         }
     }
 
+    /// An error about a value found by its text: the first line that mentions `key`.
+    pub fn at_key(
+        path: &std::path::Path,
+        text: &str,
+        key: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        let span = text.find(key).map(|at| at..at);
+        Self::at(path, text, span, message)
+    }
+
     /// Turns toml's error (message plus span) into file:line form.
     pub fn from_toml(path: &std::path::Path, text: &str, err: &toml::de::Error) -> Self {
         Self::at(path, text, err.span(), err.message().trim().to_owned())

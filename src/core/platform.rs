@@ -1,85 +1,62 @@
 //! How the bot reaches the platform's dependencies from its own host, and how services depend on each other.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The replica's long-running services (init jobs excluded), as `deploy/dev/docker-compose.yml`
-/// defines them.
-pub const RIFTWING_LONG_RUNNING: &[&str] = &[
-    "postgres",
-    "redis",
-    "minio",
-    "temporal",
-    "api-1",
-    "api-2",
-    "api-gateway",
-    "worker-1",
-    "worker-2",
-    "ai-gateway",
-    "mcp-server",
-    "console",
-    "db-backup",
-];
+use crate::core::error::ConfigError;
+pub use crate::core::types::Secret;
+use crate::core::types::{DnsName, MountPath};
 
-/// A credential: deserialised from config, usable by the probes, never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The clear value, for the one place that hands it to a client library.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(crate::core::redact::MASK)
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(crate::core::redact::MASK)
-    }
-}
+/// The default platform layout, compiled in so the binary starts with no file at hand.
+pub const DEFAULT_PLATFORM: &str = include_str!("../../deploy/platform.toml");
+/// How the embedded layout is named in messages.
+pub const DEFAULT_PLATFORM_NAME: &str = "<embedded deploy/platform.toml>";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresTarget {
     /// The Compose service that runs it, so probe results land on the right service.
-    #[serde(default = "default_postgres_service")]
     pub service: String,
     pub host: String,
     pub port: u16,
     pub user: String,
     pub database: String,
     pub password: Secret,
+    /// The superuser the bot uses inside the container (`psql`, `pg_restore`); Postgres's own default.
+    #[serde(default = "default_admin_user")]
+    pub admin_user: String,
+    /// The application's database: what `/restore` restores and `/terminate-backends` clears.
+    /// Defaults to `database`.
+    #[serde(default)]
+    pub app_database: Option<String>,
+    /// An environment variable that, when set, moves `port` (the seed's `POSTGRES_PORT`).
+    #[serde(default)]
+    pub port_env: Option<String>,
+}
+
+impl PostgresTarget {
+    pub fn app_database(&self) -> &str {
+        self.app_database.as_deref().unwrap_or(&self.database)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisTarget {
-    #[serde(default = "default_redis_service")]
     pub service: String,
     /// `redis://host:port[/db]` without credentials; the password, if any, goes in `password`.
     pub url: String,
     #[serde(default)]
     pub password: Option<Secret>,
+    #[serde(default)]
+    pub port_env: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Target {
-    #[serde(default = "default_s3_service")]
     pub service: String,
     pub endpoint: String,
     pub region: String,
@@ -88,9 +65,14 @@ pub struct S3Target {
     pub secret_key: Secret,
     #[serde(default = "yes")]
     pub path_style: bool,
-    /// An object that should always exist (minio-init writes `.keep`); HEAD-ed by the probe.
+    /// An object that should always exist (the init job writes it); HEAD-ed by the probe.
     #[serde(default)]
     pub probe_key: Option<String>,
+    /// The one-shot job that creates the bucket (and `probe_key`) again.
+    #[serde(default)]
+    pub init_job: Option<String>,
+    #[serde(default)]
+    pub port_env: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -105,17 +87,66 @@ pub struct HttpEndpoint {
     /// A response header worth quoting in the report (e.g. `X-Upstream-Addr`).
     #[serde(default)]
     pub report_header: Option<String>,
+    #[serde(default)]
+    pub port_env: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemporalTarget {
-    #[serde(default = "default_temporal_service")]
     pub service: String,
     /// Base URL of the HTTP API (the replica's stand-in serves `/api/v1/namespaces/default/workflows`).
     pub url: String,
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    #[serde(default)]
+    pub port_env: Option<String>,
+}
+
+/// How the platform backs up its database: a script in a service of its own.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The service that runs the script (and mounts `dir`).
+    pub service: String,
+    /// The script's argv, run as is (never through a shell).
+    pub script: Vec<String>,
+    /// The script's line that names the dump, e.g. `backup written: /backups/backup_….dump`.
+    pub written_prefix: String,
+    /// Where dumps are, in the backup service and in the database's container alike.
+    pub dir: String,
+    /// Dump names are `<file_prefix>…<file_suffix>`; `/restore` takes nothing else.
+    pub file_prefix: String,
+    pub file_suffix: String,
+}
+
+/// What `/restore` stops while it replaces the database.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// The services that write to the database.
+    pub stop_services: Vec<String>,
+}
+
+/// One service `/reset` may recreate with fresh volumes.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetTarget {
+    /// The one-shot job that initialises it again.
+    #[serde(default)]
+    pub init_job: Option<String>,
+    /// Back up the database (`[backup]`) before its volume goes.
+    #[serde(default)]
+    pub backup_first: bool,
+}
+
+/// The full reset (`/reset-project`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectResetConfig {
+    /// Volumes, by their name in the Compose file, kept through a full reset (the backups).
+    #[serde(default)]
+    pub keep_volumes: Vec<String>,
 }
 
 /// A mount inside a service whose fullness `df -P` checks.
@@ -202,30 +233,20 @@ pub struct PlatformConfig {
     #[serde(default)]
     pub depends_on: BTreeMap<String, Vec<String>>,
     #[serde(default)]
-    pub groups: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
     pub deadlines: Deadlines,
+    #[serde(default)]
+    pub backup: Option<BackupConfig>,
+    #[serde(default)]
+    pub restore: Option<RestoreConfig>,
+    /// Services `/reset` may recreate, by service name.
+    #[serde(default)]
+    pub reset: BTreeMap<String, ResetTarget>,
+    #[serde(default)]
+    pub project_reset: ProjectResetConfig,
 }
 
-/// A problem in a platform file, with the file named.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct PlatformConfigError {
-    pub file: String,
-    pub message: String,
-}
-
-fn default_postgres_service() -> String {
+fn default_admin_user() -> String {
     "postgres".into()
-}
-fn default_redis_service() -> String {
-    "redis".into()
-}
-fn default_s3_service() -> String {
-    "minio".into()
-}
-fn default_temporal_service() -> String {
-    "temporal".into()
 }
 fn default_namespace() -> String {
     "default".into()
@@ -240,242 +261,193 @@ fn yes() -> bool {
     true
 }
 
-/// Host ports of the replica, after the seed's environment variables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortSet {
-    pub postgres: u16,
-    pub redis: u16,
-    pub minio: u16,
-    pub api: u16,
-    pub temporal: u16,
-    pub ai_gateway: u16,
-    pub mcp: u16,
-    pub console: u16,
-}
-
-impl Default for PortSet {
-    fn default() -> Self {
-        Self {
-            postgres: 5432,
-            redis: 6379,
-            minio: 9000,
-            api: 3000,
-            temporal: 7233,
-            ai_gateway: 3338,
-            mcp: 3337,
-            console: 5173,
-        }
-    }
-}
-
-impl PortSet {
-    /// Reads `POSTGRES_PORT`, `REDIS_PORT`, ... through `lookup`; a missing variable keeps the default.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let d = Self::default();
-        let get = |name: &str, default: u16| -> Result<u16, String> {
-            match lookup(name) {
-                None => Ok(default),
-                Some(v) if v.trim().is_empty() => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{name}={v} is not a port number")),
-            }
-        };
-        Ok(Self {
-            postgres: get("POSTGRES_PORT", d.postgres)?,
-            redis: get("REDIS_PORT", d.redis)?,
-            minio: get("MINIO_PORT", d.minio)?,
-            api: get("API_PORT", d.api)?,
-            temporal: get("TEMPORAL_PORT", d.temporal)?,
-            ai_gateway: get("AI_GATEWAY_PORT", d.ai_gateway)?,
-            mcp: get("MCP_PORT", d.mcp)?,
-            console: get("CONSOLE_PORT", d.console)?,
-        })
-    }
-}
-
 impl PlatformConfig {
-    /// The replica's layout with the seed's default ports (the same as `deploy/platform.toml`).
-    pub fn riftwing_default() -> Self {
-        Self::riftwing(PortSet::default())
+    /// The layout compiled into the binary (`deploy/platform.toml`), as written.
+    pub fn embedded() -> Result<Self, ConfigError> {
+        Self::from_toml_str(
+            DEFAULT_PLATFORM,
+            std::path::Path::new(DEFAULT_PLATFORM_NAME),
+        )
     }
 
-    /// The replica's layout on the given host ports (a second instance runs on shifted ports).
-    pub fn riftwing(p: PortSet) -> Self {
-        let deps = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let mut depends_on = BTreeMap::new();
-        for (svc, d) in [
-            ("minio-init", deps(&["minio"])),
-            ("temporal", deps(&["postgres"])),
-            ("temporal-init", deps(&["temporal"])),
-            ("api-1", deps(&["postgres", "redis"])),
-            ("api-2", deps(&["postgres", "redis"])),
-            ("api-gateway", deps(&["api-1", "api-2"])),
-            ("worker-1", deps(&["temporal", "minio-init"])),
-            ("worker-2", deps(&["temporal", "minio-init"])),
-            ("ai-gateway", deps(&["ai-gateway-init", "redis"])),
-            ("ai-gateway-init", deps(&["postgres"])),
-            ("console", deps(&["api-gateway"])),
-            ("db-backup", deps(&["postgres"])),
-        ] {
-            depends_on.insert(svc.to_string(), d);
-        }
-        let mut groups = BTreeMap::new();
-        groups.insert(
-            "app".to_string(),
-            deps(&["api-1", "api-2", "worker-1", "worker-2", "console"]),
-        );
-        groups.insert(
-            "infra".to_string(),
-            deps(&["postgres", "temporal", "redis", "minio"]),
-        );
-        let mut ports = BTreeMap::new();
-        for (svc, port) in [
-            ("postgres", 5432),
-            ("redis", 6379),
-            ("minio", 9000),
-            ("temporal", 7233),
-            ("api-1", 3000),
-            ("api-2", 3000),
-            ("api-gateway", 80),
-            ("ai-gateway", 3338),
-            ("mcp-server", 3337),
-            ("console", 5173),
-        ] {
-            ports.insert(svc.to_string(), port);
-        }
-        let http =
-            |name: &str, service: &str, port: u16, path: &str, header: Option<&str>| HttpEndpoint {
-                name: name.into(),
-                service: service.into(),
-                url: format!("http://127.0.0.1:{port}{path}"),
-                expected_status: 200,
-                report_header: header.map(str::to_string),
-            };
-        Self {
-            network: None,
-            postgres: Some(PostgresTarget {
-                service: "postgres".into(),
-                host: "127.0.0.1".into(),
-                port: p.postgres,
-                user: "app".into(),
-                database: "app".into(),
-                password: Secret::new("app-secret-pw"),
-            }),
-            redis: Some(RedisTarget {
-                service: "redis".into(),
-                url: format!("redis://127.0.0.1:{}", p.redis),
-                password: None,
-            }),
-            s3: Some(S3Target {
-                service: "minio".into(),
-                endpoint: format!("http://127.0.0.1:{}", p.minio),
-                region: "us-east-1".into(),
-                bucket: "rewst-artifacts".into(),
-                access_key: "riftwing".into(),
-                secret_key: Secret::new("riftwing-s3-secret-key"),
-                path_style: true,
-                probe_key: Some(".keep".into()),
-            }),
-            temporal: Some(TemporalTarget {
-                service: "temporal".into(),
-                url: format!("http://127.0.0.1:{}", p.temporal),
-                namespace: "default".into(),
-            }),
-            http: vec![
-                http(
-                    "api",
-                    "api-gateway",
-                    p.api,
-                    "/healthz",
-                    Some("X-Upstream-Addr"),
-                ),
-                http("ai-gateway", "ai-gateway", p.ai_gateway, "/health", None),
-                http("mcp", "mcp-server", p.mcp, "/health", None),
-                http("console", "console", p.console, "/__vite_ping", None),
-                http("temporal", "temporal", p.temporal, "/health", None),
-            ],
-            volumes: vec![VolumeCheck {
-                service: "worker-1".into(),
-                path: "/scratch".into(),
-                volume: Some("worker-scratch".into()),
-                warn_percent: 90,
-            }],
-            ports,
-            one_shot: deps(&["minio-init", "temporal-init", "ai-gateway-init"]),
-            depends_on,
-            groups,
-            deadlines: Deadlines::default(),
-        }
-    }
-
-    /// Parses a platform file; errors name the file and, where toml knows it, the line.
-    pub fn from_toml_str(text: &str, file: &str) -> Result<Self, PlatformConfigError> {
-        let cfg: Self = toml::from_str(text).map_err(|e| PlatformConfigError {
-            file: file.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        cfg.validate().map_err(|message| PlatformConfigError {
-            file: file.to_string(),
-            message,
-        })?;
+    /// Parses a platform file; errors name the file and, where known, the line.
+    pub fn from_toml_str(text: &str, path: &std::path::Path) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+        cfg.validate()
+            .map_err(|(key, message)| ConfigError::at_key(path, text, &key, message))?;
         Ok(cfg)
     }
 
-    pub fn load(path: &std::path::Path) -> Result<Self, PlatformConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PlatformConfigError {
-            file: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Self::from_toml_str(&text, &path.display().to_string())
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
+        Self::from_toml_str(&text, path)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        use crate::core::types::DnsName;
-        let check = |what: &str, name: &str| {
+    /// Moves each target named with a `port_env` to the port in that variable, when it is set
+    /// (the seed's `POSTGRES_PORT`, `REDIS_PORT`, …: a second instance on shifted host ports).
+    pub fn apply_port_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        let port = |var: &Option<String>| -> Result<Option<u16>, String> {
+            let Some(name) = var else { return Ok(None) };
+            match get(name) {
+                Some(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{name}={v} is not a port number")),
+                _ => Ok(None),
+            }
+        };
+        if let Some(pg) = &mut self.postgres
+            && let Some(p) = port(&pg.port_env)?
+        {
+            pg.port = p;
+        }
+        if let Some(r) = &mut self.redis
+            && let Some(p) = port(&r.port_env)?
+        {
+            r.url = with_port(&r.url, p);
+        }
+        if let Some(s) = &mut self.s3
+            && let Some(p) = port(&s.port_env)?
+        {
+            s.endpoint = with_port(&s.endpoint, p);
+        }
+        if let Some(t) = &mut self.temporal
+            && let Some(p) = port(&t.port_env)?
+        {
+            t.url = with_port(&t.url, p);
+        }
+        for h in &mut self.http {
+            if let Some(p) = port(&h.port_env)? {
+                h.url = with_port(&h.url, p);
+            }
+        }
+        Ok(())
+    }
+
+    /// The services that keep running (every service the file names, init jobs excluded).
+    pub fn long_running(&self) -> BTreeSet<String> {
+        let mut all: BTreeSet<String> = self.depends_on.keys().cloned().collect();
+        all.extend(self.depends_on.values().flatten().cloned());
+        all.extend(self.ports.keys().cloned());
+        all.retain(|s| !self.is_one_shot(s));
+        all
+    }
+
+    /// The first problem found, with the key to point at.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let check = |key: &str, what: &str, name: &str| {
             DnsName::parse(name)
                 .map(|_| ())
-                .map_err(|e| format!("{what}: {e}"))
+                .map_err(|e| (key.to_owned(), format!("{what}: {e}")))
         };
         for (svc, deps) in &self.depends_on {
-            check("depends_on", svc)?;
+            check("depends_on", "depends_on", svc)?;
             for d in deps {
-                check(&format!("depends_on.{svc}"), d)?;
+                check(svc, &format!("depends_on.{svc}"), d)?;
             }
         }
-        for (g, members) in &self.groups {
-            for m in members {
-                check(&format!("groups.{g}"), m)?;
-            }
+        for svc in self.ports.keys() {
+            check("ports", "service", svc)?;
         }
-        for svc in self.ports.keys().chain(self.one_shot.iter()) {
-            check("service", svc)?;
+        for svc in &self.one_shot {
+            check("one_shot", "service", svc)?;
+        }
+        let targets = [
+            self.postgres.as_ref().map(|t| ("postgres", &t.service)),
+            self.redis.as_ref().map(|t| ("redis", &t.service)),
+            self.s3.as_ref().map(|t| ("s3", &t.service)),
+            self.temporal.as_ref().map(|t| ("temporal", &t.service)),
+        ];
+        for (section, svc) in targets.into_iter().flatten() {
+            check(section, &format!("{section}.service"), svc)?;
         }
         for h in &self.http {
-            check(&format!("http `{}` service", h.name), &h.service)?;
+            check(&h.name, &format!("http `{}` service", h.name), &h.service)?;
             if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
-                return Err(format!(
-                    "http `{}`: url `{}` must start with http:// or https://",
-                    h.name, h.url
+                return Err((
+                    h.url.clone(),
+                    format!(
+                        "http `{}`: url `{}` must start with http:// or https://",
+                        h.name, h.url
+                    ),
                 ));
             }
         }
         for v in &self.volumes {
-            check("volumes service", &v.service)?;
-            crate::core::types::MountPath::parse(&v.path).map_err(|e| format!("volumes: {e}"))?;
+            check("volumes", "volumes service", &v.service)?;
+            MountPath::parse(&v.path)
+                .map_err(|e| ("volumes".to_owned(), format!("volumes: {e}")))?;
         }
         if let Some(r) = &self.redis
             && !(r.url.starts_with("redis://") || r.url.starts_with("rediss://"))
         {
-            return Err(format!("redis.url `{}` must start with redis://", r.url));
+            return Err((
+                r.url.clone(),
+                format!("redis.url `{}` must start with redis://", r.url),
+            ));
         }
         if let Some(r) = &self.redis
             && r.url.contains('@')
         {
-            return Err(
+            return Err((
+                r.url.clone(),
                 "redis.url must not carry credentials: put the password in redis.password".into(),
-            );
+            ));
+        }
+        let urls = [
+            self.redis.as_ref().map(|t| (&t.port_env, &t.url)),
+            self.s3.as_ref().map(|t| (&t.port_env, &t.endpoint)),
+            self.temporal.as_ref().map(|t| (&t.port_env, &t.url)),
+        ];
+        for (env, url) in urls
+            .into_iter()
+            .flatten()
+            .chain(self.http.iter().map(|h| (&h.port_env, &h.url)))
+        {
+            if env.is_some() && port_span(url).is_none() {
+                return Err((
+                    url.clone(),
+                    format!("`{url}` has no explicit port, so `port_env` cannot move it"),
+                ));
+            }
+        }
+        if let Some(b) = &self.backup {
+            check("backup", "backup.service", &b.service)?;
+            MountPath::parse(&b.dir).map_err(|e| ("dir".to_owned(), format!("backup.dir: {e}")))?;
+            match b.script.first() {
+                Some(s) => MountPath::parse(s)
+                    .map(|_| ())
+                    .map_err(|e| ("script".to_owned(), format!("backup.script: {e}")))?,
+                None => return Err(("script".into(), "backup.script must name a program".into())),
+            }
+            if b.file_prefix.is_empty() || b.file_suffix.is_empty() {
+                return Err((
+                    "file_prefix".into(),
+                    "backup.file_prefix and backup.file_suffix must not be empty".into(),
+                ));
+            }
+        }
+        if let Some(r) = &self.restore {
+            for s in &r.stop_services {
+                check("stop_services", "restore.stop_services", s)?;
+            }
+        }
+        for (svc, r) in &self.reset {
+            check(svc, "reset", svc)?;
+            if let Some(j) = &r.init_job {
+                check(j, &format!("reset.{svc}.init_job"), j)?;
+            }
+            if r.backup_first && self.backup.is_none() {
+                return Err((
+                    "backup_first".into(),
+                    format!("reset.{svc}.backup_first needs a [backup] section"),
+                ));
+            }
+        }
+        if let Some(j) = self.s3.as_ref().and_then(|s| s.init_job.as_ref()) {
+            check("init_job", "s3.init_job", j)?;
         }
         Ok(())
     }
@@ -527,67 +499,132 @@ impl PlatformConfig {
     }
 }
 
+/// Byte range of the port in `scheme://host:PORT[/path]`, if the URL spells one out.
+fn port_span(url: &str) -> Option<std::ops::Range<usize>> {
+    let authority_start = url.find("://")? + 3;
+    let rest = &url[authority_start..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let colon = rest[..authority_end].rfind(':')?;
+    let digits = &rest[colon + 1..authority_end];
+    (!digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()))
+        .then(|| authority_start + colon + 1..authority_start + authority_end)
+}
+
+/// `url` with its port replaced (validation made sure it has one).
+fn with_port(url: &str, port: u16) -> String {
+    match port_span(url) {
+        Some(r) => format!("{}{port}{}", &url[..r.start], &url[r.end..]),
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
+    fn parse(text: &str) -> Result<PlatformConfig, ConfigError> {
+        PlatformConfig::from_toml_str(text, Path::new("platform.toml"))
+    }
+
     #[test]
-    fn shipped_platform_file_matches_the_riftwing_defaults() {
-        let text = include_str!("../../deploy/platform.toml");
-        let cfg = PlatformConfig::from_toml_str(text, "deploy/platform.toml").unwrap();
-        assert_eq!(cfg, PlatformConfig::riftwing_default());
+    fn the_shipped_platform_file_parses_with_every_section() {
+        let cfg = PlatformConfig::embedded().unwrap();
+        assert!(cfg.postgres.is_some() && cfg.redis.is_some() && cfg.s3.is_some());
+        let backup = cfg.backup.as_ref().expect("[backup]");
+        assert!(cfg.long_running().contains(&backup.service));
+        assert!(!cfg.reset.is_empty());
+        assert!(!cfg.project_reset.keep_volumes.is_empty());
+        assert!(cfg.long_running().iter().all(|s| !cfg.is_one_shot(s)));
     }
 
     #[test]
     fn unknown_field_in_a_platform_file_is_an_error_naming_the_file_and_line() {
-        let text = "[redis]\nurl = \"redis://127.0.0.1:6379\"\nurll = \"x\"\n";
-        let err = PlatformConfig::from_toml_str(text, "platform.toml").unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.starts_with("platform.toml: "), "{msg}");
-        assert!(msg.contains("line 3"), "{msg}");
-        assert!(msg.contains("urll"), "{msg}");
+        let text = "[redis]\nservice = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nurll = \"x\"\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(err.to_string().starts_with("platform.toml:4: "), "{err}");
+        assert!(err.message.contains("urll"), "{err}");
     }
 
     #[test]
-    fn a_service_name_that_is_not_a_dns_label_is_refused() {
-        let text = "[depends_on]\n\"api;rm\" = [\"postgres\"]\n";
-        let err = PlatformConfig::from_toml_str(text, "p.toml").unwrap_err();
-        assert!(err.to_string().contains("api;rm"), "{err}");
+    fn a_service_name_that_is_not_a_dns_label_is_refused_at_its_line() {
+        let text = "one_shot = []\n[depends_on]\n\"api;rm\" = [\"db\"]\n";
+        let err = parse(text).unwrap_err();
+        assert!(err.message.contains("api;rm"), "{err}");
+        assert_eq!(err.line, Some(2), "{err}");
+    }
+
+    #[test]
+    fn a_reset_that_backs_up_first_needs_a_backup_section() {
+        let text = "[reset.db]\nbackup_first = true\n";
+        let err = parse(text).unwrap_err();
+        assert!(err.message.contains("needs a [backup] section"), "{err}");
+        assert_eq!(err.line, Some(2), "{err}");
     }
 
     #[test]
     fn secrets_print_as_the_mask_in_debug_and_display() {
-        let cfg = PlatformConfig::riftwing_default();
+        let cfg = PlatformConfig::embedded().unwrap();
+        let pg = cfg.postgres.as_ref().unwrap();
+        let s3 = cfg.s3.as_ref().unwrap();
         let dbg = format!("{cfg:?}");
-        assert!(!dbg.contains("app-secret-pw"));
-        assert!(!dbg.contains("riftwing-s3-secret-key"));
+        assert!(!dbg.contains(pg.password.expose()));
+        assert!(!dbg.contains(s3.secret_key.expose()));
         assert!(dbg.contains("****"));
         assert_eq!(Secret::new("hunter22").to_string(), "****");
     }
 
     #[test]
-    fn postgres_dependents_include_transitive_ones() {
-        let cfg = PlatformConfig::riftwing_default();
-        let d = cfg.dependents_of("postgres");
-        for s in [
-            "api-1",
-            "api-2",
-            "api-gateway",
-            "temporal",
-            "worker-1",
-            "console",
-        ] {
-            assert!(d.contains(s), "{s} missing from {d:?}");
-        }
-        assert!(!d.contains("mcp-server"));
-        assert!(!d.contains("postgres"));
+    fn dependents_include_transitive_ones() {
+        let text = "[depends_on]\napp = [\"db\"]\nedge = [\"app\"]\nreport = [\"cache\"]\n";
+        let cfg = parse(text).unwrap();
+        let d = cfg.dependents_of("db");
+        assert_eq!(d, BTreeSet::from(["app".to_owned(), "edge".to_owned()]));
     }
 
     #[test]
-    fn ports_come_from_the_seed_environment_variables() {
-        let p = PortSet::from_lookup(|k| (k == "REDIS_PORT").then(|| "6779".to_string())).unwrap();
-        assert_eq!(p.redis, 6779);
-        assert_eq!(p.postgres, 5432);
-        assert!(PortSet::from_lookup(|_| Some("nope".into())).is_err());
+    fn port_variables_move_exactly_the_targets_that_name_them() {
+        let text = "[redis]\nservice = \"cache\"\nurl = \"redis://127.0.0.1:6379/2\"\nport_env = \"CACHE_PORT\"\n\n[[http]]\nname = \"api\"\nservice = \"edge\"\nurl = \"http://127.0.0.1:3000/healthz\"\nport_env = \"API_PORT\"\n\n[[http]]\nname = \"ui\"\nservice = \"ui\"\nurl = \"http://127.0.0.1:5173/\"\n";
+        let mut cfg = parse(text).unwrap();
+        cfg.apply_port_env(|k| match k {
+            "CACHE_PORT" => Some("6779".into()),
+            "API_PORT" => Some(" ".into()),
+            _ => Some("1".into()),
+        })
+        .unwrap();
+        assert_eq!(cfg.redis.as_ref().unwrap().url, "redis://127.0.0.1:6779/2");
+        assert_eq!(
+            cfg.http[0].url, "http://127.0.0.1:3000/healthz",
+            "blank keeps the file's port"
+        );
+        assert_eq!(
+            cfg.http[1].url, "http://127.0.0.1:5173/",
+            "no port_env, never moved"
+        );
+        let err = cfg.apply_port_env(|_| Some("nope".into())).unwrap_err();
+        assert_eq!(err, "CACHE_PORT=nope is not a port number");
+    }
+
+    #[test]
+    fn the_shipped_file_follows_the_seed_port_variables() {
+        let mut cfg = PlatformConfig::embedded().unwrap();
+        cfg.apply_port_env(|k| (k == "POSTGRES_PORT").then(|| "6543".into()))
+            .unwrap();
+        assert_eq!(cfg.postgres.as_ref().unwrap().port, 6543);
+        assert_eq!(cfg, {
+            let mut c = PlatformConfig::embedded().unwrap();
+            c.postgres.as_mut().unwrap().port = 6543;
+            c
+        });
+    }
+
+    #[test]
+    fn a_port_variable_on_a_url_without_a_port_is_refused() {
+        let text = "[[http]]\nname = \"api\"\nservice = \"api\"\nurl = \"http://api.internal/health\"\nport_env = \"API_PORT\"\n";
+        let err = parse(text).unwrap_err();
+        assert!(err.message.contains("no explicit port"), "{err}");
+        assert_eq!(err.line, Some(4), "{err}");
     }
 }

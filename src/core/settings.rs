@@ -1,79 +1,36 @@
 //! Settings: one TOML file (embedded default or `--config`), environment overrides, groups and limits.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::core::error::ConfigError;
-use crate::core::platform::{PlatformConfig, PortSet};
+use crate::core::platform::{DEFAULT_PLATFORM_NAME, PlatformConfig};
 use crate::core::ratelimit::RateSpec;
-use crate::core::types::{GroupName, ServiceName, parse_duration};
+use crate::core::types::{GroupName, Secret, ServiceName, parse_duration};
 
 /// The default settings, compiled in so the binary starts with no file at hand.
 pub const DEFAULT_SETTINGS: &str = include_str!("../../deploy/container-ops.toml");
 const DEFAULT_SETTINGS_NAME: &str = "<embedded deploy/container-ops.toml>";
 
-/// The default platform layout, compiled in like the settings.
-pub const DEFAULT_PLATFORM: &str = include_str!("../../deploy/platform.toml");
-const DEFAULT_PLATFORM_NAME: &str = "<embedded deploy/platform.toml>";
-
-/// The seed's port variables; any of them set moves the default layout to those host ports.
-const PORT_VARS: [&str; 8] = [
-    "POSTGRES_PORT",
-    "REDIS_PORT",
-    "MINIO_PORT",
-    "API_PORT",
-    "TEMPORAL_PORT",
-    "AI_GATEWAY_PORT",
-    "MCP_PORT",
-    "CONSOLE_PORT",
-];
-
-/// A file is taken as written; the embedded default follows the seed's port variables.
-fn load_platform(
+/// The platform file named in the settings, or the embedded default; either way the port
+/// variables it names (`port_env`) apply.
+pub fn load_platform(
     file: Option<&Path>,
     get: &impl Fn(&str) -> Option<String>,
 ) -> Result<PlatformConfig, ConfigError> {
-    if let Some(path) = file {
-        return PlatformConfig::load(path).map_err(|e| ConfigError::new(path, e.message));
-    }
-    let name = Path::new(DEFAULT_PLATFORM_NAME);
-    if PORT_VARS.iter().any(|v| get(v).is_some()) {
-        let ports = PortSet::from_lookup(get).map_err(|m| ConfigError::new(name, m))?;
-        return Ok(PlatformConfig::riftwing(ports));
-    }
-    PlatformConfig::from_toml_str(DEFAULT_PLATFORM, DEFAULT_PLATFORM_NAME)
-        .map_err(|e| ConfigError::new(name, e.message))
-}
-
-/// A value that must never reach a log or a chat message.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The only way to the value; grep for it to audit every use.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("****")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("****")
-    }
+    let (mut cfg, name) = match file {
+        Some(path) => (PlatformConfig::load(path)?, path),
+        None => (
+            PlatformConfig::embedded()?,
+            Path::new(DEFAULT_PLATFORM_NAME),
+        ),
+    };
+    cfg.apply_port_env(get)
+        .map_err(|m| ConfigError::new(name, m))?;
+    Ok(cfg)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,7 +138,7 @@ impl Settings {
             permissions_dir: raw.permissions_dir,
             store_url: raw.store_url,
             platform_file: raw.platform_file,
-            platform: PlatformConfig::riftwing_default(),
+            platform: PlatformConfig::embedded()?,
             limits: raw.limits,
             groups: raw.groups,
         };
@@ -332,13 +289,18 @@ mod tests {
     fn a_bad_platform_file_is_a_start_up_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("platform.toml");
-        std::fs::write(&path, "[redis]\nurl = \"http://nope\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[redis]\nservice = \"cache\"\nurl = \"http://nope\"\n",
+        )
+        .unwrap();
         let p = path.display().to_string();
         let e = Settings::load_with_env(None, |k| {
             (k == "CONTAINER_OPS_PLATFORM_FILE").then(|| p.clone())
         })
         .unwrap_err();
-        assert!(e.to_string().contains("platform.toml"), "{e}");
+        assert_eq!(e.path, path, "{e}");
+        assert_eq!(e.line, Some(3), "{e}");
         assert!(e.to_string().contains("redis://"), "{e}");
     }
 }

@@ -175,6 +175,35 @@ impl MountPath {
     }
 }
 
+/// A credential or a token: read from a file or the environment, handed to the one client
+/// that needs it, never printed (Debug and Display show the mask).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The clear value; grep for it to audit every use.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(crate::core::redact::MASK)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(crate::core::redact::MASK)
+    }
+}
+
 /// Parses `30s`, `15m`, `2h`, `1d` or a sum such as `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

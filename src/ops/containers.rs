@@ -602,7 +602,7 @@ pub fn help(
         headers: vec!["command".into(), "description".into()],
         rows,
     });
-    r.push(Block::Text("Arguments are `name:value` (the first may be given alone): `/logs api-1 tail:50 grep:error`. ⚠ = needs approval. `/help command:logs` explains one command.".into()));
+    r.push(Block::Text("Arguments are `name:value` (the first may be given alone): `/logs <service> tail:50 grep:error`. ⚠ = needs approval. `/help command:logs` explains one command.".into()));
     r
 }
 

@@ -13,30 +13,19 @@ use crate::core::args::Args;
 use crate::core::catalog::{Command, Operation};
 use crate::core::engine::{ContainerInfo, Engine, ExecOutput, VolumeInfo};
 use crate::core::error::{PipelineError, UserError};
-use crate::core::platform::PlatformConfig;
+use crate::core::platform::{BackupConfig, PlatformConfig};
 use crate::core::report::{Block, Report, Severity};
 use crate::core::types::ServiceName;
 use crate::ops::containers::{self, Mutation, Targets};
 use crate::ops::temporal::{self, TemporalError, WorkflowId};
 
-/// Services `/reset` may recreate, with the one-shot job that initialises each again.
-pub const RESETTABLE: &[(&str, Option<&str>)] = &[
-    ("redis", None),
-    ("minio", Some("minio-init")),
-    ("postgres", Some("ai-gateway-init")),
-];
-/// Stopped during a restore so nothing writes half-restored tables.
-pub const APP_SERVICES: &[&str] = &["api-1", "api-2", "worker-1", "worker-2"];
-const BACKUP_SERVICE: &str = "db-backup";
-const BACKUP_SCRIPT: &str = "/usr/local/bin/backup.sh";
-/// Ends every client session of the app database except the one asking.
-const TERMINATE_SQL: &str = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = 'app' AND pid <> pg_backend_pid() AND backend_type = 'client backend'";
+/// Ends every client session of the database psql is connected to, except its own (the
+/// database is named by `-d`, so no name is ever pasted into SQL).
+const TERMINATE_SQL: &str = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'";
 /// How long a destructive operation may take as a whole (a Postgres reset backs up,
 /// recreates, waits for health and re-runs an init job).
 pub const DEADLINE: Duration = Duration::from_secs(600);
 const HEALTH_WAIT: Duration = Duration::from_secs(120);
-/// Volumes (by their name in the Compose file) a full reset keeps: the backups it just wrote.
-pub const KEEP_VOLUMES: &[&str] = &["backups"];
 /// How long a full reset waits, in all, for the restarted project to be healthy.
 const PROJECT_HEALTH_WAIT: Duration = Duration::from_secs(300);
 /// One init job of a full reset.
@@ -67,11 +56,22 @@ impl Bound {
     }
 }
 
-/// A dump name `/restore` accepts: `backup_*.dump` with nothing that could leave /backups.
-pub fn valid_backup_name(name: &str) -> bool {
-    name.starts_with("backup_")
-        && name.ends_with(".dump")
-        && name.len() > "backup_.dump".len()
+/// A platform section a destructive operation needs, or a clear refusal naming it.
+fn section<'a, T>(s: Option<&'a T>, name: &str) -> Result<&'a T, PipelineError> {
+    s.ok_or_else(|| {
+        UserError::Unavailable(format!(
+            "the platform file has no `[{name}]` section, so this operation has nothing to act on"
+        ))
+        .into()
+    })
+}
+
+/// A dump name `/restore` accepts: `<file_prefix>…<file_suffix>` with nothing that could
+/// leave the backup directory.
+pub fn valid_backup_name(name: &str, backup: &BackupConfig) -> bool {
+    name.starts_with(&backup.file_prefix)
+        && name.ends_with(&backup.file_suffix)
+        && name.len() > backup.file_prefix.len() + backup.file_suffix.len()
         && !name.contains("..")
         && name
             .chars()
@@ -98,28 +98,29 @@ pub fn bind(
             let [service] = services else {
                 return Err(invalid("`/reset` takes exactly one service"));
             };
-            if !RESETTABLE.iter().any(|(s, _)| *s == service.as_str()) {
+            let Some(target) = platform.reset.get(service.as_str()) else {
                 return Err(invalid(format!(
                     "`{service}` cannot be reset; resettable: {}",
-                    RESETTABLE
-                        .iter()
-                        .map(|(s, _)| format!("`{s}`"))
+                    platform
+                        .reset
+                        .keys()
+                        .map(|s| format!("`{s}`"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )));
+            };
+            if let Some(init) = &target.init_job {
+                wanted.push(init.clone());
             }
-            if let Some((_, Some(init))) = RESETTABLE.iter().find(|(s, _)| *s == service.as_str()) {
-                wanted.push((*init).into());
-            }
-            if service.as_str() == "postgres" {
-                wanted.push(BACKUP_SERVICE.into());
+            if target.backup_first {
+                wanted.push(section(platform.backup.as_ref(), "backup")?.service.clone());
             }
             let own = all
                 .iter()
                 .find(|c| c.service == service.as_str())
                 .ok_or_else(|| missing(service.as_str()))?;
-            // Only volumes no other container mounts: postgres shares `backups` with db-backup,
-            // and a reset must never take the backups with it.
+            // Only volumes no other container mounts: a database shares its backup volume with
+            // the backup service, and a reset must never take the backups with it.
             volumes = own
                 .volumes
                 .iter()
@@ -132,25 +133,52 @@ pub fn bind(
                 )));
             }
         }
-        Operation::Backup => wanted.push(BACKUP_SERVICE.into()),
-        Operation::FlushRedis => wanted.push("redis".into()),
-        Operation::TerminateBackends => wanted.push("postgres".into()),
+        Operation::Backup => {
+            wanted.push(section(platform.backup.as_ref(), "backup")?.service.clone())
+        }
+        Operation::FlushRedis => {
+            wanted.push(section(platform.redis.as_ref(), "redis")?.service.clone())
+        }
+        Operation::TerminateBackends => wanted.push(
+            section(platform.postgres.as_ref(), "postgres")?
+                .service
+                .clone(),
+        ),
         Operation::Restore => {
+            let backup = section(platform.backup.as_ref(), "backup")?;
             let file = args.string("file").unwrap_or_default();
-            if !valid_backup_name(file) {
+            if !valid_backup_name(file, backup) {
                 return Err(invalid(format!(
-                    "`{file}` is not a dump name: it must look like `backup_2026-11-30_04-00-00.dump` (a file in /backups, no path)"
+                    "`{file}` is not a dump name: it must look like `{}2026-11-30_04-00-00{}` (a file in {}, no path)",
+                    backup.file_prefix, backup.file_suffix, backup.dir
                 )));
             }
-            wanted.push("postgres".into());
-            wanted.push(BACKUP_SERVICE.into());
-            wanted.extend(APP_SERVICES.iter().map(|s| s.to_string()));
+            wanted.push(
+                section(platform.postgres.as_ref(), "postgres")?
+                    .service
+                    .clone(),
+            );
+            wanted.push(backup.service.clone());
+            wanted.extend(
+                section(platform.restore.as_ref(), "restore")?
+                    .stop_services
+                    .iter()
+                    .cloned(),
+            );
         }
         Operation::ResetProject => {
             // Every container of the project: a full reset stops them all.
             wanted.extend(all.iter().map(|c| c.service.clone()));
-            // Postgres is backed up by db-backup before anything else; without them, no reset.
-            for s in ["postgres", BACKUP_SERVICE] {
+            // The database is backed up before anything else; without it, no reset.
+            let needed = [
+                section(platform.postgres.as_ref(), "postgres")?
+                    .service
+                    .as_str(),
+                section(platform.backup.as_ref(), "backup")?
+                    .service
+                    .as_str(),
+            ];
+            for s in needed {
                 match all.iter().find(|c| c.service == s) {
                     Some(c) if c.state == "running" => {}
                     Some(c) => {
@@ -169,7 +197,7 @@ pub fn bind(
                 let keep = v
                     .compose_name
                     .as_deref()
-                    .is_some_and(|n| KEEP_VOLUMES.contains(&n));
+                    .is_some_and(|n| platform.project_reset.keep_volumes.iter().any(|k| k == n));
                 if keep {
                     kept.push(v.name.clone());
                 } else {
@@ -357,23 +385,29 @@ fn argv(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
 
-/// Runs the backup script in db-backup and returns the dump's path.
-async fn backup(engine: &dyn Engine, b: &Bound) -> Result<String, PipelineError> {
-    let c = b.container(BACKUP_SERVICE)?;
+/// Runs the platform's backup script in its service and returns the dump's path.
+async fn backup(
+    engine: &dyn Engine,
+    b: &Bound,
+    platform: &PlatformConfig,
+) -> Result<String, PipelineError> {
+    let cfg = section(platform.backup.as_ref(), "backup")?;
+    let c = b.container(&cfg.service)?;
     let out = engine
-        .exec(&c.id, &argv(&[BACKUP_SCRIPT]), Duration::from_secs(300))
+        .exec(&c.id, &cfg.script, Duration::from_secs(300))
         .await?;
     if out.exit_code != Some(0) {
         return Err(failed("the backup", &out));
     }
     out.stdout
         .lines()
-        .find_map(|l| l.strip_prefix("backup written: "))
+        .find_map(|l| l.strip_prefix(cfg.written_prefix.as_str()))
         .and_then(|l| l.split_whitespace().next())
         .map(str::to_owned)
         .ok_or_else(|| {
             PipelineError::internal(anyhow::anyhow!(
-                "backup.sh did not name its file: {}",
+                "the backup script {} did not name its file: {}",
+                cfg.script.join(" "),
                 out.stdout
             ))
         })
@@ -424,14 +458,14 @@ pub async fn execute(
             containers::mutate(engine, &t, m, timeout).await
         }
         Operation::Backup => {
-            let file = backup(engine, b).await?;
+            let file = backup(engine, b, platform).await?;
             Ok(
                 Report::new(format!("Backup written: {file}"), Severity::Success)
                     .with(Block::Fields(vec![("file".into(), file)])),
             )
         }
         Operation::FlushRedis => {
-            let c = b.container("redis")?;
+            let c = b.container(&section(platform.redis.as_ref(), "redis")?.service)?;
             let out = engine
                 .exec(
                     &c.id,
@@ -448,16 +482,17 @@ pub async fn execute(
             ))
         }
         Operation::TerminateBackends => {
-            let c = b.container("postgres")?;
+            let pg = section(platform.postgres.as_ref(), "postgres")?;
+            let c = b.container(&pg.service)?;
             let out = engine
                 .exec(
                     &c.id,
                     &argv(&[
                         "psql",
                         "-U",
-                        "postgres",
+                        &pg.admin_user,
                         "-d",
-                        "app",
+                        pg.app_database(),
                         "-At",
                         "-c",
                         TERMINATE_SQL,
@@ -470,14 +505,15 @@ pub async fn execute(
             }
             Ok(Report::new(
                 format!(
-                    "Terminated {} Postgres backend(s) of `app`",
-                    out.stdout.trim()
+                    "Terminated {} Postgres backend(s) of `{}`",
+                    out.stdout.trim(),
+                    pg.app_database()
                 ),
                 Severity::Success,
             ))
         }
-        Operation::Restore => restore(engine, args, b, stop_timeout).await,
-        Operation::Reset => reset(engine, b, stop_timeout).await,
+        Operation::Restore => restore(engine, args, b, platform, stop_timeout).await,
+        Operation::Reset => reset(engine, b, platform, stop_timeout).await,
         Operation::ResetProject => reset_project(engine, b, platform, stop_timeout).await,
         Operation::TerminateWorkflow => {
             let (Some(t), Some(id)) = (platform.temporal.as_ref(), b.workflow.as_ref()) else {
@@ -506,32 +542,36 @@ async fn restore(
     engine: &dyn Engine,
     args: &Args,
     b: &Bound,
+    platform: &PlatformConfig,
     stop_timeout: Duration,
 ) -> Result<Report, PipelineError> {
+    let backup_cfg = section(platform.backup.as_ref(), "backup")?;
+    let pg_cfg = section(platform.postgres.as_ref(), "postgres")?;
+    let stop = &section(platform.restore.as_ref(), "restore")?.stop_services;
     let file = args.string("file").unwrap_or_default();
-    if !valid_backup_name(file) {
+    if !valid_backup_name(file, backup_cfg) {
         return Err(invalid(format!("`{file}` is not a dump name")));
     }
-    let before = backup(engine, b).await?;
-    let pg = b.container("postgres")?;
+    let before = backup(engine, b, platform).await?;
+    let pg = b.container(&pg_cfg.service)?;
     let apps: Vec<&ContainerInfo> = b
         .containers
         .iter()
-        .filter(|c| APP_SERVICES.contains(&c.service.as_str()))
+        .filter(|c| stop.contains(&c.service))
         .collect();
     for c in &apps {
         engine.stop(&c.id, stop_timeout).await?;
     }
-    let path = format!("/backups/{file}");
+    let path = format!("{}/{file}", backup_cfg.dir.trim_end_matches('/'));
     let restored = engine
         .exec(
             &pg.id,
             &argv(&[
                 "pg_restore",
                 "-U",
-                "postgres",
+                &pg_cfg.admin_user,
                 "-d",
-                "app",
+                pg_cfg.app_database(),
                 "-c",
                 "--if-exists",
                 "--exit-on-error",
@@ -585,18 +625,22 @@ async fn restore(
 async fn reset(
     engine: &dyn Engine,
     b: &Bound,
+    platform: &PlatformConfig,
     stop_timeout: Duration,
 ) -> Result<Report, PipelineError> {
-    let (service, init) = RESETTABLE
+    // The bound volumes belong to the service being reset: the one container that mounts them.
+    let (service, target) = b
+        .containers
         .iter()
-        .find(|(s, _)| b.containers.iter().any(|c| c.service == *s))
-        .copied()
+        .filter(|c| c.volumes.iter().any(|v| b.volumes.contains(v)))
+        .find_map(|c| platform.reset.get_key_value(&c.service))
         .ok_or_else(|| {
             PipelineError::internal(anyhow::anyhow!("reset bound to no resettable service"))
         })?;
+    let (service, init) = (service.as_str(), target.init_job.as_deref());
     let mut fields = Vec::new();
-    if service == "postgres" {
-        let file = backup(engine, b).await?;
+    if target.backup_first {
+        let file = backup(engine, b, platform).await?;
         fields.push(("backup taken before".to_owned(), file));
     }
     let c = b.container(service)?;
@@ -754,7 +798,7 @@ async fn bring_up(
 }
 
 /// The full reset: back up Postgres, stop the whole project, recreate its volumes empty
-/// (all but [`KEEP_VOLUMES`]), start it again in dependency order, re-run the init jobs.
+/// (all but the platform's `keep_volumes`), start it again in dependency order, re-run the init jobs.
 ///
 /// If it fails before the volumes are touched (backup, a check), nothing has changed. If it
 /// fails after the stop, the engine has created the removed containers again, every container
@@ -766,7 +810,7 @@ async fn reset_project(
     platform: &PlatformConfig,
     stop_timeout: Duration,
 ) -> Result<Report, PipelineError> {
-    let file = backup(engine, b).await?;
+    let file = backup(engine, b, platform).await?;
     let ids: Vec<String> = b.containers.iter().map(|c| c.id.clone()).collect();
     let deadline = std::time::Instant::now() + PROJECT_HEALTH_WAIT;
     let renewed = match engine.reset_volumes(&ids, &b.volumes, stop_timeout).await {
@@ -873,9 +917,18 @@ async fn reset_project(
 mod tests {
     use super::*;
 
+    fn backup_cfg() -> BackupConfig {
+        PlatformConfig::embedded().unwrap().backup.unwrap()
+    }
+
+    fn backup_script() -> String {
+        backup_cfg().script[0].clone()
+    }
+
     #[test]
     fn only_plain_backup_names_are_restorable() {
-        assert!(valid_backup_name("backup_2026-11-30_04-00-00.dump"));
+        let b = backup_cfg();
+        assert!(valid_backup_name("backup_2026-11-30_04-00-00.dump", &b));
         for bad in [
             "../etc/passwd",
             "backup_../../x.dump",
@@ -885,7 +938,7 @@ mod tests {
             "backup_x.dump; rm -rf /",
             "backup_x.sql",
         ] {
-            assert!(!valid_backup_name(bad), "{bad}");
+            assert!(!valid_backup_name(bad, &b), "{bad}");
         }
     }
 
@@ -964,7 +1017,7 @@ mod tests {
             &args,
             &[],
             &all,
-            &PlatformConfig::riftwing_default(),
+            &PlatformConfig::embedded().unwrap(),
         )
         .await
     }
@@ -976,7 +1029,7 @@ mod tests {
             cat.get("reset-project").unwrap(),
             &parse(&cat, "reset-project", "").unwrap(),
             b,
-            &PlatformConfig::riftwing_default(),
+            &PlatformConfig::embedded().unwrap(),
             Duration::from_secs(1),
         )
         .await
@@ -1069,7 +1122,7 @@ mod tests {
     async fn a_failed_backup_ends_the_project_reset_before_anything_is_stopped() {
         let f = project();
         f.script_exec(
-            BACKUP_SCRIPT,
+            &backup_script(),
             ExecOutput {
                 exit_code: Some(2),
                 stdout: String::new(),
@@ -1089,7 +1142,7 @@ mod tests {
     #[tokio::test]
     async fn a_project_reset_backs_up_first_keeps_backups_and_starts_in_dependency_order() {
         let f = project();
-        f.script_exec(BACKUP_SCRIPT, backup_ok());
+        f.script_exec(&backup_script(), backup_ok());
         let b = bind_reset(&f).await.unwrap();
         let r = run_reset(&f, &b).await.unwrap();
         let text = r.all_text();
@@ -1129,7 +1182,7 @@ mod tests {
     #[tokio::test]
     async fn a_project_reset_that_fails_at_the_volumes_names_the_step_and_the_backup() {
         let f = project();
-        f.script_exec(BACKUP_SCRIPT, backup_ok());
+        f.script_exec(&backup_script(), backup_ok());
         let b = bind_reset(&f).await.unwrap();
         // Between approval and the engine's own check, another project starts using a volume.
         f.set_foreign_users("riftwing_minio-data", &["other-project-minio-1"]);
@@ -1151,7 +1204,7 @@ mod tests {
 
     #[test]
     fn start_layers_follow_the_dependencies() {
-        let p = PlatformConfig::riftwing_default();
+        let p = PlatformConfig::embedded().unwrap();
         let services: BTreeSet<String> = [
             "console",
             "api-gateway",
@@ -1196,7 +1249,7 @@ mod tests {
                 &args,
                 &[],
                 &all,
-                &PlatformConfig::riftwing_default(),
+                &PlatformConfig::embedded().unwrap(),
             )
             .await
             .unwrap_err();
@@ -1214,7 +1267,7 @@ mod tests {
         let cat = catalog();
         let cmd = cat.get("temporal-terminate").unwrap();
         let all = f.containers().await.unwrap();
-        let p = PlatformConfig::riftwing_default();
+        let p = PlatformConfig::embedded().unwrap();
         let bound = |id: &str| {
             bind(
                 cmd,

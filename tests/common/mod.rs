@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use container_ops::core::engine::Engine;
-use container_ops::core::platform::{PlatformConfig, PortSet};
+use container_ops::core::platform::PlatformConfig;
 use container_ops::infra::docker::DockerEngine;
 use container_ops::ops::diagnose::probes::{ProbeKind, ProbeOutcome, ProbeStatus, Probes};
 use container_ops::ops::diagnose::report::OpsReport;
@@ -19,7 +19,8 @@ pub use cli::{docker, project};
 
 pub struct TestPlatform {
     pub project: String,
-    pub ports: PortSet,
+    /// The embedded platform file with the seed's port variables applied.
+    pub platform: PlatformConfig,
     script: PathBuf,
     /// Held for the whole test: fault tests share one platform, so they run one at a time.
     _lock: File,
@@ -30,7 +31,9 @@ impl TestPlatform {
         let project = std::env::var("CONTAINER_OPS_TEST_PROJECT")
             .or_else(|_| std::env::var("COMPOSE_PROJECT_NAME"))
             .unwrap_or_else(|_| "riftwing".into());
-        let ports = PortSet::from_lookup(|k| std::env::var(k).ok()).expect("port variables");
+        let platform =
+            container_ops::core::settings::load_platform(None, &|k| std::env::var(k).ok())
+                .expect("the platform file and its port variables");
         let script = std::env::var("CONTAINER_OPS_PLATFORM_SCRIPT")
             .map(PathBuf::from)
             .unwrap_or_else(|_| {
@@ -42,14 +45,14 @@ impl TestPlatform {
         lock.lock().expect("lock the platform for this test");
         Self {
             project,
-            ports,
+            platform,
             script,
             _lock: lock,
         }
     }
 
     pub fn config(&self) -> PlatformConfig {
-        PlatformConfig::riftwing(self.ports)
+        self.platform.clone()
     }
 
     pub async fn engine(&self) -> Arc<dyn Engine> {
@@ -86,11 +89,10 @@ impl TestPlatform {
                 .any(|o| o.probe == ProbeKind::Inventory && o.status != ProbeStatus::Pass);
             if inventory_failed || Instant::now() >= deadline {
                 panic!(
-                    "platform `{}` is not reachable or not healthy (ports {:?}). Start it with \
+                    "platform `{}` is not reachable or not healthy. Start it with \
                      `deploy/dev/platform up` and wait until `deploy/dev/platform status` shows every \
                      service healthy. Last report:\n{}",
                     self.project,
-                    self.ports,
                     report.to_markdown()
                 );
             }
@@ -104,16 +106,9 @@ impl TestPlatform {
         if undo {
             cmd.arg("--undo");
         }
+        // The port variables, if any, are inherited: the script and the tests see the same ones.
         let out = cmd
             .env("COMPOSE_PROJECT_NAME", &self.project)
-            .env("POSTGRES_PORT", self.ports.postgres.to_string())
-            .env("REDIS_PORT", self.ports.redis.to_string())
-            .env("MINIO_PORT", self.ports.minio.to_string())
-            .env("API_PORT", self.ports.api.to_string())
-            .env("TEMPORAL_PORT", self.ports.temporal.to_string())
-            .env("AI_GATEWAY_PORT", self.ports.ai_gateway.to_string())
-            .env("MCP_PORT", self.ports.mcp.to_string())
-            .env("CONSOLE_PORT", self.ports.console.to_string())
             .output()
             .unwrap_or_else(|e| panic!("run {}: {e}", self.script.display()));
         assert!(
@@ -189,7 +184,23 @@ impl Drop for Undo<'_> {
     }
 }
 
-pub use container_ops::core::platform::RIFTWING_LONG_RUNNING as LONG_RUNNING;
+/// The replica's long-running services (init jobs excluded), as `deploy/dev/docker-compose.yml`
+/// defines them.
+pub const LONG_RUNNING: &[&str] = &[
+    "postgres",
+    "redis",
+    "minio",
+    "temporal",
+    "api-1",
+    "api-2",
+    "api-gateway",
+    "worker-1",
+    "worker-2",
+    "ai-gateway",
+    "mcp-server",
+    "console",
+    "db-backup",
+];
 
 /// A running container of another Compose project (`other-project`, service `intruder`),
 /// removed however the test ends, with the volume it created if any.

@@ -25,7 +25,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::core::catalog::{Autocomplete, Operation};
 use crate::core::error::{PipelineError, UserError};
-use crate::core::settings::Secret;
+use crate::core::types::Secret;
 use crate::core::types::{ChannelId, UserId};
 use crate::pipeline::{Core, Invocation};
 

@@ -864,7 +864,7 @@ fn build_report(
             evidence: r.evidence.clone(),
             established: r.kind != Kind::Failing,
         });
-        let (s, v, p) = remedy(r);
+        let (s, v, p) = remedy(r, config);
         steps.extend(s);
         verification.extend(v);
         for line in p {
@@ -990,8 +990,19 @@ fn shell_step(action: impl Into<String>, compose: impl Into<String>) -> Step {
     }
 }
 
+/// A name `service` should resolve on the project network: its first runtime dependency, else
+/// the database, else itself.
+fn resolvable_from(service: &str, config: &PlatformConfig) -> String {
+    config
+        .direct_runtime_deps(service)
+        .into_iter()
+        .next()
+        .or_else(|| config.postgres.as_ref().map(|p| p.service.clone()))
+        .unwrap_or_else(|| service.to_owned())
+}
+
 /// Steps, verification lines and prevention for one root cause.
-fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
+fn remedy(f: &Finding, config: &PlatformConfig) -> (Vec<Step>, Vec<String>, Vec<String>) {
     let s = f.service.as_str();
     let container = f.container.as_deref().unwrap_or(s);
     let logs = step(
@@ -1045,12 +1056,14 @@ fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
         Kind::Stopped => {
             let mut steps = vec![logs.clone()];
             let mut verify = ps.clone();
-            if s == "postgres" {
-                steps.push(step("Start postgres (data volume is kept)", "/start service:postgres", "docker compose start postgres"));
-                verify.push("docker compose exec postgres pg_isready -U app -d app".into());
-            } else if s == "redis" {
-                steps.push(step("Start redis (AOF persistence restores the data)", "/start service:redis", "docker compose start redis"));
-                verify.push("docker compose exec redis redis-cli ping".into());
+            let pg = config.postgres.as_ref().filter(|p| p.service == s);
+            let redis = config.redis.as_ref().filter(|r| r.service == s);
+            if let Some(pg) = pg {
+                steps.push(step(format!("Start {s} (its data volume is kept)"), format!("/start service:{s}"), format!("docker compose start {s}")));
+                verify.push(format!("docker compose exec {s} pg_isready -U {} -d {}", pg.user, pg.database));
+            } else if redis.is_some() {
+                steps.push(step(format!("Start {s} (the data on its volume is kept)"), format!("/start service:{s}"), format!("docker compose start {s}")));
+                verify.push(format!("docker compose exec {s} redis-cli ping"));
             } else if s == "project" {
                 steps.push(shell_step("Start the platform (the bot starts one service at a time)", "docker compose up -d"));
             } else {
@@ -1075,7 +1088,7 @@ fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
                         format!("docker network connect --alias {s} {net} {container}"),
                     ),
                 ],
-                [ps.clone(), vec![format!("docker compose exec {s} getent hosts postgres")]].concat(),
+                [ps.clone(), vec![format!("docker compose exec {s} getent hosts {}", resolvable_from(s, config))]].concat(),
                 vec!["Do not detach containers from the project network by hand; change networks in the Compose file".into()],
             )
         }
@@ -1098,17 +1111,35 @@ fn remedy(f: &Finding) -> (Vec<Step>, Vec<String>, Vec<String>) {
                 ],
             )
         }
-        Kind::BucketMissing => (
-            vec![
-                step("List the buckets", "/storage view:buckets", "docker compose exec minio mc ls local/"),
-                step("Re-create the bucket with the init job", "/start service:minio-init", "docker compose run --rm minio-init"),
-                step("Check an artifact is reachable again", "/storage view:check key:.keep", "docker compose exec minio mc stat local/rewst-artifacts"),
-            ],
-            vec!["# /storage stat".into(), "docker compose exec minio mc stat local/rewst-artifacts".into()],
-            vec![
-                "Restrict bucket deletion to the bot's approval flow; keep minio-init idempotent so it can always re-create the bucket".into(),
-            ],
-        ),
+        Kind::BucketMissing => {
+            let s3 = config.s3.as_ref();
+            let bucket = s3.map_or("<bucket>", |c| c.bucket.as_str());
+            let key = s3.and_then(|c| c.probe_key.as_deref());
+            let mut steps = vec![Step {
+                action: format!("List the buckets the S3 server has (`{bucket}` is missing)"),
+                bot: Some("/storage view:buckets".into()),
+                compose: None,
+            }];
+            let mut prevention = vec!["Restrict bucket deletion to the bot's approval flow".to_owned()];
+            match s3.and_then(|c| c.init_job.as_deref()) {
+                Some(job) => {
+                    steps.push(step(format!("Re-create the bucket with the init job {job}"), format!("/start service:{job}"), format!("docker compose run --rm {job}")));
+                    prevention.push(format!("Keep {job} idempotent so it can always re-create the bucket"));
+                }
+                None => steps.push(Step {
+                    action: format!("Re-create the bucket `{bucket}` the way the platform first created it"),
+                    bot: None,
+                    compose: None,
+                }),
+            }
+            let check = key.map_or("/storage view:stat".to_owned(), |k| format!("/storage view:check key:{k}"));
+            steps.push(Step {
+                action: "Check the bucket answers again".into(),
+                bot: Some(check.clone()),
+                compose: None,
+            });
+            (steps, vec![format!("# {check}")], prevention)
+        }
         Kind::StaleUpstream => (
             vec![
                 step(

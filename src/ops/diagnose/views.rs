@@ -331,7 +331,12 @@ pub async fn storage(s3: &S3Probe, view: StorageView) -> Result<TableData, Strin
                     format!("{}{}", keys.join(", "), if more { ", …" } else { "" }),
                 ]);
             } else {
-                t.notes.push("The bucket is missing: re-create it with the init job (`docker compose run --rm minio-init`).".into());
+                t.notes.push(match &s3.init_job {
+                    Some(job) => format!(
+                        "The bucket is missing: re-create it with the init job (`docker compose run --rm {job}`)."
+                    ),
+                    None => "The bucket is missing: re-create it the way the platform first created it.".into(),
+                });
             }
             t
         }

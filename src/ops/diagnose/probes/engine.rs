@@ -430,7 +430,7 @@ mod tests {
         let out = container_probe(
             &engine,
             &c,
-            &PlatformConfig::riftwing_default(),
+            &PlatformConfig::embedded().unwrap(),
             "riftwing_default",
             Duration::from_secs(1),
         )
@@ -450,7 +450,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_container_probe_asks_the_engine_only_for_the_current_window() {
-        let cfg = PlatformConfig::riftwing_default();
+        let cfg = PlatformConfig::embedded().unwrap();
         let before = Utc::now();
         // Running for ten minutes: the window is the last RECENT; stopped: its last run.
         let running = container("api-1", "running", Some("healthy"));
@@ -577,7 +577,7 @@ mod tests {
         c.exit_code = Some(137);
         c.memory_limit = 48 << 20;
         let engine = engine_with(&c);
-        let cfg = PlatformConfig::riftwing_default();
+        let cfg = PlatformConfig::embedded().unwrap();
         let out = container_probe(
             &engine,
             &c,
@@ -604,7 +604,7 @@ mod tests {
         let mut c = container("worker-1", "running", Some("healthy"));
         c.networks.clear();
         let engine = engine_with(&c);
-        let cfg = PlatformConfig::riftwing_default();
+        let cfg = PlatformConfig::embedded().unwrap();
         let out = container_probe(
             &engine,
             &c,
@@ -625,7 +625,7 @@ mod tests {
     async fn finished_init_job_passes() {
         let c = container("minio-init", "exited", None);
         let engine = engine_with(&c);
-        let cfg = PlatformConfig::riftwing_default();
+        let cfg = PlatformConfig::embedded().unwrap();
         let out = container_probe(
             &engine,
             &c,

@@ -614,7 +614,7 @@ mod tests {
             },
         );
         let containers = engine.containers().await.unwrap();
-        let cfg = PlatformConfig::riftwing_default();
+        let cfg = PlatformConfig::embedded().unwrap();
         let outs = futures::future::join_all(diagnose_probes(
             &engine,
             &containers,
@@ -642,7 +642,7 @@ mod tests {
         let engine = FakeEngine::new();
         engine.add(container("worker-1", "running"));
         let containers = engine.containers().await.unwrap();
-        let cfg = PlatformConfig::riftwing_default();
+        let cfg = PlatformConfig::embedded().unwrap();
         let outs = futures::future::join_all(diagnose_probes(
             &engine,
             &containers,
@@ -668,7 +668,7 @@ mod tests {
     async fn a_healthy_platform_on_one_network_resolves_everything_from_one_container() {
         let engine = FakeEngine::riftwing();
         let containers = engine.containers().await.unwrap();
-        let cfg = PlatformConfig::riftwing_default();
+        let cfg = PlatformConfig::embedded().unwrap();
         let duties = resolve_duties(&containers, &cfg);
         assert_eq!(duties.len(), 1, "{duties:?}");
         // worker-1 is asked anyway (its volume is checked), so it carries the DNS checks too.
@@ -706,7 +706,7 @@ mod tests {
         engine.update("worker-2", |c| c.networks.clear());
         engine.update("console", |c| c.restart_count = 2);
         let containers = engine.containers().await.unwrap();
-        let cfg = PlatformConfig::riftwing_default();
+        let cfg = PlatformConfig::embedded().unwrap();
         let duties = resolve_duties(&containers, &cfg);
         for own in ["api-1", "worker-2", "console"] {
             let d = duty_of(&duties, own);

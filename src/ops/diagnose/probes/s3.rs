@@ -40,6 +40,8 @@ pub struct S3Probe {
     pub bucket: String,
     pub endpoint: String,
     pub probe_key: Option<String>,
+    /// The one-shot job that creates the bucket, named in advice when it is missing.
+    pub init_job: Option<String>,
 }
 
 impl S3Probe {
@@ -79,6 +81,7 @@ impl S3Probe {
             bucket: t.bucket.clone(),
             endpoint: t.endpoint.clone(),
             probe_key: t.probe_key.clone(),
+            init_job: t.init_job.clone(),
         }
     }
 

@@ -9,8 +9,6 @@ use crate::ops::diagnose::probes::postgres::PostgresFacts;
 use crate::ops::diagnose::probes::redis::RedisFacts;
 use crate::ops::diagnose::probes::s3::S3Facts;
 
-use crate::core::platform::RIFTWING_LONG_RUNNING as LONG_RUNNING;
-
 fn outcome(
     probe: ProbeKind,
     target: &str,
@@ -56,7 +54,8 @@ impl Platform {
             ProbeStatus::Pass,
             Facts::None,
         )];
-        for s in LONG_RUNNING {
+        for s in &PlatformConfig::embedded().unwrap().long_running() {
+            let s = s.as_str();
             outcomes.push(outcome(
                 ProbeKind::Container,
                 s,
@@ -224,7 +223,7 @@ impl Platform {
     }
 
     fn report(&self) -> OpsReport {
-        diagnose(&self.outcomes, &PlatformConfig::riftwing_default())
+        diagnose(&self.outcomes, &PlatformConfig::embedded().unwrap())
     }
 }
 
@@ -661,7 +660,7 @@ fn an_unreachable_engine_is_said_plainly() {
             Facts::None,
         )
     }];
-    let r = diagnose(&outcomes, &PlatformConfig::riftwing_default());
+    let r = diagnose(&outcomes, &PlatformConfig::embedded().unwrap());
     assert!(!r.healthy);
     assert_eq!(r.root_services(), vec!["docker-engine"]);
     assert!(r.root_causes[0].evidence[0].contains("socket not found"));
@@ -731,7 +730,7 @@ fn every_bot_command_a_rule_suggests_parses_as_a_catalog_command() {
                 volume: Some(("worker-scratch".into(), "/scratch".into())),
                 network: Some("riftwing_default".into()),
             };
-            let (steps, _, _) = remedy(&f);
+            let (steps, _, _) = remedy(&f, &PlatformConfig::embedded().unwrap());
             suggested.extend(steps.into_iter().filter_map(|s| s.bot));
         }
     }
