@@ -1,4 +1,4 @@
-//! The layering rule of ARCHITECTURE.md, checked on the source: imports point down only, and no file imports itself in a circle.
+//! The source rules of ARCHITECTURE.md: imports point down the layers and never in a circle, and no platform's names live in the logic.
 //!
 //! core ← infra, ops ← pipeline ← ingress ← app. `infra` and `ops` are siblings: neither
 //! imports the other. Test code (`#[cfg(test)] mod tests`, `tests.rs` files) is left out, as
@@ -24,6 +24,11 @@ fn layer(rel: &[String]) -> Option<(u8, &str)> {
 /// Text with comments, string and char literals blanked, so a path in a doc comment or a
 /// message is not taken for an import.
 fn code_only(text: &str) -> String {
+    strip(text, false)
+}
+
+/// Text with comments blanked (string literals kept when `keep_strings`).
+fn strip(text: &str, keep_strings: bool) -> String {
     let b = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -50,8 +55,9 @@ fn code_only(text: &str) -> String {
             while j < b.len() && b[j] != b'"' {
                 j += if b[j] == b'\\' { 2 } else { 1 };
             }
-            out.push_str("\"\"");
-            i = (j + 1).min(b.len());
+            let end = (j + 1).min(b.len());
+            out.push_str(if keep_strings { &text[i..end] } else { "\"\"" });
+            i = end;
         } else if b[i] == b'\'' && is_char_literal(rest) {
             let len = rest[1..].find('\'').map_or(1, |e| e + 2);
             out.push_str("' '");
@@ -420,4 +426,83 @@ fn the_check_ignores_test_modules_comments_and_strings() {
         ("app/mod.rs", "pub fn run() { crate::core::S; }\n"),
     ]);
     assert_eq!(violations(dir.path()), Vec::<String>::new());
+}
+
+/// The seed platform's names: logic that carries one would act on riftwing alone. Its facts
+/// belong in `deploy/platform.toml` and the settings (tests and the test double may name it).
+const SEED_PLATFORM_NAMES: &[&str] = &[
+    "riftwing",
+    "rewst",
+    "api-1",
+    "api-2",
+    "worker-1",
+    "worker-2",
+    "api-gateway",
+    "ai-gateway",
+    "mcp-server",
+    "db-backup",
+    "minio",
+    "backup.sh",
+    "/backups",
+];
+
+/// Lines of non-test code under `src` (comments left out, strings kept) that name one.
+fn seed_names_in_logic(src: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read src") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let test_only = p
+                .file_name()
+                .is_some_and(|n| n == "tests.rs" || n == "fake.rs");
+            if p.extension().is_none_or(|x| x != "rs") || test_only {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).expect("read file");
+            let code = without_test_modules(&strip(&text, true));
+            for (n, line) in code.lines().enumerate() {
+                if let Some(name) = SEED_PLATFORM_NAMES.iter().find(|w| line.contains(*w)) {
+                    found.push(format!(
+                        "{}:{}: `{name}` in {}",
+                        p.display(),
+                        n + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_logic_names_no_service_of_the_seeds_platform() {
+    let found = seed_names_in_logic(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert!(
+        found.is_empty(),
+        "platform facts belong in deploy/platform.toml, not in the code:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_name_check_sees_strings_but_not_comments_or_tests() {
+    let dir = tree(&[
+        (
+            "a.rs",
+            "// db-backup runs the script\nconst S: &str = \"db-backup\";\n",
+        ),
+        (
+            "b.rs",
+            "/// See minio.\nfn f() {}\n#[cfg(test)]\nmod tests {\n    const X: &str = \"api-1\";\n}\n",
+        ),
+    ]);
+    let found = seed_names_in_logic(dir.path());
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].contains("a.rs:2: `db-backup`"), "{found:#?}");
 }

@@ -61,12 +61,17 @@ pub const RIFTWING: &[&str] = &[
 ];
 
 pub fn container(service: &str, state: &str) -> ContainerInfo {
+    container_in("riftwing", service, state)
+}
+
+/// A container of `project`'s `service`, named as Compose v2 names it.
+pub fn container_in(project: &str, service: &str, state: &str) -> ContainerInfo {
     let started = "2026-11-30T01:00:00Z".parse::<DateTime<Utc>>().ok();
     ContainerInfo {
         id: format!("id-{service}"),
-        name: format!("riftwing-{service}-1"),
+        name: format!("{project}-{service}-1"),
         service: service.to_owned(),
-        image: format!("riftwing/{service}:dev"),
+        image: format!("{project}/{service}:dev"),
         state: state.to_owned(),
         health: Some("healthy".into()).filter(|_| state == "running"),
         started_at: started,
@@ -87,12 +92,12 @@ pub fn container(service: &str, state: &str) -> ContainerInfo {
         health_log: vec![],
         memory_limit: 512 * 1024 * 1024,
         volumes: if service == "postgres" {
-            vec!["riftwing_postgres_data".into()]
+            vec![format!("{project}_postgres_data")]
         } else {
             vec![]
         },
         networks: vec![(
-            "riftwing_default".into(),
+            format!("{project}_default"),
             format!("172.20.0.{}/16", 10 + service.len()),
         )],
     }
@@ -101,6 +106,15 @@ pub fn container(service: &str, state: &str) -> ContainerInfo {
 impl FakeEngine {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `project` with these services, running and healthy.
+    pub fn project(project: &str, services: &[&str]) -> Self {
+        let f = Self::new();
+        for s in services {
+            f.add(container_in(project, s, "running"));
+        }
+        f
     }
 
     /// Every seed service, running and healthy.
