@@ -62,6 +62,23 @@ fn check_config_names_the_bad_command_file_and_line_and_fails() {
 }
 
 #[test]
+fn check_config_refuses_a_destructive_operation_without_approvals_naming_file_and_line() {
+    let (code, _, err) = run(
+        &["check-config"],
+        &[(
+            "CONTAINER_OPS_COMMANDS_DIR",
+            "tests/fixtures/commands-destructive-unguarded",
+        )],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("wipe-cache.toml:4:"), "{err}");
+    assert!(
+        err.contains("operation `flush_redis` is destructive"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_config_refuses_a_bad_permissions_file() {
     let (code, _, err) = run(
         &["check-config"],

@@ -107,6 +107,22 @@ impl Operation {
         }
     }
 
+    /// Destroys or replaces state: runs only once another person approves it, whatever the
+    /// command file says. A command file may also put an ordinary operation behind approval
+    /// (`destructive = true`, e.g. restarting the infrastructure).
+    pub fn requires_approval(self) -> bool {
+        matches!(
+            self,
+            Operation::Reset
+                | Operation::Backup
+                | Operation::Restore
+                | Operation::FlushRedis
+                | Operation::TerminateBackends
+                | Operation::ResetProject
+                | Operation::TerminateWorkflow
+        )
+    }
+
     /// Changes the state of containers (and so counts against the per-service limit).
     pub fn is_mutation(self) -> bool {
         matches!(
@@ -370,6 +386,7 @@ pub struct Command {
     pub params: BTreeMap<String, ParamValue>,
     pub options: Vec<OptionSpec>,
     pub target: Target,
+    /// Runs only with approvals: its operation requires them, or its file says `destructive`.
     pub destructive: bool,
     pub approval: Option<ApprovalRule>,
     pub rate_limit: Option<RateSpec>,
@@ -695,6 +712,14 @@ pub fn parse_command(
         }
         None => None,
     };
+    if operation.requires_approval() && approval.is_none() {
+        return Err(err(
+            raw.operation.span(),
+            format!(
+                "operation `{operation}` is destructive, so command `/{name}` needs an [approval] section with approver roles"
+            ),
+        ));
+    }
     if raw.destructive && approval.is_none() {
         return Err(err(
             raw.name.span(),
@@ -709,7 +734,7 @@ pub fn parse_command(
         params,
         options,
         target,
-        destructive: raw.destructive,
+        destructive: raw.destructive || operation.requires_approval(),
         approval,
         rate_limit: raw.rate_limit,
         show_when_ungranted: raw.show_when_ungranted,
@@ -824,6 +849,19 @@ mod tests {
         let e = parse(text).unwrap_err();
         assert!(e.message.contains("no [approval]"), "{e}");
         assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn a_destructive_operation_without_approvers_is_refused_at_its_operation_line() {
+        let text = "name = \"wipe-cache\"\ndescription = \"d\"\noperation = \"flush_redis\"\ntarget = { kind = \"none\" }\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(
+            e.message.contains("operation `flush_redis` is destructive"),
+            "{e}"
+        );
+        let approved = format!("{text}[approval]\napprovers = [\"approver\"]\n");
+        assert!(parse(&approved).unwrap().destructive, "no flag needed");
     }
 
     #[test]
