@@ -25,7 +25,14 @@ impl Severity {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Block {
+    /// A section heading; `level` 2 is a report's own title, 3 its sections.
+    Heading {
+        level: u8,
+        text: String,
+    },
     Text(String),
+    /// Quoted observations (log lines, answers), one per line.
+    Quote(Vec<String>),
     Fields(Vec<(String, String)>),
     Table {
         headers: Vec<String>,
@@ -84,7 +91,8 @@ impl Report {
         red(&mut self.title);
         for b in &mut self.blocks {
             match b {
-                Block::Text(t) => red(t),
+                Block::Text(t) | Block::Heading { text: t, .. } => red(t),
+                Block::Quote(lines) => lines.iter_mut().for_each(red),
                 Block::Fields(f) => f.iter_mut().for_each(|(k, v)| {
                     red(k);
                     red(v)
@@ -122,19 +130,54 @@ pub struct Rendered {
 /// Markdown of the whole report, with no size limit.
 fn render_block_list(r: &Report) -> String {
     let mut s = format!("{} **{}**\n", r.severity.icon(), r.title);
-    for b in &r.blocks {
+    if !r.blocks.is_empty() {
         s.push('\n');
+        s.push_str(&render_blocks(&r.blocks));
+    }
+    s
+}
+
+/// Markdown of a run of blocks: a blank line between blocks, none after a heading.
+pub fn render_blocks(blocks: &[Block]) -> String {
+    join_blocks(&blocks.iter().collect::<Vec<_>>())
+}
+
+fn join_blocks(blocks: &[&Block]) -> String {
+    let mut s = String::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let after_heading = i > 0 && matches!(blocks[i - 1], Block::Heading { .. });
+        if i > 0 && (!after_heading || matches!(b, Block::Heading { .. })) {
+            s.push('\n');
+        }
         s.push_str(&render_block(b));
     }
     s
 }
 
+/// Quotes and list items stay one line each: a line break or a fence in a log line must not
+/// end the quote or open a code block.
+fn quote_line(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    flat.replace("```", "'''")
+}
+
 fn render_block(b: &Block) -> String {
     let mut s = String::new();
     match b {
+        Block::Heading { level, text } => {
+            let _ = writeln!(s, "{} {text}", "#".repeat(usize::from(*level).clamp(1, 6)));
+        }
         Block::Text(t) => {
             s.push_str(t);
             s.push('\n');
+        }
+        Block::Quote(lines) => {
+            for l in lines {
+                let _ = writeln!(s, "> {}", quote_line(l));
+            }
         }
         Block::Fields(f) => {
             for (k, v) in f {
@@ -148,6 +191,7 @@ fn render_block(b: &Block) -> String {
         }
         Block::List { ordered, items } => {
             for (i, it) in items.iter().enumerate() {
+                let it = quote_line(it);
                 if *ordered {
                     let _ = writeln!(s, "{}. {it}", i + 1);
                 } else {
@@ -277,9 +321,10 @@ pub fn render_markdown(report: &Report, limit: usize) -> Rendered {
 
 fn assemble(report: &Report, blocks: &[Option<Block>], notes: &[String]) -> String {
     let mut s = format!("{} **{}**\n", report.severity.icon(), report.title);
-    for b in blocks.iter().flatten() {
+    let present: Vec<&Block> = blocks.iter().flatten().collect();
+    if !present.is_empty() {
         s.push('\n');
-        s.push_str(&render_block(b));
+        s.push_str(&join_blocks(&present));
     }
     if !notes.is_empty() {
         s.push('\n');

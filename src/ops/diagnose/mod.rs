@@ -160,7 +160,7 @@ pub async fn run(
     }
 }
 
-/// The report as one Markdown block, verbatim, so every renderer shows the seed's headings.
+/// The report as blocks with the seed's headings, for every renderer to show its own way.
 pub fn ops_report(r: &OpsReport) -> Report {
     let (title, severity) = if r.healthy {
         (
@@ -173,7 +173,9 @@ pub fn ops_report(r: &OpsReport) -> Report {
             Severity::Warning,
         )
     };
-    Report::new(title, severity).with(Block::Text(r.to_markdown()))
+    let mut report = Report::new(title, severity);
+    report.blocks = r.blocks();
+    report
 }
 
 async fn diagnose(
@@ -387,14 +389,36 @@ mod tests {
     }
 
     #[test]
-    fn discord_shows_the_report_markdown_verbatim() {
+    fn the_report_carries_the_seed_sections_as_blocks_not_prerendered_text() {
         let ops = redis_down();
-        let msgs = crate::ingress::discord::render::report(&ops_report(&ops));
-        let description = &msgs[0].embeds[0].description;
-        assert!(
-            description.contains(ops.to_markdown().trim_end()),
-            "{description}"
+        let r = ops_report(&ops);
+        let headings: Vec<&str> = r
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Heading { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            headings,
+            [
+                "Container Operations Report",
+                "Issue: redis is stopped",
+                "Services Affected:",
+                "Root Cause:",
+                "Resolution Steps:",
+                "Verification:",
+                "Prevention:",
+                "Related Services to Monitor:",
+            ]
         );
+        assert!(
+            r.blocks
+                .contains(&Block::Quote(vec!["State: exited, exit code 137".into()]))
+        );
+        let md = crate::core::report::render_markdown(&r, 4096).text;
+        assert!(md.contains(ops.to_markdown().trim_end()), "{md}");
     }
 
     #[test]

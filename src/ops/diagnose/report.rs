@@ -1,6 +1,6 @@
 //! The seed's Container Operations Report as data, and its Markdown form.
 
-use std::fmt::Write as _;
+use crate::core::report::{Block, render_blocks};
 
 /// One line of "Services Affected".
 #[derive(Debug, Clone, PartialEq)]
@@ -48,92 +48,93 @@ pub struct OpsReport {
 }
 
 impl OpsReport {
-    /// Markdown with exactly the seed's "Output Format" headings, in its order.
-    pub fn to_markdown(&self) -> String {
-        let mut md = String::new();
-        let _ = writeln!(md, "## Container Operations Report\n");
-        let _ = writeln!(md, "### Issue: {}\n", self.issue);
-
-        let _ = writeln!(md, "### Services Affected:");
-        if self.affected.is_empty() {
-            let _ = writeln!(md, "- none - all services running and healthy");
-        }
-        for a in &self.affected {
-            let _ = writeln!(md, "- {} - {}", a.service, a.status);
-        }
-
-        let _ = writeln!(md, "\n### Root Cause:");
+    /// The seed's "Output Format" as report blocks: exactly its headings, in its order.
+    pub fn blocks(&self) -> Vec<Block> {
+        let h = |text: &str| Block::Heading {
+            level: 3,
+            text: text.to_owned(),
+        };
+        let list = |items: Vec<String>| Block::List {
+            ordered: false,
+            items,
+        };
+        let mut b = vec![
+            Block::Heading {
+                level: 2,
+                text: "Container Operations Report".into(),
+            },
+            h(&format!("Issue: {}", self.issue)),
+            h("Services Affected:"),
+        ];
+        b.push(list(if self.affected.is_empty() {
+            vec!["none - all services running and healthy".into()]
+        } else {
+            self.affected
+                .iter()
+                .map(|a| format!("{} - {}", a.service, a.status))
+                .collect()
+        }));
+        b.push(h("Root Cause:"));
         if self.root_causes.is_empty() {
-            let _ = writeln!(
-                md,
-                "No fault found: every probe answered within its deadline and nothing is down, unhealthy or failing."
-            );
+            b.push(Block::Text(
+                "No fault found: every probe answered within its deadline and nothing is down, unhealthy or failing.".into(),
+            ));
         }
-        for (i, rc) in self.root_causes.iter().enumerate() {
-            if i > 0 {
-                md.push('\n');
-            }
+        for rc in &self.root_causes {
             let lead = if rc.established {
-                String::new()
+                ""
             } else {
-                "Cause not established: ".to_string()
+                "Cause not established: "
             };
-            let _ = writeln!(md, "{lead}{}", rc.summary);
-            for e in &rc.evidence {
-                let _ = writeln!(md, "> {}", one_line(e));
+            b.push(Block::Text(format!("{lead}{}", rc.summary)));
+            if !rc.evidence.is_empty() {
+                b.push(Block::Quote(rc.evidence.clone()));
             }
         }
         if !self.timed_out.is_empty() {
-            let _ = writeln!(
-                md,
-                "\nProbes that timed out (no answer within their deadline): {}.",
+            b.push(Block::Text(format!(
+                "Probes that timed out (no answer within their deadline): {}.",
                 self.timed_out.join("; ")
-            );
+            )));
         }
         if !self.observations.is_empty() {
-            let _ = writeln!(md, "\nObservations (not faults):");
-            for o in &self.observations {
-                let _ = writeln!(md, "- {}", one_line(o));
-            }
+            b.push(Block::Text("Observations (not faults):".into()));
+            b.push(list(self.observations.clone()));
         }
+        b.push(h("Resolution Steps:"));
+        b.push(Block::List {
+            ordered: true,
+            items: self
+                .steps
+                .iter()
+                .map(|s| match (&s.bot, &s.compose) {
+                    (Some(bot), Some(c)) => format!("{}: `{bot}` (`{c}`)", s.action),
+                    (Some(bot), None) => format!("{}: `{bot}`", s.action),
+                    (None, Some(c)) => format!("{}: `{c}`", s.action),
+                    (None, None) => s.action.clone(),
+                })
+                .collect(),
+        });
+        b.push(h("Verification:"));
+        b.push(Block::Code {
+            name: "verification.sh".into(),
+            lang: "bash".into(),
+            text: self.verification.join("\n"),
+        });
+        b.push(h("Prevention:"));
+        b.push(list(self.prevention.clone()));
+        b.push(h("Related Services to Monitor:"));
+        b.push(list(if self.related.is_empty() {
+            vec!["none".into()]
+        } else {
+            self.related.clone()
+        }));
+        b
+    }
 
-        let _ = writeln!(md, "\n### Resolution Steps:");
-        for (i, s) in self.steps.iter().enumerate() {
-            let _ = write!(md, "{}. {}", i + 1, s.action);
-            match (&s.bot, &s.compose) {
-                (Some(b), Some(c)) => {
-                    let _ = write!(md, ": `{b}` (`{c}`)");
-                }
-                (Some(b), None) => {
-                    let _ = write!(md, ": `{b}`");
-                }
-                (None, Some(c)) => {
-                    let _ = write!(md, ": `{c}`");
-                }
-                (None, None) => {}
-            }
-            md.push('\n');
-        }
-
-        let _ = writeln!(md, "\n### Verification:\n```bash");
-        for v in &self.verification {
-            let _ = writeln!(md, "{v}");
-        }
-        let _ = writeln!(md, "```");
-
-        let _ = writeln!(md, "\n### Prevention:");
-        for p in &self.prevention {
-            let _ = writeln!(md, "- {p}");
-        }
-
-        let _ = writeln!(md, "\n### Related Services to Monitor:");
-        if self.related.is_empty() {
-            let _ = writeln!(md, "- none");
-        }
-        for r in &self.related {
-            let _ = writeln!(md, "- {r}");
-        }
-        md
+    /// The report as Markdown, rendered from its blocks like every other report.
+    pub fn to_markdown(&self) -> String {
+        render_blocks(&self.blocks())
     }
 
     pub fn root_services(&self) -> Vec<&str> {
@@ -146,13 +147,4 @@ impl OpsReport {
     pub fn affected_services(&self) -> Vec<&str> {
         self.affected.iter().map(|a| a.service.as_str()).collect()
     }
-}
-
-/// Evidence is quoted inline: a log line must not break the Markdown structure.
-fn one_line(s: &str) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-        .collect();
-    flat.replace("```", "'''")
 }
