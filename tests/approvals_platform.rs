@@ -205,7 +205,7 @@ async fn an_operator_reset_of_redis_needs_another_approver_and_recreates_the_vol
     );
     let created_before = volume_created_at(&volume);
 
-    let r = core.run(inv("alice", "/reset redis")).await.unwrap();
+    let r = core.run(inv("alice", "/reset redis")).await.unwrap().report;
     let id = pending_id(&r);
     let text = r.all_text();
     assert!(text.contains(&format!("volume:{volume}")), "{text}");
@@ -225,7 +225,8 @@ async fn an_operator_reset_of_redis_needs_another_approver_and_recreates_the_vol
     let ran = core
         .run(inv("bob", &format!("/approve {id}")))
         .await
-        .unwrap_or_else(|e| panic!("{}", e.markdown()));
+        .unwrap_or_else(|e| panic!("{}", e.markdown()))
+        .report;
     assert!(ran.title.contains("Reset `redis`"), "{}", ran.title);
     assert_ne!(volume_created_at(&volume), created_before, "a new volume");
     assert_eq!(
@@ -298,7 +299,7 @@ async fn two_hundred_concurrent_approvals_from_two_replicas_run_flushall_once() 
     // Two replicas: separate pools on the same database, as two bot processes would have.
     let a = core(pg_store(&url, &schema).await).await;
     let b = core(pg_store(&url, &schema).await).await;
-    let id = pending_id(&a.run(inv("alice", "/flush-redis")).await.unwrap());
+    let id = pending_id(&a.run(inv("alice", "/flush-redis")).await.unwrap().report);
     let before = flushall_calls();
 
     let approvers = ["bob", "carol", "erin"];
@@ -310,8 +311,11 @@ async fn two_hundred_concurrent_approvals_from_two_replicas_run_flushall_once() 
     let ran = results
         .iter()
         .filter(|r| {
-            r.as_ref()
-                .is_ok_and(|r| r.title.starts_with(&format!("Approved request {id} ran")))
+            r.as_ref().is_ok_and(|r| {
+                r.report
+                    .title
+                    .starts_with(&format!("Approved request {id} ran"))
+            })
         })
         .count();
     assert_eq!(ran, 1, "exactly one approval call runs it");
@@ -376,7 +380,8 @@ async fn a_bot_killed_while_executing_leaves_the_request_failed_interrupted_and_
         &requester
             .run(inv("alice", "/reset redis"))
             .await
-            .unwrap_or_else(|e| panic!("{}", e.markdown())),
+            .unwrap_or_else(|e| panic!("{}", e.markdown()))
+            .report,
     );
     let mut child = spawn_console("bob", &format!("/approve {id}"), &url);
     let approvals = Approvals::new(store.clone());
@@ -487,11 +492,18 @@ async fn a_postgres_reset_leaves_a_backup_that_restores_the_rows_from_before() {
     let core = core(store.clone()).await;
     let marker = plant_row("before-reset-");
 
-    let id = pending_id(&core.run(inv("alice", "/reset postgres")).await.unwrap());
+    let id = pending_id(
+        &core
+            .run(inv("alice", "/reset postgres"))
+            .await
+            .unwrap()
+            .report,
+    );
     let reset = core
         .run(inv("bob", &format!("/approve {id}")))
         .await
-        .unwrap_or_else(|e| panic!("{}", e.markdown()));
+        .unwrap_or_else(|e| panic!("{}", e.markdown()))
+        .report;
     let text = reset.all_text();
     let file =
         backup_named(&text).unwrap_or_else(|| panic!("the reset report names its backup: {text}"));
@@ -502,12 +514,14 @@ async fn a_postgres_reset_leaves_a_backup_that_restores_the_rows_from_before() {
         &core
             .run(inv("alice", &format!("/restore file:{file}")))
             .await
-            .unwrap_or_else(|e| panic!("{}", e.markdown())),
+            .unwrap_or_else(|e| panic!("{}", e.markdown()))
+            .report,
     );
     let restored = core
         .run(inv("carol", &format!("/approve {id}")))
         .await
-        .unwrap_or_else(|e| panic!("{}", e.markdown()));
+        .unwrap_or_else(|e| panic!("{}", e.markdown()))
+        .report;
     assert!(restored.title.contains("restored"), "{}", restored.title);
     assert_eq!(
         rows_with(&marker),
@@ -523,7 +537,7 @@ async fn a_request_whose_container_was_recreated_fails_closed_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(dir.path()).await;
     let core = core(store.clone()).await;
-    let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
+    let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap().report);
     let old = container_name("redis");
     let recreated = Proc::new(repo().join("deploy/dev/platform"))
         .args([
@@ -588,12 +602,14 @@ async fn request_and_approve(core: &Core, line: &str) -> (Report, Report) {
     let pending = core
         .run(inv("alice", line))
         .await
-        .unwrap_or_else(|e| panic!("{line}: {}", e.markdown()));
+        .unwrap_or_else(|e| panic!("{line}: {}", e.markdown()))
+        .report;
     let id = pending_id(&pending);
     let ran = core
         .run(inv("bob", &format!("/approve {id}")))
         .await
-        .unwrap_or_else(|e| panic!("approve {line}: {}", e.markdown()));
+        .unwrap_or_else(|e| panic!("approve {line}: {}", e.markdown()))
+        .report;
     (pending, ran)
 }
 
@@ -688,6 +704,7 @@ async fn a_workflow_terminate_marks_it_terminated_in_temporal_and_an_unknown_id_
         .run(inv("alice", "/temporal"))
         .await
         .unwrap_or_else(|e| panic!("{}", e.markdown()))
+        .report
         .all_text();
     let status_of = |text: &str, id: &str| {
         text.lines().find(|l| l.contains(id)).map(|l| {
@@ -736,6 +753,7 @@ async fn a_workflow_terminate_marks_it_terminated_in_temporal_and_an_unknown_id_
         .run(inv("alice", "/temporal"))
         .await
         .unwrap()
+        .report
         .all_text();
     assert_eq!(
         status_of(&after, &id).as_deref(),

@@ -130,7 +130,8 @@ async fn run(core: &Core, who: &str, line: &str) -> Report {
     let r = core
         .run(inv(who, line))
         .await
-        .unwrap_or_else(|e| panic!("{line}: {}", e.markdown()));
+        .unwrap_or_else(|e| panic!("{line}: {}", e.markdown()))
+        .report;
     no_riftwing_name(line, &r.all_text());
     r
 }

@@ -78,7 +78,7 @@ pub async fn say(core: &Core, who: &str, line: &str) -> Rendered {
         line,
     );
     match core.run(inv).await {
-        Ok(r) => render_markdown(&r, core.settings.limits.message_limit),
+        Ok(r) => render_markdown(&r.report, core.settings.limits.message_limit),
         Err(e) => panic!("{line} failed: {}", e.markdown()),
     }
 }

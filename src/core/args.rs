@@ -1,4 +1,4 @@
-//! Raw arguments (`key:value` tokens, Discord-style, or a positional first option) → typed values.
+//! Raw arguments (console text with `key:value` tokens, or a chat client's typed options) → typed values.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -97,6 +97,76 @@ impl Args {
     }
 }
 
+/// Arguments as the person gave them: a console line's text, or a chat client's options,
+/// which arrive typed and are never turned into text to be split again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawArgs {
+    Text(String),
+    Options(Vec<(String, OptionValue)>),
+}
+
+/// A value a chat client typed for an option.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptionValue {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+}
+
+impl From<&str> for RawArgs {
+    fn from(s: &str) -> Self {
+        RawArgs::Text(s.to_owned())
+    }
+}
+
+impl From<String> for RawArgs {
+    fn from(s: String) -> Self {
+        RawArgs::Text(s)
+    }
+}
+
+impl RawArgs {
+    /// As they would be typed on the console (`name:value`, quoted where needed): what the
+    /// audit shows and an approval request keeps, and what parses back to the same values.
+    pub fn display(&self) -> String {
+        match self {
+            RawArgs::Text(s) => s.clone(),
+            RawArgs::Options(opts) => opts
+                .iter()
+                .map(|(name, v)| match v {
+                    OptionValue::Text(s) => format!("{name}:{}", quoted(s)),
+                    OptionValue::Integer(i) => format!("{name}:{i}"),
+                    OptionValue::Boolean(b) => format!("{name}:{b}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// Quotes a value for [`tokenize`], which knows `"…"` and `'…'` but no escapes (a value with
+/// both kinds of quote is refused before it gets here).
+fn quoted(v: &str) -> String {
+    if !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\'')
+    {
+        v.to_owned()
+    } else if !v.contains('"') {
+        format!("\"{v}\"")
+    } else {
+        format!("'{v}'")
+    }
+}
+
+/// One value of an option before it is typed.
+enum Given {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+}
+
 fn invalid(msg: impl Into<String>) -> UserError {
     UserError::InvalidArgument(msg.into())
 }
@@ -146,7 +216,92 @@ pub struct ArgContext<'a> {
 }
 
 /// Parses raw arguments against the command's options. Never panics on input.
-pub fn parse(cmd: &Command, raw: &str, cx: &ArgContext<'_>) -> Result<Args, UserError> {
+pub fn parse(
+    cmd: &Command,
+    raw: impl Into<RawArgs>,
+    cx: &ArgContext<'_>,
+) -> Result<Args, UserError> {
+    let given = match raw.into() {
+        RawArgs::Text(text) => given_in_text(cmd, &text, cx)?,
+        RawArgs::Options(opts) => given_as_options(cmd, opts, cx)?,
+    };
+    typed_args(cmd, given, cx)
+}
+
+/// Checks one text value against the option's length and alphabet.
+fn check_text(opt: &OptionSpec, value: &str, cx: &ArgContext<'_>) -> Result<(), UserError> {
+    let len = value.chars().count();
+    let cap = opt.max_length.unwrap_or(cx.max_arg_len).min(cx.max_arg_len);
+    if len > cap {
+        return Err(invalid(format!(
+            "`{}` is {len} characters long; the limit is {cap}",
+            opt.name
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "`{}` contains control characters",
+            opt.name
+        )));
+    }
+    Ok(())
+}
+
+/// A value given once more for an option that takes one is an error.
+fn add_given<'c>(
+    given: &mut BTreeMap<&'c str, Vec<Given>>,
+    opt: &'c OptionSpec,
+    value: Given,
+) -> Result<(), UserError> {
+    let entry = given.entry(opt.name.as_str()).or_default();
+    if !entry.is_empty() && !opt.multiple {
+        return Err(invalid(format!("`{}` is given twice", opt.name)));
+    }
+    entry.push(value);
+    Ok(())
+}
+
+/// A chat client's options: each names its option and carries a typed value.
+fn given_as_options<'c>(
+    cmd: &'c Command,
+    opts: Vec<(String, OptionValue)>,
+    cx: &ArgContext<'_>,
+) -> Result<BTreeMap<&'c str, Vec<Given>>, UserError> {
+    let mut given = BTreeMap::new();
+    for (name, value) in opts {
+        let Some(opt) = cmd.option(&name) else {
+            return Err(invalid(format!(
+                "`/{}` has no option `{}`; its options: {}",
+                cmd.name,
+                name.chars().take(40).collect::<String>(),
+                option_list(cmd)
+            )));
+        };
+        let value = match value {
+            OptionValue::Text(s) => {
+                check_text(opt, &s, cx)?;
+                if s.contains('"') && s.contains('\'') {
+                    return Err(invalid(format!(
+                        "`{}` contains both kinds of quotes; remove one kind",
+                        opt.name
+                    )));
+                }
+                Given::Text(s)
+            }
+            OptionValue::Integer(i) => Given::Integer(i),
+            OptionValue::Boolean(b) => Given::Boolean(b),
+        };
+        add_given(&mut given, opt, value)?;
+    }
+    Ok(given)
+}
+
+/// A console line's arguments: `name:value` tokens, or the first option's value alone.
+fn given_in_text<'c>(
+    cmd: &'c Command,
+    raw: &str,
+    cx: &ArgContext<'_>,
+) -> Result<BTreeMap<&'c str, Vec<Given>>, UserError> {
     let total_cap = cx.max_arg_len.saturating_mul(8).max(256);
     if raw.chars().count() > total_cap {
         return Err(invalid(format!(
@@ -154,7 +309,7 @@ pub fn parse(cmd: &Command, raw: &str, cx: &ArgContext<'_>) -> Result<Args, User
             raw.chars().count()
         )));
     }
-    let mut given: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut given: BTreeMap<&str, Vec<Given>> = BTreeMap::new();
     let mut positional = 0usize;
     for tok in tokenize(raw)? {
         let named = tok.split_once(':').filter(|(k, _)| cmd.option(k).is_some());
@@ -186,27 +341,18 @@ pub fn parse(cmd: &Command, raw: &str, cx: &ArgContext<'_>) -> Result<Args, User
                 (first, tok)
             }
         };
-        let len = value.chars().count();
-        let cap = opt.max_length.unwrap_or(cx.max_arg_len).min(cx.max_arg_len);
-        if len > cap {
-            return Err(invalid(format!(
-                "`{}` is {len} characters long; the limit is {cap}",
-                opt.name
-            )));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(invalid(format!(
-                "`{}` contains control characters",
-                opt.name
-            )));
-        }
-        let entry = given.entry(opt.name.as_str()).or_default();
-        if !entry.is_empty() && !opt.multiple {
-            return Err(invalid(format!("`{}` is given twice", opt.name)));
-        }
-        entry.push(value);
+        check_text(opt, &value, cx)?;
+        add_given(&mut given, opt, Given::Text(value))?;
     }
+    Ok(given)
+}
 
+/// Every option typed, required ones present, the command's fixed params merged in.
+fn typed_args(
+    cmd: &Command,
+    mut given: BTreeMap<&str, Vec<Given>>,
+    cx: &ArgContext<'_>,
+) -> Result<Args, UserError> {
     let mut args = Args::default();
     for opt in &cmd.options {
         match given.remove(opt.name.as_str()) {
@@ -247,9 +393,23 @@ fn option_list(cmd: &Command) -> String {
 fn typed(
     cmd: &Command,
     opt: &OptionSpec,
-    values: Vec<String>,
+    given: Vec<Given>,
     cx: &ArgContext<'_>,
 ) -> Result<ArgValue, UserError> {
+    // Integers and booleans a chat client typed are taken as they are.
+    match (opt.kind, &given[..]) {
+        (OptionType::Integer, [Given::Integer(i)]) => return integer(opt, *i),
+        (OptionType::Boolean, [Given::Boolean(b)]) => return Ok(ArgValue::Boolean(*b)),
+        _ => {}
+    }
+    let values: Vec<String> = given
+        .into_iter()
+        .map(|g| match g {
+            Given::Text(s) => s,
+            Given::Integer(i) => i.to_string(),
+            Given::Boolean(b) => b.to_string(),
+        })
+        .collect();
     let single = || values[0].clone();
     let check_choice = |v: &str| -> Result<(), UserError> {
         if !opt.choices.is_empty() && !opt.choices.iter().any(|c| c == v) {
@@ -272,16 +432,7 @@ fn typed(
             let i: i64 = v.parse().map_err(|_| {
                 invalid(format!("`{}` must be a whole number, not `{v}`", opt.name))
             })?;
-            check_choice(&v)?;
-            if opt.min.is_some_and(|m| i < m) || opt.max.is_some_and(|m| i > m) {
-                return Err(invalid(format!(
-                    "`{}` must be between {} and {}",
-                    opt.name,
-                    opt.min.map_or("…".into(), |m| m.to_string()),
-                    opt.max.map_or("…".into(), |m| m.to_string())
-                )));
-            }
-            ArgValue::Integer(i)
+            integer(opt, i)?
         }
         OptionType::Boolean => {
             let v = single();
@@ -381,6 +532,26 @@ fn typed(
     })
 }
 
+/// An integer within the option's choices and bounds.
+fn integer(opt: &OptionSpec, i: i64) -> Result<ArgValue, UserError> {
+    if !opt.choices.is_empty() && !opt.choices.iter().any(|c| *c == i.to_string()) {
+        return Err(invalid(format!(
+            "`{}` must be one of: {}",
+            opt.name,
+            opt.choices.join(", ")
+        )));
+    }
+    if opt.min.is_some_and(|m| i < m) || opt.max.is_some_and(|m| i > m) {
+        return Err(invalid(format!(
+            "`{}` must be between {} and {}",
+            opt.name,
+            opt.min.map_or("…".into(), |m| m.to_string()),
+            opt.max.map_or("…".into(), |m| m.to_string())
+        )));
+    }
+    Ok(ArgValue::Integer(i))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -424,6 +595,48 @@ mod tests {
 
     fn svc(s: &str) -> ServiceName {
         ServiceName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn typed_options_are_taken_as_typed_and_display_as_text_that_parses_back_the_same() {
+        let c = catalog();
+        let k = known();
+        let groups = BTreeMap::new();
+        let cx = ArgContext {
+            max_arg_len: 200,
+            known_services: Some(&k),
+            groups: &groups,
+        };
+        let logs = c.get("logs").unwrap();
+        for grep in ["connection refused", "say \"hi\" now", "it's", ""] {
+            let raw = RawArgs::Options(vec![
+                ("service".into(), OptionValue::Text("api-1".into())),
+                ("tail".into(), OptionValue::Integer(50)),
+                ("timestamps".into(), OptionValue::Boolean(true)),
+                ("grep".into(), OptionValue::Text(grep.into())),
+            ]);
+            let typed = parse(logs, raw.clone(), &cx).unwrap();
+            assert_eq!(typed.integer("tail"), Some(50));
+            assert_eq!(typed.boolean("timestamps"), Some(true));
+            assert_eq!(typed.string("grep"), Some(grep));
+            let text = raw.display();
+            assert_eq!(parse(logs, text.as_str(), &cx).unwrap(), typed, "{text}");
+        }
+        let both = RawArgs::Options(vec![(
+            "grep".into(),
+            OptionValue::Text("both \" and '".into()),
+        )]);
+        let e = parse(logs, both, &cx).unwrap_err();
+        assert!(e.to_string().contains("both kinds of quotes"), "{e}");
+        let out_of_range = RawArgs::Options(vec![("tail".into(), OptionValue::Integer(0))]);
+        assert!(parse(logs, out_of_range, &cx).is_err());
+        let unknown = RawArgs::Options(vec![("colour".into(), OptionValue::Text("red".into()))]);
+        assert!(
+            parse(logs, unknown, &cx)
+                .unwrap_err()
+                .to_string()
+                .contains("no option `colour`")
+        );
     }
 
     #[test]
@@ -603,7 +816,7 @@ mod tests {
                 let g = groups();
                 let cx = ArgContext { max_arg_len: 200, known_services: Some(&k), groups: &g };
                 for cmd in c.iter() {
-                    match parse(cmd, &raw, &cx) {
+                    match parse(cmd, raw.as_str(), &cx) {
                         Ok(_) => {}
                         Err(e @ (UserError::InvalidArgument(_) | UserError::NotFound(_))) => {
                             let md = e.markdown();

@@ -720,6 +720,14 @@ pub fn parse_command(
             ),
         ));
     }
+    if raw.destructive && !(operation.is_mutation() || operation.requires_approval()) {
+        return Err(err(
+            raw.operation.span(),
+            format!(
+                "operation `{operation}` cannot be put behind approval (`destructive = true`): only restart, stop, start and the destructive operations can"
+            ),
+        ));
+    }
     if raw.destructive && approval.is_none() {
         return Err(err(
             raw.name.span(),

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use crate::core::catalog::{Catalog, OptionType};
 use crate::core::error::{PipelineError, UserError};
-use crate::core::report::{Attachment, Report, render_markdown};
+use crate::core::report::{Attachment, render_markdown};
 use crate::core::types::{ChannelId, UserId};
 use crate::pipeline::{Core, Invocation};
 
 /// Exit status of a one-shot run: 0 ran, 2 the person can fix it, 1 internal or engine down.
-pub fn exit_code(result: &Result<Report, PipelineError>) -> u8 {
+pub fn exit_code<T>(result: &Result<T, PipelineError>) -> u8 {
     match result {
         Ok(_) => 0,
         Err(PipelineError::User(UserError::Unavailable(_))) => 1,
@@ -73,8 +73,9 @@ impl Console<'_> {
         let result = self.core.run(inv).await;
         let code = exit_code(&result);
         match &result {
-            Ok(report) => {
-                let rendered = render_markdown(report, self.core.settings.limits.message_limit);
+            Ok(reply) => {
+                let rendered =
+                    render_markdown(&reply.report, self.core.settings.limits.message_limit);
                 writeln!(out, "{}", rendered.text.trim_end())?;
                 if !rendered.attachments.is_empty() {
                     let dir = self
@@ -144,6 +145,7 @@ pub fn complete(catalog: &Catalog, groups: &[String], before_cursor: &str) -> (u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::report::Report;
 
     fn catalog() -> Catalog {
         let groups = ["app", "infra"]
@@ -219,13 +221,16 @@ mod tests {
             )),
             0
         );
-        assert_eq!(exit_code(&Err(UserError::Denied("no".into()).into())), 2);
         assert_eq!(
-            exit_code(&Err(UserError::Unavailable("down".into()).into())),
+            exit_code::<()>(&Err(UserError::Denied("no".into()).into())),
+            2
+        );
+        assert_eq!(
+            exit_code::<()>(&Err(UserError::Unavailable("down".into()).into())),
             1
         );
         assert_eq!(
-            exit_code(&Err(PipelineError::internal(anyhow::anyhow!("x")))),
+            exit_code::<()>(&Err(PipelineError::internal(anyhow::anyhow!("x")))),
             1
         );
     }

@@ -7,7 +7,7 @@ use chrono::Utc;
 use futures::future::join_all;
 
 use crate::core::args::Args;
-use crate::core::catalog::{Catalog, Command, OptionType, Target};
+use crate::core::catalog::{Catalog, Command, Operation, OptionType, Target};
 use crate::core::engine::{ContainerInfo, Engine, EngineError, LogQuery};
 use crate::core::error::PipelineError;
 use crate::core::policy::Policy;
@@ -172,23 +172,121 @@ async fn learn_env(
     Ok(())
 }
 
+/// What `/logs` reads and how it shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogsParams {
+    /// Lines per container, as asked (the settings cap it).
+    pub tail: i64,
+    pub since: Option<Duration>,
+    pub grep: Option<String>,
+    pub timestamps: bool,
+}
+
+impl LogsParams {
+    pub fn parse(args: &Args) -> Self {
+        Self {
+            tail: args.integer("tail").unwrap_or(100).max(1),
+            since: args.duration("since"),
+            grep: args.string("grep").map(str::to_owned),
+            timestamps: args.boolean("timestamps").unwrap_or(false),
+        }
+    }
+}
+
+/// A container operation with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Status,
+    Logs(LogsParams),
+    Stats,
+    /// Restart, stop or start; `timeout` is how long a stop waits (the settings' default when unset).
+    Mutate {
+        mutation: Mutation,
+        timeout: Option<Duration>,
+    },
+    Config,
+    Volumes,
+    Network,
+    DiskUsage,
+}
+
+impl Request {
+    /// `None` for operations of other families.
+    pub fn parse(op: Operation, args: &Args) -> Option<Self> {
+        let mutate = |mutation| Request::Mutate {
+            mutation,
+            timeout: args.duration("timeout"),
+        };
+        Some(match op {
+            Operation::Status => Request::Status,
+            Operation::Logs => Request::Logs(LogsParams::parse(args)),
+            Operation::Stats => Request::Stats,
+            Operation::Restart => mutate(Mutation::Restart),
+            Operation::Stop => mutate(Mutation::Stop),
+            Operation::Start => mutate(Mutation::Start),
+            Operation::Config => Request::Config,
+            Operation::Volumes => Request::Volumes,
+            Operation::Network => Request::Network,
+            Operation::DiskUsage => Request::DiskUsage,
+            _ => return None,
+        })
+    }
+
+    /// Acts on the project's containers (the others read the Engine or the catalog as a whole).
+    pub fn needs_containers(&self) -> bool {
+        !matches!(
+            self,
+            Request::Volumes | Request::Network | Request::DiskUsage
+        )
+    }
+}
+
+/// What a container operation needs besides the Engine.
+pub struct Context<'a> {
+    pub project: &'a str,
+    pub stop_timeout: Duration,
+    pub log_line_cap: u32,
+}
+
+/// Runs one container operation.
+pub async fn run(
+    req: &Request,
+    engine: &dyn Engine,
+    t: &Targets,
+    cx: &Context<'_>,
+    redactor: &mut Redactor,
+) -> Result<Report, PipelineError> {
+    match req {
+        Request::Status => Ok(status(cx.project, t)),
+        Request::Logs(p) => logs(engine, t, p, cx.log_line_cap, redactor).await,
+        Request::Stats => stats(engine, t).await,
+        Request::Mutate { mutation, timeout } => {
+            mutate(engine, t, *mutation, timeout.unwrap_or(cx.stop_timeout)).await
+        }
+        Request::Config => config(engine, t, redactor).await,
+        Request::Volumes => volumes(engine, cx.project).await,
+        Request::Network => network(engine, cx.project).await,
+        Request::DiskUsage => disk_usage(engine).await,
+    }
+}
+
 pub async fn logs(
     engine: &dyn Engine,
     t: &Targets,
-    args: &Args,
+    p: &LogsParams,
     log_line_cap: u32,
     redactor: &mut Redactor,
 ) -> Result<Report, PipelineError> {
-    let asked = args.integer("tail").unwrap_or(100).max(1);
+    let asked = p.tail;
     let tail = u32::try_from(asked).unwrap_or(u32::MAX).min(log_line_cap);
     // A `since` further back than the calendar allows simply means "everything".
-    let since = args.duration("since").and_then(|d| {
+    let since = p.since.and_then(|d| {
         chrono::Duration::from_std(d)
             .ok()
             .and_then(|d| Utc::now().checked_sub_signed(d))
     });
-    let grep = args.string("grep").map(str::to_lowercase);
-    let show_ts = args.boolean("timestamps").unwrap_or(false);
+    let grep = p.grep.as_deref().map(str::to_lowercase);
+    let show_ts = p.timestamps;
     // `timestamps` asks the adapter to keep the Engine's timestamp inside the text; the core
     // renders its own from `at` (which the adapter always parses and which orders the merge).
     let q = LogQuery {
@@ -244,10 +342,10 @@ pub async fn logs(
     let names: Vec<&str> = cs.iter().map(|c| c.service.as_str()).collect();
     let mut r = Report::new(format!("Logs of {}", names.join(", ")), Severity::Info);
     let mut summary = format!("Last {tail} line(s) per container");
-    if let Some(s) = args.duration("since") {
+    if let Some(s) = p.since {
         summary.push_str(&format!(", since {} ago", format_duration(s)));
     }
-    if let Some(g) = args.string("grep") {
+    if let Some(g) = &p.grep {
         summary.push_str(&format!("; {} of {read} matched `{g}`", lines.len()));
     } else {
         summary.push_str(&format!("; {read} line(s)"));
@@ -574,9 +672,9 @@ pub fn help(
     policy: &Policy,
     roles: &BTreeSet<RoleId>,
     channel: &ChannelId,
-    args: &Args,
+    command: Option<&str>,
 ) -> Report {
-    if let Some(name) = args.string("command") {
+    if let Some(name) = command {
         let name = name.trim_start_matches('/');
         return match catalog.get(name) {
             Some(c) => command_help(c, policy.may_run(roles, name, channel)),
@@ -754,7 +852,9 @@ mod tests {
         let t = targets(&f, &["api-1", "worker-1"]);
         let mut red = Redactor::new();
         let mut args = Args::default();
-        let r = logs(&f, &t, &args, 2000, &mut red).await.unwrap();
+        let r = logs(&f, &t, &LogsParams::parse(&args), 2000, &mut red)
+            .await
+            .unwrap();
         let text = code_block(&r);
         let order: Vec<&str> = text
             .lines()
@@ -794,7 +894,9 @@ mod tests {
             },
         )
         .unwrap();
-        let r = logs(&f, &t, &args, 2000, &mut red).await.unwrap();
+        let r = logs(&f, &t, &LogsParams::parse(&args), 2000, &mut red)
+            .await
+            .unwrap();
         let text = code_block(&r);
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.starts_with("2026-11-30T03:00:05.000Z api-1"), "{text}");
@@ -832,7 +934,7 @@ mod tests {
         let r = logs(
             &f,
             &targets(&f, &["api-1"]),
-            &args,
+            &LogsParams::parse(&args),
             10,
             &mut Redactor::new(),
         )
@@ -857,7 +959,7 @@ mod tests {
         let mut r = logs(
             &f,
             &targets(&f, &["api-1"]),
-            &Args::default(),
+            &LogsParams::parse(&Args::default()),
             100,
             &mut red,
         )
@@ -1073,7 +1175,7 @@ mod tests {
         let r = logs(
             &f,
             &targets(&f, &["api-1"]),
-            &args,
+            &LogsParams::parse(&args),
             100,
             &mut Redactor::new(),
         )

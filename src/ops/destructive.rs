@@ -31,6 +31,56 @@ const PROJECT_HEALTH_WAIT: Duration = Duration::from_secs(300);
 /// One init job of a full reset.
 const INIT_JOB_WAIT: Duration = Duration::from_secs(180);
 
+/// An operation that runs only once approved, with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// An ordinary container operation a command file puts behind approval
+    /// (`destructive = true`, e.g. restarting the infrastructure group).
+    Mutate {
+        mutation: Mutation,
+        timeout: Option<Duration>,
+    },
+    Reset,
+    Backup,
+    Restore {
+        file: String,
+    },
+    FlushRedis,
+    TerminateBackends,
+    ResetProject,
+    TerminateWorkflow {
+        workflow: WorkflowId,
+    },
+}
+
+impl Request {
+    /// `None` for an operation that cannot be put behind approval.
+    pub fn parse(op: Operation, args: &Args) -> Result<Option<Self>, UserError> {
+        let mutate = |mutation| Request::Mutate {
+            mutation,
+            timeout: args.duration("timeout"),
+        };
+        Ok(Some(match op {
+            Operation::Restart => mutate(Mutation::Restart),
+            Operation::Stop => mutate(Mutation::Stop),
+            Operation::Start => mutate(Mutation::Start),
+            Operation::Reset => Request::Reset,
+            Operation::Backup => Request::Backup,
+            Operation::Restore => Request::Restore {
+                file: args.string("file").unwrap_or_default().to_owned(),
+            },
+            Operation::FlushRedis => Request::FlushRedis,
+            Operation::TerminateBackends => Request::TerminateBackends,
+            Operation::ResetProject => Request::ResetProject,
+            Operation::TerminateWorkflow => Request::TerminateWorkflow {
+                workflow: WorkflowId::parse(args.string("workflow").unwrap_or_default())
+                    .map_err(UserError::InvalidArgument)?,
+            },
+            _ => return Ok(None),
+        }))
+    }
+}
+
 /// A destructive command resolved against the live project.
 #[derive(Debug, Clone)]
 pub struct Bound {
@@ -83,6 +133,7 @@ pub fn valid_backup_name(name: &str, backup: &BackupConfig) -> bool {
 /// `volumes` are the project's volumes (by Compose label), which only a full reset reads.
 pub fn bind(
     cmd: &Command,
+    req: &Request,
     args: &Args,
     services: &[ServiceName],
     all: &[ContainerInfo],
@@ -93,8 +144,8 @@ pub fn bind(
     let mut volumes = Vec::new();
     let mut kept = Vec::new();
     let mut workflow = None;
-    match cmd.operation {
-        Operation::Reset => {
+    match req {
+        Request::Reset => {
             let [service] = services else {
                 return Err(invalid("`/reset` takes exactly one service"));
             };
@@ -133,20 +184,19 @@ pub fn bind(
                 )));
             }
         }
-        Operation::Backup => {
+        Request::Backup => {
             wanted.push(section(platform.backup.as_ref(), "backup")?.service.clone())
         }
-        Operation::FlushRedis => {
+        Request::FlushRedis => {
             wanted.push(section(platform.redis.as_ref(), "redis")?.service.clone())
         }
-        Operation::TerminateBackends => wanted.push(
+        Request::TerminateBackends => wanted.push(
             section(platform.postgres.as_ref(), "postgres")?
                 .service
                 .clone(),
         ),
-        Operation::Restore => {
+        Request::Restore { file } => {
             let backup = section(platform.backup.as_ref(), "backup")?;
-            let file = args.string("file").unwrap_or_default();
             if !valid_backup_name(file, backup) {
                 return Err(invalid(format!(
                     "`{file}` is not a dump name: it must look like `{}2026-11-30_04-00-00{}` (a file in {}, no path)",
@@ -166,7 +216,7 @@ pub fn bind(
                     .cloned(),
             );
         }
-        Operation::ResetProject => {
+        Request::ResetProject => {
             // Every container of the project: a full reset stops them all.
             wanted.extend(all.iter().map(|c| c.service.clone()));
             // The database is backed up before anything else; without it, no reset.
@@ -212,19 +262,12 @@ pub fn bind(
                 ));
             }
         }
-        Operation::TerminateWorkflow => {
-            let t = platform.temporal.as_ref().ok_or_else(|| {
-                UserError::Unavailable(
-                    "the platform config has no `[temporal]` section, so there is no Temporal to ask"
-                        .into(),
-                )
-            })?;
-            let id =
-                WorkflowId::parse(args.string("workflow").unwrap_or_default()).map_err(invalid)?;
+        Request::TerminateWorkflow { workflow: id } => {
+            let t = section(platform.temporal.as_ref(), "temporal")?;
             wanted.push(t.service.clone());
-            workflow = Some(id);
+            workflow = Some(id.clone());
         }
-        _ => {}
+        Request::Mutate { .. } => {}
     }
     let wanted: BTreeSet<String> = wanted.into_iter().collect();
     let mut containers = Vec::new();
@@ -264,19 +307,20 @@ pub fn bind(
 pub async fn bind_live(
     engine: &dyn Engine,
     cmd: &Command,
+    req: &Request,
     args: &Args,
     services: &[ServiceName],
     all: &[ContainerInfo],
     platform: &PlatformConfig,
 ) -> Result<Bound, PipelineError> {
-    let project_volumes = if cmd.operation == Operation::ResetProject {
+    let project_volumes = if *req == Request::ResetProject {
         engine.volumes().await?
     } else {
         Vec::new()
     };
-    let b = bind(cmd, args, services, all, platform, &project_volumes)?;
-    match cmd.operation {
-        Operation::ResetProject => {
+    let b = bind(cmd, req, args, services, all, platform, &project_volumes)?;
+    match req {
+        Request::ResetProject => {
             for v in &b.volumes {
                 let users = engine.volume_users_outside_project(v).await?;
                 if !users.is_empty() {
@@ -292,12 +336,8 @@ pub async fn bind_live(
                 }
             }
         }
-        Operation::TerminateWorkflow => {
-            let (Some(t), Some(id)) = (platform.temporal.as_ref(), b.workflow.as_ref()) else {
-                return Err(PipelineError::internal(anyhow::anyhow!(
-                    "terminate bound without a workflow"
-                )));
-            };
+        Request::TerminateWorkflow { workflow: id } => {
+            let t = section(platform.temporal.as_ref(), "temporal")?;
             let w = temporal::find(t, id).await.map_err(temporal_error)?;
             if w.status != "Running" {
                 return Err(invalid(format!(
@@ -437,34 +477,27 @@ async fn wait_healthy(engine: &dyn Engine, service: &str) -> Result<ContainerInf
 /// Runs an approved, freshly re-bound destructive operation.
 pub async fn execute(
     engine: &dyn Engine,
-    cmd: &Command,
-    args: &Args,
+    req: &Request,
     b: &Bound,
     platform: &PlatformConfig,
     stop_timeout: Duration,
 ) -> Result<Report, PipelineError> {
-    match cmd.operation {
-        Operation::Restart | Operation::Stop | Operation::Start => {
-            let m = match cmd.operation {
-                Operation::Restart => Mutation::Restart,
-                Operation::Stop => Mutation::Stop,
-                _ => Mutation::Start,
-            };
-            let timeout = args.duration("timeout").unwrap_or(stop_timeout);
+    match req {
+        Request::Mutate { mutation, timeout } => {
             let t = Targets {
                 containers: b.containers.clone(),
                 missing: Vec::new(),
             };
-            containers::mutate(engine, &t, m, timeout).await
+            containers::mutate(engine, &t, *mutation, timeout.unwrap_or(stop_timeout)).await
         }
-        Operation::Backup => {
+        Request::Backup => {
             let file = backup(engine, b, platform).await?;
             Ok(
                 Report::new(format!("Backup written: {file}"), Severity::Success)
                     .with(Block::Fields(vec![("file".into(), file)])),
             )
         }
-        Operation::FlushRedis => {
+        Request::FlushRedis => {
             let c = b.container(&section(platform.redis.as_ref(), "redis")?.service)?;
             let out = engine
                 .exec(
@@ -481,7 +514,7 @@ pub async fn execute(
                 Severity::Success,
             ))
         }
-        Operation::TerminateBackends => {
+        Request::TerminateBackends => {
             let pg = section(platform.postgres.as_ref(), "postgres")?;
             let c = b.container(&pg.service)?;
             let out = engine
@@ -512,15 +545,11 @@ pub async fn execute(
                 Severity::Success,
             ))
         }
-        Operation::Restore => restore(engine, args, b, platform, stop_timeout).await,
-        Operation::Reset => reset(engine, b, platform, stop_timeout).await,
-        Operation::ResetProject => reset_project(engine, b, platform, stop_timeout).await,
-        Operation::TerminateWorkflow => {
-            let (Some(t), Some(id)) = (platform.temporal.as_ref(), b.workflow.as_ref()) else {
-                return Err(PipelineError::internal(anyhow::anyhow!(
-                    "terminate bound without a workflow"
-                )));
-            };
+        Request::Restore { file } => restore(engine, file, b, platform, stop_timeout).await,
+        Request::Reset => reset(engine, b, platform, stop_timeout).await,
+        Request::ResetProject => reset_project(engine, b, platform, stop_timeout).await,
+        Request::TerminateWorkflow { workflow: id } => {
+            let t = section(platform.temporal.as_ref(), "temporal")?;
             let status = temporal::terminate(t, id).await.map_err(temporal_error)?;
             Ok(
                 Report::new(format!("Workflow `{id}` terminated"), Severity::Success).with(
@@ -532,15 +561,12 @@ pub async fn execute(
                 ),
             )
         }
-        other => Err(PipelineError::internal(anyhow::anyhow!(
-            "operation {other} is not a destructive operation"
-        ))),
     }
 }
 
 async fn restore(
     engine: &dyn Engine,
-    args: &Args,
+    file: &str,
     b: &Bound,
     platform: &PlatformConfig,
     stop_timeout: Duration,
@@ -548,7 +574,6 @@ async fn restore(
     let backup_cfg = section(platform.backup.as_ref(), "backup")?;
     let pg_cfg = section(platform.postgres.as_ref(), "postgres")?;
     let stop = &section(platform.restore.as_ref(), "restore")?.stop_services;
-    let file = args.string("file").unwrap_or_default();
     if !valid_backup_name(file, backup_cfg) {
         return Err(invalid(format!("`{file}` is not a dump name")));
     }
@@ -1006,14 +1031,22 @@ mod tests {
         f
     }
 
+    /// The arguments and the parsed request of a gated command.
+    fn gated(cat: &Catalog, name: &str, raw: &str) -> Result<(Args, Request), UserError> {
+        let args = parse(cat, name, raw)?;
+        let req = Request::parse(cat.get(name).unwrap().operation, &args)?.expect("gated");
+        Ok((args, req))
+    }
+
     async fn bind_reset(f: &FakeEngine) -> Result<Bound, PipelineError> {
         let cat = catalog();
         let cmd = cat.get("reset-project").unwrap();
         let all = f.containers().await.unwrap();
-        let args = parse(&cat, "reset-project", "").unwrap();
+        let (args, req) = gated(&cat, "reset-project", "").unwrap();
         bind_live(
             f,
             cmd,
+            &req,
             &args,
             &[],
             &all,
@@ -1023,11 +1056,9 @@ mod tests {
     }
 
     async fn run_reset(f: &FakeEngine, b: &Bound) -> Result<Report, PipelineError> {
-        let cat = catalog();
         execute(
             f,
-            cat.get("reset-project").unwrap(),
-            &parse(&cat, "reset-project", "").unwrap(),
+            &Request::ResetProject,
             b,
             &PlatformConfig::embedded().unwrap(),
             Duration::from_secs(1),
@@ -1240,25 +1271,14 @@ mod tests {
     async fn a_bad_workflow_id_is_refused_before_temporal_is_asked() {
         let f = project();
         let cat = catalog();
-        let all = f.containers().await.unwrap();
         for bad in ["../../x", "wf-1/terminate", "-x"] {
-            let args = parse(&cat, "temporal-terminate", &format!("workflow:{bad}")).unwrap();
-            let e = bind_live(
-                &f,
-                cat.get("temporal-terminate").unwrap(),
-                &args,
-                &[],
-                &all,
-                &PlatformConfig::embedded().unwrap(),
-            )
-            .await
-            .unwrap_err();
+            let e = gated(&cat, "temporal-terminate", &format!("workflow:{bad}")).unwrap_err();
             assert!(
-                matches!(e, PipelineError::User(UserError::InvalidArgument(_)))
-                    && e.to_string().contains("/temporal"),
+                matches!(e, UserError::InvalidArgument(_)) && e.to_string().contains("/temporal"),
                 "{bad}: {e}"
             );
         }
+        assert!(f.calls().is_empty());
     }
 
     #[tokio::test]
@@ -1269,15 +1289,8 @@ mod tests {
         let all = f.containers().await.unwrap();
         let p = PlatformConfig::embedded().unwrap();
         let bound = |id: &str| {
-            bind(
-                cmd,
-                &parse(&cat, "temporal-terminate", &format!("workflow:{id}")).unwrap(),
-                &[],
-                &all,
-                &p,
-                &[],
-            )
-            .unwrap()
+            let (args, req) = gated(&cat, "temporal-terminate", &format!("workflow:{id}")).unwrap();
+            bind(cmd, &req, &args, &[], &all, &p, &[]).unwrap()
         };
         let one = bound("wf-0001");
         assert!(
@@ -1295,15 +1308,8 @@ mod tests {
         assert_ne!(one.op.digest(), bound("wf-0002").op.digest());
         let mut no_temporal = p.clone();
         no_temporal.temporal = None;
-        let e = bind(
-            cmd,
-            &parse(&cat, "temporal-terminate", "workflow:wf-0001").unwrap(),
-            &[],
-            &all,
-            &no_temporal,
-            &[],
-        )
-        .unwrap_err();
+        let (args, req) = gated(&cat, "temporal-terminate", "workflow:wf-0001").unwrap();
+        let e = bind(cmd, &req, &args, &[], &all, &no_temporal, &[]).unwrap_err();
         assert!(e.to_string().contains("[temporal]"), "{e}");
     }
 }

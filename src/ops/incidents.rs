@@ -12,7 +12,7 @@ use crate::core::args::Args;
 use crate::core::error::{PipelineError, UserError};
 use crate::core::report::{Block, Report, Severity};
 use crate::core::store::{NewIncident, Store, TimelineEntry};
-use crate::core::threads::Threads;
+use crate::core::threads::{Thread, Threads};
 use crate::core::types::{ChannelId, UserId};
 
 /// Discord counts a thread name up to 100 characters.
@@ -29,13 +29,57 @@ pub struct Who<'a> {
     pub channel: &'a ChannelId,
 }
 
+/// What `/incident` was asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Open { title: String },
+    Close,
+}
+
+impl Action {
+    pub fn parse(args: &Args) -> Result<Self, UserError> {
+        match args.string("action") {
+            Some("open") => {
+                let title = one_line(args.string("title").unwrap_or_default());
+                if title.is_empty() {
+                    return Err(UserError::InvalidArgument(
+                        "an incident needs a title: `/incident action:open title:API 502s since 14:05`"
+                            .into(),
+                    ));
+                }
+                Ok(Action::Open { title })
+            }
+            Some("close") => Ok(Action::Close),
+            _ => Err(UserError::InvalidArgument(
+                "say `action:open title:…` to open an incident, or `action:close` inside its thread"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// How `/incident` ended: the answer, and the incident and thread it concerns.
+pub enum Outcome {
+    Opened {
+        report: Report,
+        incident: i64,
+        thread: Thread,
+    },
+    /// Closed from inside its thread, which the chat adapter archives after answering.
+    Closed {
+        report: Report,
+        incident: i64,
+        thread_id: String,
+    },
+}
+
 /// `/incident action:open|close`, after the pipeline's catalog, policy and rate-limit stages.
 pub async fn run(
     threads: Option<&dyn Threads>,
     store: Option<&dyn Store>,
-    args: &Args,
+    action: &Action,
     who: &Who<'_>,
-) -> Result<Report, PipelineError> {
+) -> Result<Outcome, PipelineError> {
     let Some(threads) = threads else {
         return Err(UserError::Unavailable(NO_THREADS.into()).into());
     };
@@ -45,14 +89,9 @@ pub async fn run(
         )
         .into());
     };
-    match args.string("action") {
-        Some("open") => open(store, threads, args.string("title"), who).await,
-        Some("close") => close(store, who).await,
-        _ => Err(UserError::InvalidArgument(
-            "say `action:open title:…` to open an incident, or `action:close` inside its thread"
-                .into(),
-        )
-        .into()),
+    match action {
+        Action::Open { title } => open(store, threads, title, who).await,
+        Action::Close => close(store, who).await,
     }
 }
 
@@ -80,16 +119,9 @@ fn bounded(s: &str, max: usize) -> String {
 async fn open(
     store: &dyn Store,
     threads: &dyn Threads,
-    title: Option<&str>,
+    title: &str,
     inv: &Who<'_>,
-) -> Result<Report, PipelineError> {
-    let title = one_line(title.unwrap_or_default());
-    if title.is_empty() {
-        return Err(UserError::InvalidArgument(
-            "an incident needs a title: `/incident action:open title:API 502s since 14:05`".into(),
-        )
-        .into());
-    }
+) -> Result<Outcome, PipelineError> {
     let channel = inv.channel.to_string();
     if let Some(i) = store
         .incident_by_thread(&channel)
@@ -108,7 +140,7 @@ async fn open(
         .open_incident(NewIncident {
             channel: channel.clone(),
             thread_id: None,
-            title: title.clone(),
+            title: title.to_owned(),
             opened_by: inv.actor.to_string(),
             opened_at: now,
         })
@@ -157,17 +189,22 @@ async fn open(
         })
         .await
         .map_err(internal)?;
-    Ok(Report::new(
+    let report = Report::new(
         format!("Incident {} opened: {title}", incident.id),
         Severity::Warning,
     )
     .with(Block::Text(format!(
         "Thread: {}. Run commands there so they are part of the incident's timeline.",
         thread.mention
-    ))))
+    )));
+    Ok(Outcome::Opened {
+        report,
+        incident: incident.id,
+        thread,
+    })
 }
 
-async fn close(store: &dyn Store, inv: &Who<'_>) -> Result<Report, PipelineError> {
+async fn close(store: &dyn Store, inv: &Who<'_>) -> Result<Outcome, PipelineError> {
     let channel = inv.channel.to_string();
     let Some(incident) = store
         .incident_by_thread(&channel)
@@ -204,7 +241,7 @@ async fn close(store: &dyn Store, inv: &Who<'_>) -> Result<Report, PipelineError
     }
     let entries = store.timeline(incident.id).await.map_err(internal)?;
     let lasted = (now - incident.opened_at).to_std().unwrap_or_default();
-    Ok(Report::new(
+    let report = Report::new(
         format!("Incident {} closed: {}", incident.id, incident.title),
         Severity::Info,
     )
@@ -220,7 +257,12 @@ async fn close(store: &dyn Store, inv: &Who<'_>) -> Result<Report, PipelineError
     .with(timeline_table(&entries))
     .with(Block::Text(
         "The thread is archived and locked; the timeline stays in the bot's store.".into(),
-    )))
+    ));
+    Ok(Outcome::Closed {
+        report,
+        incident: incident.id,
+        thread_id: channel,
+    })
 }
 
 fn at(t: DateTime<Utc>) -> String {
@@ -277,7 +319,7 @@ pub async fn record(
 }
 
 /// How a pipeline run ended, in a few words for a timeline: the decision and a short result.
-pub fn ending(result: &Result<Report, PipelineError>) -> String {
+pub fn ending(result: Result<&Report, &PipelineError>) -> String {
     let text = match result {
         Ok(r) => format!("ran: {}", r.title),
         Err(PipelineError::User(u)) => {
@@ -391,7 +433,7 @@ mod tests {
     async fn open_record_and_close_keep_the_timeline_in_order() {
         let threads = Arc::new(FakeThreads::default());
         let (core, store) = core(Some(threads.clone())).await;
-        let r = core
+        let reply = core
             .run(inv(
                 "alice",
                 "ops",
@@ -399,6 +441,11 @@ mod tests {
             ))
             .await
             .unwrap();
+        let crate::pipeline::ReplyKind::IncidentOpened { incident, thread } = &reply.kind else {
+            panic!("not an opening: {:?}", reply.kind)
+        };
+        assert_eq!((*incident, thread.id.as_str()), (1, "thread-1"));
+        let r = reply.report;
         assert!(
             r.title.starts_with("Incident 1 opened: API 502s"),
             "{}",
@@ -431,10 +478,16 @@ mod tests {
             "{}",
             e.markdown()
         );
-        let r = core
+        let reply = core
             .run(inv("bob", "thread-1", "/incident action:close"))
             .await
             .unwrap();
+        assert!(
+            matches!(&reply.kind, crate::pipeline::ReplyKind::IncidentClosed { incident: 1, thread_id } if thread_id == "thread-1"),
+            "{:?}",
+            reply.kind
+        );
+        let r = reply.report;
         let Block::Table { rows, .. } = &r.blocks[1] else {
             panic!("{r:?}")
         };
@@ -487,12 +540,12 @@ mod tests {
     #[test]
     fn endings_are_one_short_line() {
         let long = Report::new(format!("Status\n{}", "x".repeat(1000)), Severity::Info);
-        let e = ending(&Ok(long));
+        let e = ending(Ok(&long));
         assert!(
             e.starts_with("ran: Status x") && e.chars().count() <= TEXT,
             "{e}"
         );
-        let d = ending(&Err(UserError::Denied("no".into()).into()));
+        let d = ending(Err(&UserError::Denied("no".into()).into()));
         assert_eq!(d, "denied: no");
     }
 }

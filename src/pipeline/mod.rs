@@ -9,9 +9,9 @@ use futures::future::BoxFuture;
 use tracing::{Instrument, info_span};
 
 use crate::core::approvals::{ApprovalRequest, Approvals, NewRequest, Outcome};
-use crate::core::args::{self, ArgContext};
+use crate::core::args::{self, ArgContext, RawArgs};
 use crate::core::audit::{AuditRecord, AuditSink, Decision};
-use crate::core::catalog::{Catalog, Command, Operation, Target};
+use crate::core::catalog::{Catalog, Command, Target};
 use crate::core::engine::{ContainerInfo, Engine, EngineError};
 use crate::core::error::{PipelineError, STORE_DOWN, UserError};
 use crate::core::policy::Policy;
@@ -21,9 +21,10 @@ use crate::core::report::Report;
 use crate::core::report::{Block, Severity};
 use crate::core::settings::Settings;
 use crate::core::store::Store;
+use crate::core::threads::Thread;
 use crate::core::types::{ChannelId, CommandName, GroupName, RoleId, ServiceName, UserId};
-use crate::ops::containers::{self, Mutation, Targets};
-use crate::ops::destructive;
+use crate::ops::containers::{self, Targets, help};
+use crate::ops::{Request, destructive, diagnose, incidents, review};
 
 /// One command as typed by a person, before anything is checked.
 #[derive(Debug, Clone)]
@@ -37,7 +38,7 @@ pub struct Invocation {
     pub grants_from: Option<ChannelId>,
     /// As typed, with or without the leading slash.
     pub command: String,
-    pub args: String,
+    pub args: RawArgs,
     pub correlation_id: String,
 }
 
@@ -46,7 +47,7 @@ impl Invocation {
         actor: UserId,
         channel: ChannelId,
         command: impl Into<String>,
-        args: impl Into<String>,
+        args: impl Into<RawArgs>,
     ) -> Self {
         Self {
             actor,
@@ -130,13 +131,41 @@ pub struct Core {
     threads: std::sync::OnceLock<Arc<dyn crate::core::threads::Threads>>,
 }
 
+/// What a run ended in: the answer, and what kind of thing happened, so that each chat
+/// surface can render it its own way without reading the store or the arguments again.
+/// A refusal (denied, limited, invalid, unavailable) is the run's `Err`, with its reason.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub kind: ReplyKind,
+    pub report: Report,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReplyKind {
+    /// The operation ran (or the question was answered).
+    Answer,
+    /// Nothing ran: an approval request was made.
+    Pending(Box<ApprovalRequest>),
+    /// An incident was opened with its thread.
+    IncidentOpened { incident: i64, thread: Thread },
+    /// An incident was closed from inside its thread, which the surface may now archive.
+    IncidentClosed { incident: i64, thread_id: String },
+}
+
+impl Reply {
+    pub fn answer(report: Report) -> Self {
+        Self {
+            kind: ReplyKind::Answer,
+            report,
+        }
+    }
+}
+
 /// What the pipeline learned on the way, for the audit record.
 #[derive(Default)]
 struct Trail {
     roles: BTreeSet<RoleId>,
     target: Vec<String>,
-    /// The run ended by creating an approval request.
-    pending: bool,
 }
 
 impl Core {
@@ -207,7 +236,7 @@ impl Core {
     }
 
     /// Runs one invocation to its end and records that end in the audit.
-    pub async fn run(&self, inv: Invocation) -> Result<Report, PipelineError> {
+    pub async fn run(&self, inv: Invocation) -> Result<Reply, PipelineError> {
         let span = info_span!("pipeline", correlation_id = %inv.correlation_id, actor = %inv.actor, channel = %inv.channel, command = %inv.command);
         async {
             let started = Instant::now();
@@ -215,8 +244,10 @@ impl Core {
             let mut redactor = self.redactor.clone();
             let result = self.stages(&inv, &mut trail, &mut redactor).await;
             let (decision, outcome) = match &result {
-                Ok(r) if trail.pending => (Decision::Pending, r.title.clone()),
-                Ok(r) => (Decision::Ran, r.title.clone()),
+                Ok(r) if matches!(r.kind, ReplyKind::Pending(_)) => {
+                    (Decision::Pending, r.report.title.clone())
+                }
+                Ok(r) => (Decision::Ran, r.report.title.clone()),
                 Err(PipelineError::User(u)) => (
                     match u {
                         UserError::Denied(_) => Decision::Denied,
@@ -236,7 +267,7 @@ impl Core {
                 roles: trail.roles.into_iter().collect(),
                 channel: inv.channel.clone(),
                 command: bounded(inv.command.trim_start_matches('/'), 64),
-                args: bounded(&redactor.redact(&inv.args), 2048),
+                args: bounded(&redactor.redact(&inv.args.display()), 2048),
                 target: trail.target,
                 decision,
                 result: redactor.redact(&outcome),
@@ -252,7 +283,7 @@ impl Core {
             };
             match result {
                 Ok(mut r) => {
-                    r.redact(&redactor);
+                    r.report.redact(&redactor);
                     Ok(r)
                 }
                 Err(PipelineError::User(u)) => Err(PipelineError::User(u.redacted(&redactor))),
@@ -268,7 +299,7 @@ impl Core {
         inv: &Invocation,
         trail: &mut Trail,
         redactor: &mut Redactor,
-    ) -> Result<Report, PipelineError> {
+    ) -> Result<Reply, PipelineError> {
         trail.roles = self.policy.roles_of(&inv.actor, &inv.platform_roles);
         let cmd = info_span!("catalog").in_scope(|| self.lookup(&inv.command))?;
         info_span!("policy").in_scope(|| {
@@ -289,7 +320,7 @@ impl Core {
             info_span!("args").in_scope(|| {
                 args::parse(
                     cmd,
-                    &inv.args,
+                    inv.args.clone(),
                     &ArgContext {
                         max_arg_len: self.settings.limits.max_arg_len,
                         known_services: known,
@@ -299,9 +330,10 @@ impl Core {
             })
         };
         let mut args = parse(None)?;
+        let request = Request::parse(cmd, &args)?;
         let mut containers = None;
         let mut known = None;
-        if needs_service_list(cmd) {
+        if needs_service_list(cmd, &request) {
             let cs = self.containers().await?;
             let k = service_set(&cs);
             args = parse(Some(&k))?;
@@ -310,7 +342,7 @@ impl Core {
         }
 
         let (services, explicit) =
-            target_services(cmd, &args, known.as_ref(), &self.settings.groups);
+            target_services(cmd, &request, &args, known.as_ref(), &self.settings.groups);
         trail.target = if services.is_empty() {
             vec!["project".into()]
         } else {
@@ -345,102 +377,105 @@ impl Core {
             self.limits.check(&inv.actor, &cmd.name, &mutations)
         })?;
 
-        if cmd.destructive {
-            // A span guard is not Send; the gate awaits, so its futures carry the span instead.
-            let gate = info_span!("approval_gate");
-            let Some(a) = cmd.approval.as_ref() else {
-                // The catalog refuses such files at start-up; never run one unguarded anyway.
-                return Err(PipelineError::internal(anyhow::anyhow!(
-                    "destructive command /{} has no approval rule",
-                    cmd.name
-                )));
-            };
-            let Some(approvals) = &self.approvals else {
-                return Err(UserError::NeedsApproval {
-                    command: cmd.name.to_string(),
-                    approvers: a.approvers.iter().map(|r| r.to_string()).collect(),
-                    min_approvals: a.min_approvals,
-                    ttl: a.ttl,
-                }
-                .into());
-            };
-            let all = match containers.take() {
-                Some(cs) => cs,
-                None => self.containers().instrument(gate.clone()).await?,
-            };
-            let engine = self.engine.get().instrument(gate.clone()).await?;
-            let bound = destructive::bind_live(
-                engine.as_ref(),
-                cmd,
-                &args,
-                &services,
-                &all,
-                &self.settings.platform,
-            )
-            .instrument(gate.clone())
-            .await?;
-            let req = approvals
-                .create(
-                    NewRequest {
-                        operation: bound.op.clone(),
-                        args_display: bounded(&redactor.redact(&inv.args), 2048),
-                        requester: inv.actor.to_string(),
-                        requester_roles: trail.roles.iter().map(|r| r.to_string()).collect(),
-                        approver_roles: a.approvers.iter().map(|r| r.to_string()).collect(),
-                        min_approvals: a.min_approvals,
-                        ttl: a.ttl,
-                        channel: inv.channel.to_string(),
-                        correlation_id: inv.correlation_id.clone(),
-                    },
-                    Utc::now(),
+        match &request {
+            Request::Gated(gated) => {
+                // A span guard is not Send; the gate awaits, so its futures carry the span instead.
+                let gate = info_span!("approval_gate");
+                self.request_approval(
+                    inv, trail, cmd, gated, &args, &services, containers, redactor,
                 )
                 .instrument(gate)
                 .await
-                .map_err(store_error)?;
-            trail.pending = true;
-            return Ok(pending_report(&req, a.min_approvals));
-        }
-
-        if let Some(r) = self.review_ops(cmd, &args, &trail.roles, &inv.actor).await {
-            return r;
-        }
-        if cmd.operation == Operation::Incident {
-            let who = crate::ops::incidents::Who {
-                actor: &inv.actor,
-                channel: &inv.channel,
-            };
-            return crate::ops::incidents::run(
-                self.threads().map(|t| t.as_ref()),
-                self.store().map(|s| s.as_ref()),
-                &args,
-                &who,
-            )
-            .await;
-        }
-        let targets = if needs_containers(cmd) {
-            let cs = match containers.take() {
-                Some(cs) => cs,
-                None => self.containers().await?,
-            };
-            split_targets(cs, explicit.then_some(services.as_slice()))?
-        } else {
-            Targets::default()
-        };
-        let limits = &self.settings.limits;
-        let mut deadline = limits.operation_timeout;
-        if cmd.operation.is_mutation() {
-            deadline += args.duration("timeout").unwrap_or(limits.stop_timeout);
-        }
-        let op = self
-            .operate(
-                cmd,
-                &args,
-                &targets,
+            }
+            Request::Help { command } => Ok(Reply::answer(help(
+                &self.catalog,
+                &self.policy,
                 &trail.roles,
                 inv.grant_channel(),
-                redactor,
-            )
-            .instrument(info_span!("operation", op = %cmd.operation));
+                command.as_deref(),
+            ))),
+            Request::Review(r) => self.review(r, &trail.roles, &inv.actor).await,
+            Request::Incident(action) => {
+                let who = crate::ops::incidents::Who {
+                    actor: &inv.actor,
+                    channel: &inv.channel,
+                };
+                let outcome = crate::ops::incidents::run(
+                    self.threads().map(|t| t.as_ref()),
+                    self.store().map(|s| s.as_ref()),
+                    action,
+                    &who,
+                )
+                .await?;
+                Ok(match outcome {
+                    incidents::Outcome::Opened {
+                        report,
+                        incident,
+                        thread,
+                    } => Reply {
+                        kind: ReplyKind::IncidentOpened { incident, thread },
+                        report,
+                    },
+                    incidents::Outcome::Closed {
+                        report,
+                        incident,
+                        thread_id,
+                    } => Reply {
+                        kind: ReplyKind::IncidentClosed {
+                            incident,
+                            thread_id,
+                        },
+                        report,
+                    },
+                })
+            }
+            Request::Diagnosis(d) => {
+                let op = self
+                    .diagnose(d)
+                    .instrument(info_span!("operation", op = %cmd.operation));
+                self.within_deadline(cmd, self.settings.limits.operation_timeout, op)
+                    .await
+                    .map(Reply::answer)
+            }
+            Request::Containers(c) => {
+                let targets = if c.needs_containers() {
+                    let cs = match containers.take() {
+                        Some(cs) => cs,
+                        None => self.containers().await?,
+                    };
+                    split_targets(cs, explicit.then_some(services.as_slice()))?
+                } else {
+                    Targets::default()
+                };
+                let limits = &self.settings.limits;
+                let mut deadline = limits.operation_timeout;
+                if let containers::Request::Mutate { timeout, .. } = c {
+                    deadline += timeout.unwrap_or(limits.stop_timeout);
+                }
+                let cx = containers::Context {
+                    project: &self.settings.project,
+                    stop_timeout: limits.stop_timeout,
+                    log_line_cap: limits.log_line_cap,
+                };
+                let op = async {
+                    let engine = self.engine.get().await?;
+                    containers::run(c, engine.as_ref(), &targets, &cx, redactor).await
+                }
+                .instrument(info_span!("operation", op = %cmd.operation));
+                self.within_deadline(cmd, deadline, op)
+                    .await
+                    .map(Reply::answer)
+            }
+        }
+    }
+
+    /// Runs `op` within `deadline`; past it the person is told, and a mutation may still end.
+    async fn within_deadline(
+        &self,
+        cmd: &Command,
+        deadline: std::time::Duration,
+        op: impl std::future::Future<Output = Result<Report, PipelineError>>,
+    ) -> Result<Report, PipelineError> {
         match tokio::time::timeout(deadline, op).await {
             Ok(result) => result,
             Err(_) => {
@@ -457,6 +492,90 @@ impl Core {
                 .into())
             }
         }
+    }
+
+    /// The approval gate: binds the request to what it will touch and stores it. Nothing runs.
+    #[allow(clippy::too_many_arguments)]
+    async fn request_approval(
+        &self,
+        inv: &Invocation,
+        trail: &Trail,
+        cmd: &Command,
+        gated: &destructive::Request,
+        args: &args::Args,
+        services: &[ServiceName],
+        containers: Option<Vec<ContainerInfo>>,
+        redactor: &Redactor,
+    ) -> Result<Reply, PipelineError> {
+        let Some(a) = cmd.approval.as_ref() else {
+            // The catalog refuses such files at start-up; never run one unguarded anyway.
+            return Err(PipelineError::internal(anyhow::anyhow!(
+                "destructive command /{} has no approval rule",
+                cmd.name
+            )));
+        };
+        let Some(approvals) = &self.approvals else {
+            return Err(UserError::NeedsApproval {
+                command: cmd.name.to_string(),
+                approvers: a.approvers.iter().map(|r| r.to_string()).collect(),
+                min_approvals: a.min_approvals,
+                ttl: a.ttl,
+            }
+            .into());
+        };
+        let all = match containers {
+            Some(cs) => cs,
+            None => self.containers().await?,
+        };
+        let engine = self.engine.get().await?;
+        let bound = destructive::bind_live(
+            engine.as_ref(),
+            cmd,
+            gated,
+            args,
+            services,
+            &all,
+            &self.settings.platform,
+        )
+        .await?;
+        let req = approvals
+            .create(
+                NewRequest {
+                    operation: bound.op.clone(),
+                    args_display: bounded(&redactor.redact(&inv.args.display()), 2048),
+                    requester: inv.actor.to_string(),
+                    requester_roles: trail.roles.iter().map(|r| r.to_string()).collect(),
+                    approver_roles: a.approvers.iter().map(|r| r.to_string()).collect(),
+                    min_approvals: a.min_approvals,
+                    ttl: a.ttl,
+                    channel: inv.channel.to_string(),
+                    correlation_id: inv.correlation_id.clone(),
+                },
+                Utc::now(),
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(Reply {
+            report: pending_report(&req, a.min_approvals),
+            kind: ReplyKind::Pending(Box::new(req)),
+        })
+    }
+
+    /// A diagnosis command, with the dependency clients built on first use.
+    async fn diagnose(&self, req: &diagnose::Request) -> Result<Report, PipelineError> {
+        let engine = self.engine.get().await?;
+        let probes = self
+            .probes
+            .get_or_try_init(|| async {
+                crate::ops::diagnose::probes::Probes::new(
+                    self.settings.platform.clone(),
+                    &self.settings.project,
+                )
+                .map(Arc::new)
+                .map_err(|e| PipelineError::internal(anyhow::anyhow!("probe clients: {e}")))
+            })
+            .await?;
+        diagnose::run(req, probes, engine).await
     }
 
     /// The live project's services (for chat autocomplete), sorted.
@@ -523,79 +642,6 @@ impl Core {
         ))
         .into()
     }
-
-    async fn operate(
-        &self,
-        cmd: &Command,
-        args: &args::Args,
-        targets: &Targets,
-        roles: &BTreeSet<RoleId>,
-        channel: &ChannelId,
-        redactor: &mut Redactor,
-    ) -> Result<Report, PipelineError> {
-        let project = &self.settings.project;
-        let timeout = args
-            .duration("timeout")
-            .unwrap_or(self.settings.limits.stop_timeout);
-        if cmd.operation == Operation::Help {
-            return Ok(containers::help(
-                &self.catalog,
-                &self.policy,
-                roles,
-                channel,
-                args,
-            ));
-        }
-        let engine = self.engine.get().await?;
-        if crate::ops::diagnose::is_diagnosis(cmd.operation) {
-            let probes = self
-                .probes
-                .get_or_try_init(|| async {
-                    crate::ops::diagnose::probes::Probes::new(
-                        self.settings.platform.clone(),
-                        project,
-                    )
-                    .map(Arc::new)
-                    .map_err(|e| PipelineError::internal(anyhow::anyhow!("probe clients: {e}")))
-                })
-                .await?;
-            return crate::ops::diagnose::run(cmd.operation, args, probes, engine).await;
-        }
-        let engine = engine.as_ref();
-        match cmd.operation {
-            Operation::Status => Ok(containers::status(project, targets)),
-            Operation::Logs => {
-                containers::logs(
-                    engine,
-                    targets,
-                    args,
-                    self.settings.limits.log_line_cap,
-                    redactor,
-                )
-                .await
-            }
-            Operation::Stats => containers::stats(engine, targets).await,
-            Operation::Restart => {
-                containers::mutate(engine, targets, Mutation::Restart, timeout).await
-            }
-            Operation::Stop => containers::mutate(engine, targets, Mutation::Stop, timeout).await,
-            Operation::Start => containers::mutate(engine, targets, Mutation::Start, timeout).await,
-            Operation::Config => containers::config(engine, targets, redactor).await,
-            Operation::Volumes => containers::volumes(engine, project).await,
-            Operation::Network => containers::network(engine, project).await,
-            Operation::DiskUsage => containers::disk_usage(engine).await,
-            Operation::Help => Ok(containers::help(
-                &self.catalog,
-                &self.policy,
-                roles,
-                channel,
-                args,
-            )),
-            other => Err(PipelineError::internal(anyhow::anyhow!(
-                "operation {other} reached the engine stage"
-            ))),
-        }
-    }
 }
 
 impl Core {
@@ -610,33 +656,29 @@ impl Core {
         }
     }
 
-    /// The approval and audit commands; `None` for every other operation.
-    async fn review_ops(
+    /// The approval and audit commands.
+    async fn review(
         &self,
-        cmd: &Command,
-        args: &args::Args,
+        req: &review::Request,
         roles: &BTreeSet<RoleId>,
         actor: &UserId,
-    ) -> Option<Result<Report, PipelineError>> {
+    ) -> Result<Reply, PipelineError> {
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-        let id = args.string("id").unwrap_or_default().trim().to_owned();
         let who = actor.as_str();
-        let result = match cmd.operation {
-            Operation::Approve => self.approve(&id, who, &roles).await,
-            Operation::Deny => {
-                let reason = args.string("reason").unwrap_or_default();
-                self.review_outcome(&id, |a| a.deny(&id, who, &roles, reason, Utc::now()))
+        let report = match req {
+            review::Request::Approve { id } => self.approve(id, who, &roles).await,
+            review::Request::Deny { id, reason } => {
+                self.review_outcome(id, |a| a.deny(id, who, &roles, reason, Utc::now()))
                     .await
             }
-            Operation::Cancel => {
-                self.review_outcome(&id, |a| a.cancel(&id, who, Utc::now()))
+            review::Request::Cancel { id } => {
+                self.review_outcome(id, |a| a.cancel(id, who, Utc::now()))
                     .await
             }
-            Operation::Pending => self.pending().await,
-            Operation::Audit => self.audit_query(args).await,
-            _ => return None,
+            review::Request::Pending => self.pending().await,
+            review::Request::Audit(q) => self.audit_query(q).await,
         };
-        Some(result)
+        report.map(Reply::answer)
     }
 
     async fn review_outcome<'a, F, Fut>(&'a self, id: &str, f: F) -> Result<Report, PipelineError>
@@ -776,18 +818,32 @@ impl Core {
         let known = service_set(&all);
         let args = args::parse(
             cmd,
-            &req.args,
+            req.args.as_str(),
             &ArgContext {
                 max_arg_len: self.settings.limits.max_arg_len,
                 known_services: Some(&known),
                 groups: &self.settings.groups,
             },
         )?;
-        let (services, _) = target_services(cmd, &args, Some(&known), &self.settings.groups);
+        let Request::Gated(gated) = Request::parse(cmd, &args)? else {
+            return Err(UserError::Denied(format!(
+                "`/{}` no longer needs approval, so request {} is not run from here",
+                cmd.name, req.id
+            ))
+            .into());
+        };
+        let (services, _) = target_services(
+            cmd,
+            &Request::Gated(gated.clone()),
+            &args,
+            Some(&known),
+            &self.settings.groups,
+        );
         let engine = self.engine.get().await?;
         let bound = destructive::bind_live(
             engine.as_ref(),
             cmd,
+            &gated,
             &args,
             &services,
             &all,
@@ -813,8 +869,7 @@ impl Core {
         }
         destructive::execute(
             engine.as_ref(),
-            cmd,
-            &args,
+            &gated,
             &bound,
             &self.settings.platform,
             self.settings.limits.stop_timeout,
@@ -875,19 +930,17 @@ impl Core {
         Ok(r)
     }
 
-    async fn audit_query(&self, args: &args::Args) -> Result<Report, PipelineError> {
+    async fn audit_query(&self, p: &review::AuditParams) -> Result<Report, PipelineError> {
         let (_, store) = self.store_or_refuse()?;
         let q = crate::core::store::AuditQuery {
-            actor: args.string("user").map(str::to_owned),
-            target: args.string("service").map(str::to_owned),
-            command: args
-                .string("command")
-                .map(|c| c.trim_start_matches('/').to_owned()),
-            since: args
-                .duration("since")
+            actor: p.user.clone(),
+            target: p.service.clone(),
+            command: p.command.clone(),
+            since: p
+                .since
                 .and_then(|d| chrono::Duration::from_std(d).ok())
                 .map(|d| Utc::now() - d),
-            limit: args.integer("limit").unwrap_or(25).clamp(1, 200) as u32,
+            limit: p.limit,
             ..Default::default()
         };
         let entries = store.query_audit(&q).await.map_err(store_error)?;
@@ -960,12 +1013,12 @@ fn store_error(e: anyhow::Error) -> PipelineError {
 
 /// Adds an audit notice to the reply, whatever its kind.
 fn with_notice(
-    result: Result<Report, PipelineError>,
+    result: Result<Reply, PipelineError>,
     notice: String,
-) -> Result<Report, PipelineError> {
+) -> Result<Reply, PipelineError> {
     match result {
         Ok(mut r) => {
-            r.push(Block::Text(notice));
+            r.report.push(Block::Text(notice));
             Ok(r)
         }
         Err(PipelineError::User(u)) => Err(PipelineError::User(u.with_note(&notice))),
@@ -976,12 +1029,14 @@ fn with_notice(
     }
 }
 
-fn needs_containers(cmd: &Command) -> bool {
-    !matches!(cmd.target, Target::None)
-        && !matches!(
-            cmd.operation,
-            Operation::Volumes | Operation::Network | Operation::DiskUsage | Operation::Help
-        )
+/// Acts on containers of the project (rather than the Engine as a whole, or nothing).
+fn needs_containers(cmd: &Command, req: &Request) -> bool {
+    let on_containers = match req {
+        Request::Containers(c) => c.needs_containers(),
+        Request::Gated(_) => true,
+        _ => false,
+    };
+    on_containers && !matches!(cmd.target, Target::None)
 }
 
 /// What the requester sees: what will run, on what, bound to which digest, and how to approve.
@@ -1029,8 +1084,8 @@ fn bounded(s: &str, max: usize) -> String {
 }
 
 /// Commands whose arguments or targets need the project's live service list.
-fn needs_service_list(cmd: &Command) -> bool {
-    needs_containers(cmd) && matches!(cmd.target, Target::ServiceOption(_) | Target::Project)
+fn needs_service_list(cmd: &Command, req: &Request) -> bool {
+    needs_containers(cmd, req) && matches!(cmd.target, Target::ServiceOption(_) | Target::Project)
 }
 
 fn service_set(cs: &[ContainerInfo]) -> BTreeSet<ServiceName> {
@@ -1043,6 +1098,7 @@ fn service_set(cs: &[ContainerInfo]) -> BTreeSet<ServiceName> {
 /// they were named (by the person or a group) rather than "every service of the project".
 fn target_services(
     cmd: &Command,
+    req: &Request,
     args: &args::Args,
     known: Option<&BTreeSet<ServiceName>>,
     groups: &BTreeMap<GroupName, Vec<ServiceName>>,
@@ -1060,7 +1116,7 @@ fn target_services(
     };
     match named {
         Some(s) => (s, true),
-        None if needs_containers(cmd) => (
+        None if needs_containers(cmd, req) => (
             known
                 .map(|k| k.iter().cloned().collect())
                 .unwrap_or_default(),
@@ -1154,7 +1210,7 @@ mod tests {
     #[tokio::test]
     async fn viewer_gets_status_and_the_run_is_audited() {
         let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
-        let r = core.run(inv("dave", "/status")).await.unwrap();
+        let r = core.run(inv("dave", "/status")).await.unwrap().report;
         assert!(
             r.title.starts_with("Status of riftwing: 11/11 running"),
             "{}",
@@ -1329,7 +1385,11 @@ mod tests {
             LazyEngine::ready(fake),
             Arc::new(MemoryAudit::new()),
         );
-        let r = core.run(inv("erin", "/errors worker-1")).await.unwrap();
+        let r = core
+            .run(inv("erin", "/errors worker-1"))
+            .await
+            .unwrap()
+            .report;
         let text = r.all_text();
         assert!(
             text.contains("ERROR: activity failed") && text.contains("1 of 3 matched `error`"),
@@ -1375,8 +1435,14 @@ mod tests {
         let fake = Arc::new(FakeEngine::riftwing());
         fake.update("redis", |c| c.volumes = vec!["riftwing_redis-data".into()]);
         let (core, store) = core_with_store(fake.clone()).await;
-        let r = core.run(inv("alice", "/reset redis")).await.unwrap();
+        let reply = core.run(inv("alice", "/reset redis")).await.unwrap();
+        let ReplyKind::Pending(req) = &reply.kind else {
+            panic!("not pending: {:?}", reply.kind)
+        };
+        let r = reply.report.clone();
         let id = pending_id(&r);
+        assert_eq!(req.id, id, "the reply carries the request it made");
+        assert_eq!(req.command, "reset");
         let text = r.all_text();
         assert!(
             text.contains("volume:riftwing_redis-data") && text.contains("digest"),
@@ -1390,7 +1456,8 @@ mod tests {
         let ran = core
             .run(inv("bob", &format!("/approve {id}")))
             .await
-            .unwrap();
+            .unwrap()
+            .report;
         assert!(ran.title.contains("Reset `redis`"), "{}", ran.title);
         assert_eq!(
             fake.calls(),
@@ -1433,7 +1500,7 @@ mod tests {
             ..core
         }
         .with_store(store.clone());
-        let id = pending_id(&core.run(inv("alice", "/reset redis")).await.unwrap());
+        let id = pending_id(&core.run(inv("alice", "/reset redis")).await.unwrap().report);
 
         down.store(true, Ordering::SeqCst);
         let refused = [
@@ -1453,7 +1520,12 @@ mod tests {
                 "{line}: {md}"
             );
         }
-        let status = core.run(inv("dave", "/status")).await.unwrap().all_text();
+        let status = core
+            .run(inv("dave", "/status"))
+            .await
+            .unwrap()
+            .report
+            .all_text();
         assert!(status.contains("7 entries kept"), "{status}");
         assert!(fake.calls().is_empty(), "{:?}", fake.calls());
 
@@ -1461,7 +1533,8 @@ mod tests {
         let ran = core
             .run(inv("bob", &format!("/approve {id}")))
             .await
-            .unwrap();
+            .unwrap()
+            .report;
         assert!(
             ran.all_text().contains("7 kept entries"),
             "{}",
@@ -1540,7 +1613,7 @@ mod tests {
     async fn a_recreated_target_fails_closed_and_says_why() {
         let fake = Arc::new(FakeEngine::riftwing());
         let (core, _) = core_with_store(fake.clone()).await;
-        let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
+        let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap().report);
         fake.update("redis", |c| c.id = "id-redis-recreated".into());
         let e = refusal(&core, "bob", &format!("/approve {id}")).await;
         let md = e;
@@ -1583,18 +1656,25 @@ mod tests {
     #[tokio::test]
     async fn pending_and_audit_list_what_happened() {
         let (core, _) = core_with_store(Arc::new(FakeEngine::riftwing())).await;
-        let id = pending_id(&core.run(inv("alice", "/backup")).await.unwrap());
-        let p = core.run(inv("bob", "/pending")).await.unwrap().all_text();
+        let id = pending_id(&core.run(inv("alice", "/backup")).await.unwrap().report);
+        let p = core
+            .run(inv("bob", "/pending"))
+            .await
+            .unwrap()
+            .report
+            .all_text();
         assert!(p.contains(&id) && p.contains("alice"), "{p}");
         let d = core
             .run(inv("carol", &format!("/deny {id} reason:later")))
             .await
-            .unwrap();
+            .unwrap()
+            .report;
         assert!(d.title.contains("denied"), "{}", d.title);
         let a = core
             .run(inv("carol", "/audit user:alice command:backup since:1h"))
             .await
             .unwrap()
+            .report
             .all_text();
         assert!(a.contains("pending") && a.contains("alice"), "{a}");
     }
@@ -1632,12 +1712,17 @@ mod tests {
             Arc::new(crate::core::audit::StoreAudit::new(store.clone())),
         )
         .with_store(store);
-        let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap());
+        let id = pending_id(&core.run(inv("alice", "/flush-redis")).await.unwrap().report);
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let e = refusal(&core, "bob", &format!("/approve {id}")).await;
         assert!(e.contains("expired"), "{e}");
         assert!(fake.calls().is_empty(), "{:?}", fake.calls());
-        let listed = core.run(inv("bob", "/pending")).await.unwrap().all_text();
+        let listed = core
+            .run(inv("bob", "/pending"))
+            .await
+            .unwrap()
+            .report
+            .all_text();
         assert!(!listed.contains(&id), "{listed}");
         let req = core.approvals().unwrap().get(&id).await.unwrap().unwrap();
         assert_eq!(req.state, crate::core::approvals::ApprovalState::Expired);
@@ -1663,7 +1748,7 @@ mod tests {
             fake.add(crate::infra::fake::container(s, "running"));
         }
         let (core, _) = core_with(fake.clone());
-        let r = core.run(inv("bob", "/restart-app")).await.unwrap();
+        let r = core.run(inv("bob", "/restart-app")).await.unwrap().report;
         assert!(r.title.contains("4/4 ok"), "{}", r.title);
         assert!(
             r.all_text().contains("No container for: `console`"),
@@ -1677,7 +1762,7 @@ mod tests {
     async fn restart_app_restarts_the_whole_group() {
         let fake = Arc::new(FakeEngine::riftwing());
         let (core, _) = core_with(fake.clone());
-        let r = core.run(inv("bob", "/restart-app")).await.unwrap();
+        let r = core.run(inv("bob", "/restart-app")).await.unwrap().report;
         assert!(r.title.contains("5/5 ok"), "{}", r.title);
         assert_eq!(fake.calls().len(), 5);
     }
@@ -1694,7 +1779,8 @@ mod tests {
         let r = core
             .run(inv("dave", "/logs worker-1 tail:800"))
             .await
-            .unwrap();
+            .unwrap()
+            .report;
         let out = render_markdown(&r, 2000);
         assert!(out.text.chars().count() <= 2000);
         let a = out
@@ -1726,7 +1812,8 @@ mod tests {
         let r = core
             .run(inv("dave", "/logs api-1 grep:jwt-very-secret-1"))
             .await
-            .unwrap();
+            .unwrap()
+            .report;
         assert!(
             !r.all_text().contains("jwt-very-secret-1"),
             "{}",
@@ -1762,12 +1849,22 @@ mod tests {
     #[tokio::test]
     async fn help_lists_only_what_the_person_may_run() {
         let (core, _) = core_with(Arc::new(FakeEngine::riftwing()));
-        let dave = core.run(inv("dave", "/help")).await.unwrap().all_text();
+        let dave = core
+            .run(inv("dave", "/help"))
+            .await
+            .unwrap()
+            .report
+            .all_text();
         assert!(
             dave.contains("/logs") && !dave.contains("/restart"),
             "{dave}"
         );
-        let erin = core.run(inv("erin", "/help")).await.unwrap().all_text();
+        let erin = core
+            .run(inv("erin", "/help"))
+            .await
+            .unwrap()
+            .report
+            .all_text();
         assert!(erin.contains("/restart-infra ⚠"), "{erin}");
     }
 
@@ -1834,7 +1931,7 @@ mod tests {
             c.health = None;
         });
         let (core, audit) = engine_only_core(fake);
-        let r = core.run(inv("dave", "/diagnose")).await.unwrap();
+        let r = core.run(inv("dave", "/diagnose")).await.unwrap().report;
         let md = render_markdown(&r, 1_000_000).text;
         assert_seed_headings(&md);
         assert!(
@@ -1862,7 +1959,8 @@ mod tests {
         let r = core
             .run(inv("dave", "/diagnose service:minio"))
             .await
-            .unwrap();
+            .unwrap()
+            .report;
         let md = render_markdown(&r, 1_000_000).text;
         assert_seed_headings(&md);
         assert!(

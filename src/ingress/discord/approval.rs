@@ -22,6 +22,7 @@ use super::{
     grants_from, joined, on_webhook, render, response_message, send_ack,
 };
 use crate::core::approvals::{ApprovalRequest, ApprovalState};
+use crate::core::args::{OptionValue, RawArgs};
 use crate::core::error::UserError;
 use crate::core::store::{AuditDecision, AuditQuery, NewAuditEntry};
 use crate::pipeline::{Core, Invocation};
@@ -63,28 +64,6 @@ impl CardAt {
             channel: DiscordChannel::new(channel),
             message: MessageId::new(message),
         })
-    }
-}
-
-/// The request a run of a destructive command has just created, found by the run's
-/// correlation id; `None` for everything else (or when the store cannot say: then the plain
-/// text report with `/approve <id>` is the answer).
-pub(super) async fn requested(
-    core: &Core,
-    command: &str,
-    correlation_id: &str,
-) -> Option<ApprovalRequest> {
-    if !core.catalog.get(command).is_some_and(|c| c.destructive) {
-        return None;
-    }
-    match core.approvals()?.pending().await {
-        Ok(open) => open
-            .into_iter()
-            .find(|r| r.correlation_id == correlation_id),
-        Err(e) => {
-            tracing::warn!("approval card: cannot read pending requests: {e:#}");
-            None
-        }
     }
 }
 
@@ -276,13 +255,21 @@ fn click_invocation(
     id: &str,
 ) -> Result<Invocation, UserError> {
     let (actor, channel, roles) = actor_and_channel(&c.user, c.channel_id, c.member.as_ref())?;
+    let id = ("id".to_owned(), OptionValue::Text(id.to_owned()));
     let (command, args) = match click {
-        Click::Approve => ("approve", format!("id:{id}")),
+        Click::Approve => ("approve", vec![id]),
         Click::Deny => (
             "deny",
-            format!("id:{id} reason:\"denied with the card's Deny button\""),
+            vec![
+                id,
+                (
+                    "reason".to_owned(),
+                    OptionValue::Text("denied with the card's Deny button".into()),
+                ),
+            ],
         ),
     };
+    let args = RawArgs::Options(args);
     let mut inv = Invocation::new(actor, channel, command, args);
     inv.platform_roles = roles;
     inv.grants_from = grants_from(c.channel.as_ref());
@@ -322,7 +309,7 @@ pub(super) async fn click(bot: Arc<Bot>, c: ComponentInteraction, ack: Ack) {
     let mut run = tokio::spawn(async move { core.run(inv).await });
     let mut ack = Some(ack);
     let result = match tokio::time::timeout(bot.config.ack_budget, &mut run).await {
-        Ok(r) => joined(r),
+        Ok(r) => joined(r).map(|r| r.report),
         Err(_) => {
             // Approving runs the operation, which takes longer than Discord's 3 seconds.
             let Some(a) = ack.take() else { return };
@@ -338,7 +325,7 @@ pub(super) async fn click(bot: Arc<Bot>, c: ComponentInteraction, ack: Ack) {
             }
             let (stop, stopped) = oneshot::channel();
             let progress = tokio::spawn(show_running(bot.clone(), c.clone(), id.clone(), stopped));
-            let r = joined(run.await);
+            let r = joined(run.await).map(|r| r.report);
             let _ = stop.send(());
             let _ = progress.await;
             r
@@ -350,7 +337,7 @@ pub(super) async fn click(bot: Arc<Bot>, c: ComponentInteraction, ack: Ack) {
     let ran = after
         .as_ref()
         .is_some_and(|r| r.state == ApprovalState::Succeeded);
-    let ending = crate::ops::incidents::ending(&result);
+    let ending = crate::ops::incidents::ending(result.as_ref());
     let others: Vec<render::Message> = match result {
         // The whole report of the run, for the channel (the card holds its title).
         Ok(report) if ran && changed => render::report(&report),

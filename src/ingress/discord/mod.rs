@@ -23,11 +23,13 @@ use serenity::all::{
 use serenity::builder::Builder;
 use tokio::sync::{oneshot, watch};
 
-use crate::core::catalog::{Autocomplete, Operation};
+use crate::core::args::{OptionValue, RawArgs};
+use crate::core::catalog::Autocomplete;
 use crate::core::error::{PipelineError, UserError};
 use crate::core::types::Secret;
 use crate::core::types::{ChannelId, UserId};
-use crate::pipeline::{Core, Invocation};
+use crate::pipeline::{Core, Invocation, Reply, ReplyKind};
+pub(crate) use threads::Incident;
 
 /// How the Discord side is reached and where commands are registered.
 #[derive(Clone)]
@@ -212,10 +214,9 @@ impl Bot {
                 return;
             }
         };
-        let correlation_id = inv.correlation_id.clone();
         let typed = self
             .core
-            .redact(format!("/{} {}", inv.command, inv.args).trim_end());
+            .redact(format!("/{} {}", inv.command, inv.args.display()).trim_end());
         let core = self.core.clone();
         let mut run = tokio::spawn(async move { core.run(inv).await });
         let mut ack = Some(ack);
@@ -235,14 +236,25 @@ impl Bot {
             }
         };
         let request = match &result {
-            Ok(_) => approval::requested(&self.core, &c.data.name, &correlation_id).await,
-            Err(_) => None,
+            Ok(Reply {
+                kind: ReplyKind::Pending(req),
+                ..
+            }) => Some(req.clone()),
+            _ => None,
         };
         let ending = match &request {
             Some(r) => format!("pending: approval {} requested (card posted)", r.id),
-            None => crate::ops::incidents::ending(&result),
+            None => crate::ops::incidents::ending(result.as_ref().map(|r| &r.report)),
         };
-        let closes_incident = result.is_ok() && is_incident_close(&self.core, &c);
+        let incident = match &result {
+            Ok(r) => match &r.kind {
+                ReplyKind::IncidentOpened { .. } => Incident::Opened,
+                ReplyKind::IncidentClosed { .. } => Incident::Closed,
+                _ => Incident::None,
+            },
+            Err(_) => Incident::None,
+        };
+        let result = result.map(|r| r.report);
         if let Some(req) = request {
             approval::post_card(&self, &c, ack.take(), &req).await;
         } else if deferred {
@@ -250,7 +262,7 @@ impl Bot {
         } else if let Some(a) = ack.take() {
             self.answer_now(&c, a, messages(result)).await;
         }
-        threads::after_command(&self, &c, &typed, &ending, closes_incident).await;
+        threads::after_command(&self, &c, &typed, &ending, incident).await;
     }
 
     /// The answer to a deferred command: the placeholder is edited, or, for a refusal or
@@ -378,8 +390,8 @@ impl Bot {
 }
 
 fn joined(
-    r: Result<Result<crate::core::report::Report, PipelineError>, tokio::task::JoinError>,
-) -> Result<crate::core::report::Report, PipelineError> {
+    r: Result<Result<Reply, PipelineError>, tokio::task::JoinError>,
+) -> Result<Reply, PipelineError> {
     r.unwrap_or_else(|e| {
         Err(PipelineError::internal(anyhow::anyhow!(
             "command task: {e}"
@@ -399,17 +411,6 @@ fn key(c: &CommandInteraction) -> Key<'_> {
         id: c.id,
         token: &c.token,
     }
-}
-
-/// `/incident action:close`, which the core has just accepted: the thread is archived after the answer.
-fn is_incident_close(core: &Core, c: &CommandInteraction) -> bool {
-    core.catalog
-        .get(&c.data.name)
-        .is_some_and(|cmd| cmd.operation == Operation::Incident)
-        && c.data.options.iter().any(|o| {
-            o.name == "action"
-                && matches!(&o.value, CommandDataOptionValue::String(s) if s == "close")
-        })
 }
 
 /// Delivers the first answer; false when it could not be delivered (then nothing follows).
@@ -500,16 +501,16 @@ fn grants_from(channel: Option<&PartialChannel>) -> Option<ChannelId> {
 }
 
 /// Builds the core's Invocation from a slash command: Discord user id, role ids, channel id,
-/// and the options as `name:value` arguments (quoted so spaces survive).
+/// and the options with the types Discord gave them.
 pub fn invocation(c: &CommandInteraction) -> Result<Invocation, UserError> {
     let (actor, channel, roles) = actor_and_channel(&c.user, c.channel_id, c.member.as_deref())?;
-    let mut args = Vec::new();
+    let mut options = Vec::new();
     for o in &c.data.options {
         let value = match &o.value {
-            CommandDataOptionValue::String(s) => s.clone(),
-            CommandDataOptionValue::Integer(n) => n.to_string(),
-            CommandDataOptionValue::Boolean(b) => b.to_string(),
-            CommandDataOptionValue::Number(n) => n.to_string(),
+            CommandDataOptionValue::String(s) => OptionValue::Text(s.clone()),
+            CommandDataOptionValue::Integer(n) => OptionValue::Integer(*n),
+            CommandDataOptionValue::Boolean(b) => OptionValue::Boolean(*b),
+            CommandDataOptionValue::Number(n) => OptionValue::Text(n.to_string()),
             _ => {
                 return Err(UserError::InvalidArgument(format!(
                     "option `{}` has a type this bot does not take",
@@ -517,32 +518,17 @@ pub fn invocation(c: &CommandInteraction) -> Result<Invocation, UserError> {
                 )));
             }
         };
-        args.push(format!("{}:{}", o.name, quote(&o.name, &value)?));
+        options.push((o.name.clone(), value));
     }
-    let mut inv = Invocation::new(actor, channel, c.data.name.clone(), args.join(" "));
+    let mut inv = Invocation::new(
+        actor,
+        channel,
+        c.data.name.clone(),
+        RawArgs::Options(options),
+    );
     inv.platform_roles = roles;
     inv.grants_from = grants_from(c.channel.as_ref());
     Ok(inv)
-}
-
-/// Quotes a value for the core's tokenizer, which knows `"…"` and `'…'` but no escapes.
-fn quote(name: &str, v: &str) -> Result<String, UserError> {
-    if !v.is_empty()
-        && !v
-            .chars()
-            .any(|c| c.is_whitespace() || c == '"' || c == '\'')
-    {
-        return Ok(v.to_owned());
-    }
-    if !v.contains('"') {
-        Ok(format!("\"{v}\""))
-    } else if !v.contains('\'') {
-        Ok(format!("'{v}'"))
-    } else {
-        Err(UserError::InvalidArgument(format!(
-            "`{name}` contains both kinds of quotes; remove one kind"
-        )))
-    }
 }
 
 fn embed(e: &render::Embed) -> CreateEmbed {
@@ -737,24 +723,6 @@ pub async fn serve(core: Arc<Core>, config: DiscordConfig) -> anyhow::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn option_values_are_quoted_so_the_core_reads_them_back_whole() {
-        assert_eq!(quote("service", "api-1").unwrap(), "api-1");
-        assert_eq!(
-            quote("grep", "connection refused").unwrap(),
-            "\"connection refused\""
-        );
-        assert_eq!(quote("grep", "say \"hi\"").unwrap(), "'say \"hi\"'");
-        assert_eq!(quote("grep", "").unwrap(), "\"\"");
-        for v in ["connection refused", "say \"hi\" now", "it's"] {
-            let toks = crate::core::args::tokenize(&format!("grep:{}", quote("grep", v).unwrap()))
-                .unwrap();
-            assert_eq!(toks, [format!("grep:{v}")]);
-        }
-        let e = quote("grep", "both \" and '").unwrap_err();
-        assert!(e.to_string().contains("both kinds of quotes"), "{e}");
-    }
 
     #[test]
     fn the_token_never_prints_and_a_missing_token_says_what_to_set() {

@@ -72,6 +72,16 @@ pub(super) async fn record(bot: &Bot, channel: &str, actor: &str, kind: &str, te
     }
 }
 
+/// What a command did to an incident, as the core's reply said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Incident {
+    None,
+    /// The core recorded the opening itself.
+    Opened,
+    /// Closed from its thread: archive and lock the thread once the answer is posted in it.
+    Closed,
+}
+
 /// After a command was answered: it joins the incident's timeline when typed in its thread;
 /// a closed incident's thread is archived and locked (after the answer, which is posted in it).
 pub(super) async fn after_command(
@@ -79,21 +89,16 @@ pub(super) async fn after_command(
     c: &CommandInteraction,
     typed: &str,
     ending: &str,
-    closes_incident: bool,
+    incident: Incident,
 ) {
-    if closes_incident {
+    if incident == Incident::Closed {
         let edit = EditThread::new().archived(true).locked(true);
         if let Err(e) = c.channel_id.edit_thread(&*bot.http, edit).await {
             tracing::warn!(thread = %c.channel_id, "could not archive the incident thread: {e:#}");
         }
         return;
     }
-    let is_incident = bot
-        .core
-        .catalog
-        .get(&c.data.name)
-        .is_some_and(|cmd| cmd.operation == crate::core::catalog::Operation::Incident);
-    if is_incident {
+    if incident == Incident::Opened {
         // The core records opening and closing itself.
         return;
     }

@@ -22,23 +22,6 @@ use views::{DbView, NetworkView, RedisView, StorageView, TableData};
 /// How long one exec check inside a container may take.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn is_diagnosis(op: Operation) -> bool {
-    matches!(
-        op,
-        Operation::Diagnose
-            | Operation::Health
-            | Operation::Db
-            | Operation::Redis
-            | Operation::Storage
-            | Operation::Temporal
-            | Operation::NetworkCheck
-    )
-}
-
-fn invalid(m: impl Into<String>) -> PipelineError {
-    UserError::InvalidArgument(m.into()).into()
-}
-
 /// A dependency that did not answer is the person's news, not an internal error.
 fn unavailable(m: String) -> PipelineError {
     UserError::Unavailable(m).into()
@@ -50,25 +33,43 @@ fn missing(what: &str) -> PipelineError {
     ))
 }
 
-pub async fn run(
-    op: Operation,
-    args: &Args,
-    probes: &Probes,
-    engine: Arc<dyn Engine>,
-) -> Result<Report, PipelineError> {
-    match op {
-        Operation::Diagnose => diagnose(args.string("service"), probes, engine).await,
-        Operation::Health => health(args.string("target"), probes, engine).await,
-        Operation::Db => {
-            let view = DbView::parse(args.string("view").unwrap_or("activity")).map_err(invalid)?;
-            let pg = probes
-                .postgres
-                .as_ref()
-                .ok_or_else(|| missing("postgres"))?;
-            Ok(table(views::db(pg, view).await.map_err(unavailable)?))
-        }
-        Operation::Redis => {
-            let view = match args.string("view").unwrap_or("info") {
+/// A diagnosis command with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Every probe and the report; focused on one service when named.
+    Diagnose {
+        service: Option<DnsName>,
+    },
+    /// The probes' verdicts, for one service, probe kind or target when named.
+    Health {
+        target: Option<String>,
+    },
+    Db(DbView),
+    Redis(RedisView),
+    Storage(StorageView),
+    Temporal,
+    NetworkCheck(NetworkView),
+}
+
+impl Request {
+    /// `None` for operations of other families.
+    pub fn parse(op: Operation, args: &Args) -> Result<Option<Self>, UserError> {
+        let invalid = |m: String| UserError::InvalidArgument(m);
+        Ok(Some(match op {
+            Operation::Diagnose => Request::Diagnose {
+                service: args
+                    .string("service")
+                    .map(DnsName::parse)
+                    .transpose()
+                    .map_err(invalid)?,
+            },
+            Operation::Health => Request::Health {
+                target: args.string("target").map(str::to_owned),
+            },
+            Operation::Db => Request::Db(
+                DbView::parse(args.string("view").unwrap_or("activity")).map_err(invalid)?,
+            ),
+            Operation::Redis => Request::Redis(match args.string("view").unwrap_or("info") {
                 "info" => RedisView::Info,
                 "memory" => RedisView::Memory,
                 "persistence" => RedisView::Persistence,
@@ -80,17 +81,15 @@ pub async fn run(
                         "`{v}` is not a redis view: use info, memory, persistence or keys"
                     )));
                 }
-            };
-            let r = probes.redis.as_ref().ok_or_else(|| missing("redis"))?;
-            Ok(table(views::redis(r, view).await.map_err(unavailable)?))
-        }
-        Operation::Storage => {
-            let view = match args.string("view").unwrap_or("stat") {
+            }),
+            Operation::Storage => Request::Storage(match args.string("view").unwrap_or("stat") {
                 "buckets" => StorageView::Buckets,
                 "stat" => StorageView::Stat,
                 "check" => StorageView::Check(
                     args.string("key")
-                        .ok_or_else(|| invalid("`/storage view:check` needs `key:<object key>`"))?
+                        .ok_or_else(|| {
+                            invalid("`/storage view:check` needs `key:<object key>`".into())
+                        })?
                         .to_owned(),
                 ),
                 v => {
@@ -98,11 +97,79 @@ pub async fn run(
                         "`{v}` is not a storage view: use buckets, stat or check"
                     )));
                 }
-            };
-            let s3 = probes.s3.as_ref().ok_or_else(|| missing("s3"))?;
-            Ok(table(views::storage(s3, view).await.map_err(unavailable)?))
+            }),
+            Operation::Temporal => Request::Temporal,
+            Operation::NetworkCheck => {
+                let name = |key: &str| -> Result<DnsName, UserError> {
+                    let v = args.string(key).ok_or_else(|| {
+                        invalid(format!(
+                            "this view of `/network-check` needs `{key}:<name>`"
+                        ))
+                    })?;
+                    DnsName::parse(v).map_err(invalid)
+                };
+                Request::NetworkCheck(match args.string("view").unwrap_or("inspect") {
+                    "inspect" => NetworkView::Inspect,
+                    "dns" => NetworkView::Dns {
+                        from: name("from")?,
+                        name: name("name")?,
+                    },
+                    "port" => {
+                        let port = args
+                            .integer("port")
+                            .and_then(|p| u16::try_from(p).ok())
+                            .ok_or_else(|| {
+                                invalid("`/network-check view:port` needs `port:<1-65535>`".into())
+                            })?;
+                        NetworkView::Port {
+                            from: name("from")?,
+                            host: name("host")?,
+                            port,
+                        }
+                    }
+                    v => {
+                        return Err(invalid(format!(
+                            "`{v}` is not a network-check view: use dns, port or inspect"
+                        )));
+                    }
+                })
+            }
+            _ => return Ok(None),
+        }))
+    }
+}
+
+/// Runs one diagnosis command.
+pub async fn run(
+    req: &Request,
+    probes: &Probes,
+    engine: Arc<dyn Engine>,
+) -> Result<Report, PipelineError> {
+    match req {
+        Request::Diagnose { service } => diagnose(service.as_ref(), probes, engine).await,
+        Request::Health { target } => health(target.as_deref(), probes, engine).await,
+        Request::Db(view) => {
+            let pg = probes
+                .postgres
+                .as_ref()
+                .ok_or_else(|| missing("postgres"))?;
+            Ok(table(views::db(pg, *view).await.map_err(unavailable)?))
         }
-        Operation::Temporal => {
+        Request::Redis(view) => {
+            let r = probes.redis.as_ref().ok_or_else(|| missing("redis"))?;
+            Ok(table(
+                views::redis(r, view.clone()).await.map_err(unavailable)?,
+            ))
+        }
+        Request::Storage(view) => {
+            let s3 = probes.s3.as_ref().ok_or_else(|| missing("s3"))?;
+            Ok(table(
+                views::storage(s3, view.clone())
+                    .await
+                    .map_err(unavailable)?,
+            ))
+        }
+        Request::Temporal => {
             let t = probes
                 .config
                 .temporal
@@ -114,49 +181,11 @@ pub async fn run(
                     .map_err(unavailable)?,
             ))
         }
-        Operation::NetworkCheck => {
-            let name = |key: &str| -> Result<DnsName, PipelineError> {
-                let v = args.string(key).ok_or_else(|| {
-                    invalid(format!(
-                        "this view of `/network-check` needs `{key}:<name>`"
-                    ))
-                })?;
-                DnsName::parse(v).map_err(invalid)
-            };
-            let view = match args.string("view").unwrap_or("inspect") {
-                "inspect" => NetworkView::Inspect,
-                "dns" => NetworkView::Dns {
-                    from: name("from")?,
-                    name: name("name")?,
-                },
-                "port" => {
-                    let port = args
-                        .integer("port")
-                        .and_then(|p| u16::try_from(p).ok())
-                        .ok_or_else(|| {
-                            invalid("`/network-check view:port` needs `port:<1-65535>`")
-                        })?;
-                    NetworkView::Port {
-                        from: name("from")?,
-                        host: name("host")?,
-                        port,
-                    }
-                }
-                v => {
-                    return Err(invalid(format!(
-                        "`{v}` is not a network-check view: use dns, port or inspect"
-                    )));
-                }
-            };
-            Ok(table(
-                views::network(engine.as_ref(), view, EXEC_TIMEOUT)
-                    .await
-                    .map_err(unavailable)?,
-            ))
-        }
-        other => Err(PipelineError::internal(anyhow::anyhow!(
-            "operation {other} is not a diagnosis command"
-        ))),
+        Request::NetworkCheck(view) => Ok(table(
+            views::network(engine.as_ref(), view.clone(), EXEC_TIMEOUT)
+                .await
+                .map_err(unavailable)?,
+        )),
     }
 }
 
@@ -179,12 +208,11 @@ pub fn ops_report(r: &OpsReport) -> Report {
 }
 
 async fn diagnose(
-    service: Option<&str>,
+    service: Option<&DnsName>,
     probes: &Probes,
     engine: Arc<dyn Engine>,
 ) -> Result<Report, PipelineError> {
-    if let Some(s) = service {
-        DnsName::parse(s).map_err(invalid)?;
+    if let Some(s) = service.map(DnsName::as_str) {
         // A focus on a name the project does not have would read as "no fault there".
         let mut known: Vec<String> = engine
             .containers()
@@ -205,7 +233,7 @@ async fn diagnose(
     }
     let (report, _outcomes) = probe_and_diagnose(probes, engine).await;
     Ok(ops_report(&match service {
-        Some(s) => focus(report, s),
+        Some(s) => focus(report, s.as_str()),
         None => report,
     }))
 }
