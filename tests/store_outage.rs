@@ -324,8 +324,8 @@ fn with_the_store_down_reads_answer_destructive_commands_are_refused_and_no_audi
 fn a_running_bot_whose_store_stops_keeps_entries_aside_and_writes_them_when_it_is_back() {
     use container_ops::core::approvals::ApprovalState;
     use container_ops::core::store::{AuditDecision, NewAuditEntry, Store, verify_audit};
+    use container_ops::infra::store::ResilientStore;
     use container_ops::infra::store::spill::Spill;
-    use container_ops::infra::store::{ResilientStore, StoreUnavailable};
 
     let store = OwnStore::start();
     let dir = tempfile::tempdir().unwrap();
@@ -366,7 +366,7 @@ fn a_running_bot_whose_store_stops_keeps_entries_aside_and_writes_them_when_it_i
             .list_approvals(&[ApprovalState::Pending])
             .await
             .unwrap_err();
-        assert!(e.downcast_ref::<StoreUnavailable>().is_some(), "{e:#}");
+        assert!(e.is_unavailable(), "{e}");
         let kept = bot.record_audit(entry(3)).await.unwrap().unwrap();
         assert!(kept.contains("2 entries kept"), "{kept}");
     });

@@ -236,7 +236,9 @@ fn audit_verify(
         let store =
             ResilientStore::for_url(store_url(&settings, env)?, Spill::new(spill_path(env)));
         store.connect_now().await?;
-        crate::core::store::verify_audit(&store).await
+        crate::core::store::verify_audit(&store)
+            .await
+            .map_err(crate::core::store::StoreError::into_anyhow)
     });
     match checked {
         Ok(report) => {
@@ -488,7 +490,8 @@ fn store_backed_core(
                 // A request left `executing` by a stopped bot is marked failed, never re-run.
                 let ids = Approvals::new(s)
                     .recover_interrupted(chrono::Utc::now())
-                    .await?;
+                    .await
+                    .map_err(crate::core::store::StoreError::into_anyhow)?;
                 found.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
                 anyhow::Ok(())
             })

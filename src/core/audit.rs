@@ -143,7 +143,10 @@ impl From<AuditRecord> for crate::core::store::NewAuditEntry {
 #[async_trait]
 impl AuditSink for StoreAudit {
     async fn record(&self, record: AuditRecord) -> anyhow::Result<Option<String>> {
-        self.store.append_audit(record.into()).await?;
+        self.store
+            .append_audit(record.into())
+            .await
+            .map_err(crate::core::store::StoreError::into_anyhow)?;
         Ok(None)
     }
 }

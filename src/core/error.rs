@@ -1,75 +1,191 @@
 //! The two kinds of failure: user errors that say what to do, and internal errors shown only by reference.
 
+use std::fmt;
 use std::time::Duration;
 
+use crate::core::approvals::request::Refusal;
+use crate::core::audit::Decision;
 use crate::core::engine::EngineError;
-use crate::core::types::format_duration;
+use crate::core::store::StoreError;
+use crate::core::types::{ChannelId, CommandName, RoleId, ServiceName, UserId, format_duration};
 
 /// What the person is told while the store is down (approvals and the audit log live there).
 pub const STORE_DOWN: &str = "the approval store is unreachable, so destructive commands are refused until it is back; read-only commands still work";
 
-/// Something the person can act on; the text is short Markdown meant for the chat.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// Something the person can act on: data, rendered as chat Markdown in [`UserError::markdown`] only.
+#[derive(Debug, Clone, PartialEq)]
 pub enum UserError {
-    #[error("{0}")]
-    Denied(String),
-    #[error("rate limited ({scope}); retry in {}", format_duration(*retry_after))]
+    /// No grant lets these roles run the command (on these services) in this channel.
+    Denied {
+        actor: UserId,
+        roles: Vec<RoleId>,
+        command: CommandName,
+        /// The services refused; empty when the command itself is not granted.
+        services: Vec<ServiceName>,
+        channel: ChannelId,
+    },
+    /// An approval rule refused the action (own request, no approver role, expired, …).
+    Approval(Refusal),
+    /// Refused for a reason in words (a target changed since approval, a request not runnable here).
+    Refused(String),
     RateLimited {
         scope: String,
         retry_after: Duration,
     },
-    #[error("needs approval")]
+    /// Destructive, and this bot has no store to keep an approval request in.
     NeedsApproval {
         command: String,
         approvers: Vec<String>,
         min_approvals: u32,
         ttl: Duration,
     },
-    #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
     InvalidArgument(String),
-    #[error("{0}")]
+    /// The bot's own store (approvals, audit) cannot be reached.
+    StoreDown,
+    /// The Docker Engine cannot be reached or did not answer.
+    EngineDown(String),
+    /// Something the bot asked (a dependency, a service, the operation as a whole) did not answer or failed.
     Unavailable(String),
+    /// An approved request ran and failed; `cause` says how.
+    ApprovedRunFailed {
+        id: String,
+        cause: Box<UserError>,
+    },
+    /// Any of the above with a line the reply must carry (an audit notice).
+    Noted {
+        error: Box<UserError>,
+        note: String,
+    },
+}
+
+impl std::error::Error for UserError {}
+
+/// One line, for logs, the audit and the incident timeline.
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserError::Denied { .. } => f.write_str(&self.denial()),
+            UserError::Approval(r) => f.write_str(&r.markdown()),
+            UserError::Refused(m)
+            | UserError::NotFound(m)
+            | UserError::InvalidArgument(m)
+            | UserError::EngineDown(m)
+            | UserError::Unavailable(m) => f.write_str(m),
+            UserError::RateLimited { scope, retry_after } => write!(
+                f,
+                "rate limited ({scope}); retry in {}",
+                format_duration(*retry_after)
+            ),
+            UserError::NeedsApproval { .. } => f.write_str("needs approval"),
+            UserError::StoreDown => f.write_str(STORE_DOWN),
+            UserError::ApprovedRunFailed { id, cause } => {
+                write!(f, "approved request {id} failed: {cause}")
+            }
+            UserError::Noted { error, .. } => error.fmt(f),
+        }
+    }
+}
+
+fn ticked<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl UserError {
+    fn denial(&self) -> String {
+        let UserError::Denied {
+            actor,
+            roles,
+            command,
+            services,
+            channel,
+        } = self
+        else {
+            return String::new();
+        };
+        let roles = if roles.is_empty() {
+            "no roles".to_owned()
+        } else {
+            ticked(roles)
+        };
+        let what = if services.is_empty() {
+            format!("`/{command}`")
+        } else {
+            format!("`/{command}` on {}", ticked(services))
+        };
+        format!("`{actor}` ({roles}) may not run {what} in `{channel}`.")
+    }
+
     /// The same error with every text run through the redactor (messages may echo input).
     pub fn redacted(self, r: &crate::core::redact::Redactor) -> Self {
         match self {
-            UserError::Denied(m) => UserError::Denied(r.redact(&m)),
+            UserError::Refused(m) => UserError::Refused(r.redact(&m)),
             UserError::NotFound(m) => UserError::NotFound(r.redact(&m)),
             UserError::InvalidArgument(m) => UserError::InvalidArgument(r.redact(&m)),
+            UserError::EngineDown(m) => UserError::EngineDown(r.redact(&m)),
             UserError::Unavailable(m) => UserError::Unavailable(r.redact(&m)),
             UserError::RateLimited { scope, retry_after } => UserError::RateLimited {
                 scope: r.redact(&scope),
                 retry_after,
             },
-            other @ UserError::NeedsApproval { .. } => other,
+            UserError::ApprovedRunFailed { id, cause } => UserError::ApprovedRunFailed {
+                id,
+                cause: Box::new(cause.redacted(r)),
+            },
+            UserError::Noted { error, note } => UserError::Noted {
+                error: Box::new(error.redacted(r)),
+                note: r.redact(&note),
+            },
+            // Parsed names and fixed texts only.
+            other @ (UserError::Denied { .. }
+            | UserError::Approval(_)
+            | UserError::NeedsApproval { .. }
+            | UserError::StoreDown) => other,
         }
     }
 
-    /// The same error with a line added to its message (variants without free text keep theirs).
-    pub fn with_note(self, note: &str) -> Self {
-        let add = |m: String| format!("{m}\n{note}");
+    /// The same error with a line added to the reply.
+    pub fn with_note(self, note: impl Into<String>) -> Self {
+        UserError::Noted {
+            error: Box::new(self),
+            note: note.into(),
+        }
+    }
+
+    /// The audit's word for how a refused or failed run ended.
+    pub fn decision(&self) -> Decision {
         match self {
-            UserError::Denied(m) => UserError::Denied(add(m)),
-            UserError::NotFound(m) => UserError::NotFound(add(m)),
-            UserError::InvalidArgument(m) => UserError::InvalidArgument(add(m)),
-            UserError::Unavailable(m) => UserError::Unavailable(add(m)),
-            other => {
-                tracing::warn!("{note}");
-                other
+            UserError::Noted { error, .. } => error.decision(),
+            UserError::Denied { .. } | UserError::Approval(_) | UserError::Refused(_) => {
+                Decision::Denied
             }
+            UserError::RateLimited { .. } => Decision::Limited,
+            UserError::NeedsApproval { .. } => Decision::Pending,
+            UserError::NotFound(_) | UserError::InvalidArgument(_) => Decision::Invalid,
+            UserError::StoreDown
+            | UserError::EngineDown(_)
+            | UserError::Unavailable(_)
+            | UserError::ApprovedRunFailed { .. } => Decision::Failed,
         }
     }
 
     /// The chat message: what happened and what to do next.
     pub fn markdown(&self) -> String {
         match self {
-            UserError::Denied(why) => format!(
-                "**Denied.** {why}\nAsk an admin for a role that grants it, or use a channel where it is allowed."
+            UserError::Denied { .. } => format!(
+                "**Denied.** {}\nAsk an admin for a role that grants it, or use a channel where it is allowed.",
+                self.denial()
             ),
+            UserError::Approval(r @ Refusal::NotAnApprover { .. }) => format!(
+                "**Denied.** {}\nAsk an admin for an approver role if you should review it.",
+                r.markdown()
+            ),
+            UserError::Approval(r) => format!("**Denied.** {}", r.markdown()),
+            UserError::Refused(why) => format!("**Refused.** {why}"),
             UserError::RateLimited { scope, retry_after } => {
                 let secs = retry_after.as_secs().max(1);
                 format!(
@@ -83,7 +199,7 @@ impl UserError {
                 min_approvals,
                 ttl,
             } => format!(
-                "**`/{command}` needs approval.** It is destructive: {min_approvals} person(s) with role {} must approve it (requests expire after {}). Approval requests are not built into the bot yet, so it cannot run from here for now; ask an approver to do it by hand following the runbook.",
+                "**`/{command}` needs approval.** It is destructive: {min_approvals} person(s) with role {} must approve it (requests expire after {}). This bot runs without a store to keep approval requests in, so it cannot run from here; ask an approver to do it by hand following the runbook.",
                 approvers
                     .iter()
                     .map(|r| format!("`{r}`"))
@@ -95,13 +211,21 @@ impl UserError {
             UserError::InvalidArgument(what) => {
                 format!("**Invalid argument.** {what}\nSee `/help` for the command's options.")
             }
-            // The store's own refusal already says what still works; the Docker hint would mislead.
-            UserError::Unavailable(what) if what.starts_with(STORE_DOWN) => {
-                format!("**Unavailable.** {what}\nTry again shortly.")
-            }
-            UserError::Unavailable(what) => format!(
+            UserError::StoreDown => format!("**Unavailable.** {STORE_DOWN}\nTry again shortly."),
+            UserError::EngineDown(what) => format!(
                 "**Unavailable.** {what}\nTry again shortly; if it persists, check the Docker host."
             ),
+            UserError::Unavailable(what) => format!("**Unavailable.** {what}\nTry again shortly."),
+            UserError::ApprovedRunFailed { id, cause } => match cause.as_ref() {
+                UserError::NotFound(m) | UserError::InvalidArgument(m) | UserError::Refused(m) => {
+                    format!("**Refused.** Approved request {id} failed closed: {m}")
+                }
+                other => format!(
+                    "**Approved request {id} failed.** {}",
+                    other.markdown().trim_start_matches("**Unavailable.** ")
+                ),
+            },
+            UserError::Noted { error, note } => format!("{}\n{note}", error.markdown()),
         }
     }
 }
@@ -147,14 +271,26 @@ impl PipelineError {
     }
 }
 
+/// The store's outage is the person's news (nothing ran); anything else it says is internal.
+impl From<StoreError> for PipelineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(why) => {
+                tracing::warn!("store work refused: {why}");
+                UserError::StoreDown.into()
+            }
+            StoreError::Failed(e) => PipelineError::internal(e),
+        }
+    }
+}
+
 impl From<EngineError> for PipelineError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Unavailable(why) => {
-                UserError::Unavailable(format!("The Docker Engine is not reachable ({why})."))
-                    .into()
+                UserError::EngineDown(format!("The Docker Engine is not reachable ({why}).")).into()
             }
-            EngineError::Timeout(d) => UserError::Unavailable(format!(
+            EngineError::Timeout(d) => UserError::EngineDown(format!(
                 "The Docker Engine did not answer within {}.",
                 format_duration(d)
             ))
@@ -207,8 +343,53 @@ mod tests {
         ));
         assert!(matches!(
             PipelineError::from(EngineError::Unavailable("down".into())),
-            PipelineError::User(UserError::Unavailable(_))
+            PipelineError::User(UserError::EngineDown(_))
         ));
+    }
+
+    #[test]
+    fn only_the_engine_being_down_points_at_the_docker_host() {
+        let engine = PipelineError::from(EngineError::Unavailable("refused".into())).markdown();
+        assert!(engine.contains("check the Docker host"), "{engine}");
+        for e in [
+            UserError::StoreDown,
+            UserError::Unavailable("Postgres said: password authentication failed".into()),
+        ] {
+            assert!(!e.markdown().contains("Docker"), "{}", e.markdown());
+        }
+    }
+
+    #[test]
+    fn a_store_outage_is_the_persons_news_and_any_other_store_error_is_internal() {
+        let down = PipelineError::from(StoreError::Unavailable("connection refused".into()));
+        assert!(matches!(down, PipelineError::User(UserError::StoreDown)));
+        assert!(down.markdown().contains(STORE_DOWN));
+        let failed = PipelineError::from(StoreError::Failed(anyhow::anyhow!("constraint")));
+        assert!(matches!(failed, PipelineError::Internal(_)));
+    }
+
+    #[test]
+    fn a_denial_names_who_which_roles_what_and_where_from_its_data() {
+        let e = UserError::Denied {
+            actor: UserId::parse("dave").unwrap(),
+            roles: vec![RoleId::parse("viewer").unwrap()],
+            command: CommandName::parse("restart").unwrap(),
+            services: vec![
+                ServiceName::parse("db").unwrap(),
+                ServiceName::parse("cache").unwrap(),
+            ],
+            channel: ChannelId::parse("ops").unwrap(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "`dave` (`viewer`) may not run `/restart` on `db`, `cache` in `ops`."
+        );
+        assert_eq!(e.decision(), Decision::Denied);
+        let noted = e.with_note("⚠ kept in the spill file");
+        assert_eq!(noted.decision(), Decision::Denied);
+        assert!(
+            noted.markdown().starts_with("**Denied.**") && noted.markdown().ends_with("spill file")
+        );
     }
 }
 

@@ -271,15 +271,56 @@ pub struct TimelineEntry {
 }
 
 /// The bot's durable state. Every method is one transaction.
+/// Why the store did not do what was asked. Told apart by type, never by looking inside.
+#[derive(Debug)]
+pub enum StoreError {
+    /// It could not be reached (refused, closed, timed out, shutting down): nothing happened there.
+    Unavailable(String),
+    /// It answered with an error, or with something this build cannot read.
+    Failed(anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// For callers that only log or report the cause chain.
+    pub fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            StoreError::Unavailable(why) => anyhow::anyhow!("the store is unreachable: {why}"),
+            StoreError::Failed(e) => e,
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(why) => write!(f, "the store is unreachable: {why}"),
+            StoreError::Failed(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+/// An error that is not about reaching the store: the store, or this build, failed.
+impl From<anyhow::Error> for StoreError {
+    fn from(e: anyhow::Error) -> Self {
+        StoreError::Failed(e)
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Appends to the audit log, chaining the entry to the previous one. Serialised across
     /// connections and processes sharing the store, so concurrent appends form one chain.
-    async fn append_audit(&self, entry: NewAuditEntry) -> anyhow::Result<AuditEntry>;
-    async fn query_audit(&self, query: &AuditQuery) -> anyhow::Result<Vec<AuditEntry>>;
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry>;
+    async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
     /// Entries with `id > after_id` in id order, for verification and export.
-    async fn audit_page(&self, after_id: i64, limit: u32) -> anyhow::Result<Vec<AuditEntry>>;
-    async fn audit_head(&self) -> anyhow::Result<AuditHead>;
+    async fn audit_page(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    async fn audit_head(&self) -> StoreResult<AuditHead>;
 
     /// Inserts a new request (state and reviews as given) and appends `audit`.
     /// `Ok(false)` when the id is already taken.
@@ -287,13 +328,10 @@ pub trait Store: Send + Sync {
         &self,
         request: &ApprovalRequest,
         audit: NewAuditEntry,
-    ) -> anyhow::Result<bool>;
-    async fn get_approval(&self, id: &str) -> anyhow::Result<Option<ApprovalRequest>>;
+    ) -> StoreResult<bool>;
+    async fn get_approval(&self, id: &str) -> StoreResult<Option<ApprovalRequest>>;
     /// Requests in any of `states`, oldest first.
-    async fn list_approvals(
-        &self,
-        states: &[ApprovalState],
-    ) -> anyhow::Result<Vec<ApprovalRequest>>;
+    async fn list_approvals(&self, states: &[ApprovalState]) -> StoreResult<Vec<ApprovalRequest>>;
     /// Records a review if the request is pending and unexpired at `review.at`; appends
     /// `audit` when recorded.
     async fn add_review(
@@ -301,9 +339,9 @@ pub trait Store: Send + Sync {
         id: &str,
         review: &Review,
         audit: NewAuditEntry,
-    ) -> anyhow::Result<ReviewAdded>;
+    ) -> StoreResult<ReviewAdded>;
     /// Applies `t` if its condition holds; true when this call made the change.
-    async fn transition(&self, t: Transition) -> anyhow::Result<bool>;
+    async fn transition(&self, t: Transition) -> StoreResult<bool>;
     /// Extends the lease of an executing request held by `executor`; false when it is not
     /// (any more) executing under that executor. Not audited: it changes nothing but time.
     async fn renew_lease(
@@ -311,19 +349,19 @@ pub trait Store: Send + Sync {
         id: &str,
         executor: &str,
         until: DateTime<Utc>,
-    ) -> anyhow::Result<bool>;
+    ) -> StoreResult<bool>;
 
-    async fn open_incident(&self, incident: NewIncident) -> anyhow::Result<Incident>;
+    async fn open_incident(&self, incident: NewIncident) -> StoreResult<Incident>;
     /// Attaches the chat thread once it exists; false if the incident is unknown.
-    async fn set_incident_thread(&self, id: i64, thread_id: &str) -> anyhow::Result<bool>;
+    async fn set_incident_thread(&self, id: i64, thread_id: &str) -> StoreResult<bool>;
     /// False when the incident is unknown or already closed.
-    async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<bool>;
-    async fn get_incident(&self, id: i64) -> anyhow::Result<Option<Incident>>;
-    async fn incident_by_thread(&self, thread_id: &str) -> anyhow::Result<Option<Incident>>;
-    async fn open_incidents(&self) -> anyhow::Result<Vec<Incident>>;
-    async fn add_timeline(&self, entry: TimelineEntry) -> anyhow::Result<()>;
+    async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> StoreResult<bool>;
+    async fn get_incident(&self, id: i64) -> StoreResult<Option<Incident>>;
+    async fn incident_by_thread(&self, thread_id: &str) -> StoreResult<Option<Incident>>;
+    async fn open_incidents(&self) -> StoreResult<Vec<Incident>>;
+    async fn add_timeline(&self, entry: TimelineEntry) -> StoreResult<()>;
     /// The incident's timeline in time order.
-    async fn timeline(&self, incident_id: i64) -> anyhow::Result<Vec<TimelineEntry>>;
+    async fn timeline(&self, incident_id: i64) -> StoreResult<Vec<TimelineEntry>>;
 }
 
 /// Where the chain first breaks.
@@ -370,14 +408,14 @@ impl fmt::Display for VerifyReport {
 /// Walks the whole audit log and checks every link: ids without gaps, `prev_hash` equal to
 /// the previous entry's hash, and each hash recomputed from the entry's fields. Also checks
 /// the store's head record so entries cut off the end are noticed.
-pub async fn verify_audit(store: &dyn Store) -> anyhow::Result<VerifyReport> {
+pub async fn verify_audit(store: &dyn Store) -> StoreResult<VerifyReport> {
     verify_audit_paged(store, 1000).await
 }
 
 pub(crate) async fn verify_audit_paged(
     store: &dyn Store,
     page_size: u32,
-) -> anyhow::Result<VerifyReport> {
+) -> StoreResult<VerifyReport> {
     let mut checked = 0u64;
     let mut prev_id = 0i64;
     let mut prev_hash = GENESIS_HASH.to_owned();

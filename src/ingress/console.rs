@@ -3,8 +3,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::core::audit::Decision;
 use crate::core::catalog::{Catalog, OptionType};
-use crate::core::error::{PipelineError, UserError};
+use crate::core::error::PipelineError;
 use crate::core::report::{Attachment, render_markdown};
 use crate::core::types::{ChannelId, UserId};
 use crate::pipeline::{Core, Invocation};
@@ -13,7 +14,7 @@ use crate::pipeline::{Core, Invocation};
 pub fn exit_code<T>(result: &Result<T, PipelineError>) -> u8 {
     match result {
         Ok(_) => 0,
-        Err(PipelineError::User(UserError::Unavailable(_))) => 1,
+        Err(PipelineError::User(u)) if u.decision() == Decision::Failed => 1,
         Err(PipelineError::User(_)) => 2,
         Err(PipelineError::Internal(_)) => 1,
     }
@@ -145,6 +146,7 @@ pub fn complete(catalog: &Catalog, groups: &[String], before_cursor: &str) -> (u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::error::UserError;
     use crate::core::report::Report;
 
     fn catalog() -> Catalog {
@@ -222,7 +224,7 @@ mod tests {
             0
         );
         assert_eq!(
-            exit_code::<()>(&Err(UserError::Denied("no".into()).into())),
+            exit_code::<()>(&Err(UserError::Refused("no".into()).into())),
             2
         );
         assert_eq!(

@@ -1023,7 +1023,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(
             e,
-            PipelineError::User(crate::core::error::UserError::Unavailable(_))
+            PipelineError::User(crate::core::error::UserError::EngineDown(_))
         ));
     }
 

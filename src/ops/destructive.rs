@@ -324,7 +324,7 @@ pub async fn bind_live(
             for v in &b.volumes {
                 let users = engine.volume_users_outside_project(v).await?;
                 if !users.is_empty() {
-                    return Err(UserError::Denied(format!(
+                    return Err(UserError::Refused(format!(
                         "volume `{v}` is also mounted by {} outside this project; a full reset would take it from under them. Nothing was changed",
                         users
                             .iter()

@@ -9,9 +9,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::core::args::Args;
+use crate::core::audit::Decision;
 use crate::core::error::{PipelineError, UserError};
 use crate::core::report::{Block, Report, Severity};
-use crate::core::store::{NewIncident, Store, TimelineEntry};
+use crate::core::store::{NewIncident, Store, StoreResult, TimelineEntry};
 use crate::core::threads::{Thread, Threads};
 use crate::core::types::{ChannelId, UserId};
 
@@ -95,10 +96,6 @@ pub async fn run(
     }
 }
 
-fn internal(e: anyhow::Error) -> PipelineError {
-    PipelineError::internal(e)
-}
-
 /// Whitespace and control characters collapse to single spaces (a thread name is one line).
 fn one_line(s: &str) -> String {
     s.split(|c: char| c.is_whitespace() || c.is_control())
@@ -125,8 +122,7 @@ async fn open(
     let channel = inv.channel.to_string();
     if let Some(i) = store
         .incident_by_thread(&channel)
-        .await
-        .map_err(internal)?
+        .await?
         .filter(|i| i.closed_at.is_none())
     {
         return Err(UserError::InvalidArgument(format!(
@@ -144,8 +140,7 @@ async fn open(
             opened_by: inv.actor.to_string(),
             opened_at: now,
         })
-        .await
-        .map_err(internal)?;
+        .await?;
     let summary = Report::new(
         format!("Incident {}: {title}", incident.id),
         Severity::Warning,
@@ -175,10 +170,7 @@ async fn open(
             .into());
         }
     };
-    store
-        .set_incident_thread(incident.id, &thread.id)
-        .await
-        .map_err(internal)?;
+    store.set_incident_thread(incident.id, &thread.id).await?;
     store
         .add_timeline(TimelineEntry {
             incident_id: incident.id,
@@ -187,8 +179,7 @@ async fn open(
             kind: "opened".into(),
             text: format!("incident opened: {title}"),
         })
-        .await
-        .map_err(internal)?;
+        .await?;
     let report = Report::new(
         format!("Incident {} opened: {title}", incident.id),
         Severity::Warning,
@@ -208,8 +199,7 @@ async fn close(store: &dyn Store, inv: &Who<'_>) -> Result<Outcome, PipelineErro
     let channel = inv.channel.to_string();
     let Some(incident) = store
         .incident_by_thread(&channel)
-        .await
-        .map_err(internal)?
+        .await?
         .filter(|i| i.closed_at.is_none())
     else {
         return Err(UserError::InvalidArgument(
@@ -226,20 +216,15 @@ async fn close(store: &dyn Store, inv: &Who<'_>) -> Result<Outcome, PipelineErro
             kind: "closed".into(),
             text: "incident closed".into(),
         })
-        .await
-        .map_err(internal)?;
-    if !store
-        .close_incident(incident.id, now)
-        .await
-        .map_err(internal)?
-    {
+        .await?;
+    if !store.close_incident(incident.id, now).await? {
         return Err(UserError::InvalidArgument(format!(
             "incident {} was closed a moment ago by someone else",
             incident.id
         ))
         .into());
     }
-    let entries = store.timeline(incident.id).await.map_err(internal)?;
+    let entries = store.timeline(incident.id).await?;
     let lasted = (now - incident.opened_at).to_std().unwrap_or_default();
     let report = Report::new(
         format!("Incident {} closed: {}", incident.id, incident.title),
@@ -298,7 +283,7 @@ pub async fn record(
     actor: &str,
     kind: &str,
     text: &str,
-) -> anyhow::Result<bool> {
+) -> StoreResult<bool> {
     let Some(incident) = store
         .incident_by_thread(channel)
         .await?
@@ -323,12 +308,12 @@ pub fn ending(result: Result<&Report, &PipelineError>) -> String {
     let text = match result {
         Ok(r) => format!("ran: {}", r.title),
         Err(PipelineError::User(u)) => {
-            let word = match u {
-                UserError::Denied(_) => "denied",
-                UserError::RateLimited { .. } => "rate limited",
-                UserError::NeedsApproval { .. } => "needs approval",
-                UserError::NotFound(_) | UserError::InvalidArgument(_) => "invalid",
-                UserError::Unavailable(_) => "failed",
+            let word = match u.decision() {
+                Decision::Denied => "denied",
+                Decision::Limited => "rate limited",
+                Decision::Pending => "needs approval",
+                Decision::Invalid => "invalid",
+                _ => "failed",
             };
             format!("{word}: {u}")
         }
@@ -424,7 +409,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(e, PipelineError::User(UserError::Denied(_))),
+            matches!(e, PipelineError::User(UserError::Denied { .. })),
             "{e:?}"
         );
     }
@@ -545,7 +530,7 @@ mod tests {
             e.starts_with("ran: Status x") && e.chars().count() <= TEXT,
             "{e}"
         );
-        let d = ending(Err(&UserError::Denied("no".into()).into()));
+        let d = ending(Err(&UserError::Refused("no".into()).into()));
         assert_eq!(d, "denied: no");
     }
 }

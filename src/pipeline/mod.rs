@@ -8,12 +8,12 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use tracing::{Instrument, info_span};
 
-use crate::core::approvals::{ApprovalRequest, Approvals, NewRequest, Outcome};
+use crate::core::approvals::{ApprovalRequest, Approvals, NewRequest};
 use crate::core::args::{self, ArgContext, RawArgs};
 use crate::core::audit::{AuditRecord, AuditSink, Decision};
 use crate::core::catalog::{Catalog, Command, Target};
 use crate::core::engine::{ContainerInfo, Engine, EngineError};
-use crate::core::error::{PipelineError, STORE_DOWN, UserError};
+use crate::core::error::{PipelineError, UserError};
 use crate::core::policy::Policy;
 use crate::core::ratelimit::RateLimits;
 use crate::core::redact::Redactor;
@@ -248,16 +248,7 @@ impl Core {
                     (Decision::Pending, r.report.title.clone())
                 }
                 Ok(r) => (Decision::Ran, r.report.title.clone()),
-                Err(PipelineError::User(u)) => (
-                    match u {
-                        UserError::Denied(_) => Decision::Denied,
-                        UserError::RateLimited { .. } => Decision::Limited,
-                        UserError::NeedsApproval { .. } => Decision::Pending,
-                        UserError::NotFound(_) | UserError::InvalidArgument(_) => Decision::Invalid,
-                        UserError::Unavailable(_) => Decision::Failed,
-                    },
-                    u.to_string(),
-                ),
+                Err(PipelineError::User(u)) => (u.decision(), u.to_string()),
                 Err(e @ PipelineError::Internal(_)) => (Decision::Failed, e.to_string()),
             };
             let record = AuditRecord {
@@ -553,8 +544,7 @@ impl Core {
                 },
                 Utc::now(),
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         Ok(Reply {
             report: pending_report(&req, a.min_approvals),
             kind: ReplyKind::Pending(Box::new(req)),
@@ -616,30 +606,17 @@ impl Core {
         cmd: &Command,
         services: Option<&[&ServiceName]>,
     ) -> PipelineError {
-        let roles = if roles.is_empty() {
-            "no roles".to_owned()
-        } else {
-            roles
+        UserError::Denied {
+            actor: inv.actor.clone(),
+            roles: roles.iter().cloned().collect(),
+            command: cmd.name.clone(),
+            services: services
+                .unwrap_or_default()
                 .iter()
-                .map(|r| format!("`{r}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let what = match services {
-            Some(s) => format!(
-                "`/{}` on {}",
-                cmd.name,
-                s.iter()
-                    .map(|s| format!("`{s}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            None => format!("`/{}`", cmd.name),
-        };
-        UserError::Denied(format!(
-            "`{}` ({roles}) may not run {what} in `{}`.",
-            inv.actor, inv.channel
-        ))
+                .map(|s| (*s).clone())
+                .collect(),
+            channel: inv.channel.clone(),
+        }
         .into()
     }
 }
@@ -656,88 +633,18 @@ impl Core {
         }
     }
 
-    /// The approval and audit commands.
+    /// The approval and audit commands; an approval that completes its quorum runs here.
     async fn review(
         &self,
         req: &review::Request,
         roles: &BTreeSet<RoleId>,
         actor: &UserId,
     ) -> Result<Reply, PipelineError> {
+        let (a, store) = self.store_or_refuse()?;
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-        let who = actor.as_str();
-        let report = match req {
-            review::Request::Approve { id } => self.approve(id, who, &roles).await,
-            review::Request::Deny { id, reason } => {
-                self.review_outcome(id, |a| a.deny(id, who, &roles, reason, Utc::now()))
-                    .await
-            }
-            review::Request::Cancel { id } => {
-                self.review_outcome(id, |a| a.cancel(id, who, Utc::now()))
-                    .await
-            }
-            review::Request::Pending => self.pending().await,
-            review::Request::Audit(q) => self.audit_query(q).await,
-        };
-        report.map(Reply::answer)
-    }
-
-    async fn review_outcome<'a, F, Fut>(&'a self, id: &str, f: F) -> Result<Report, PipelineError>
-    where
-        F: FnOnce(&'a Approvals) -> Fut,
-        Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
-    {
-        let (a, _) = self.store_or_refuse()?;
-        match f(a).await.map_err(store_error)? {
-            Outcome::Refused(r) => Err(UserError::Denied(r.markdown()).into()),
-            Outcome::Denied => Ok(Report::new(
-                format!("Request {id} denied; it will not run"),
-                Severity::Info,
-            )),
-            Outcome::Cancelled => Ok(Report::new(
-                format!("Request {id} cancelled; it will not run"),
-                Severity::Info,
-            )),
-            Outcome::Approved { .. } => Err(PipelineError::internal(anyhow::anyhow!(
-                "unexpected approval outcome for {id}"
-            ))),
-        }
-    }
-
-    async fn approve(
-        &self,
-        id: &str,
-        who: &str,
-        roles: &[String],
-    ) -> Result<Report, PipelineError> {
-        let (a, _) = self.store_or_refuse()?;
-        let outcome = a
-            .approve(id, who, roles, Utc::now())
-            .await
-            .map_err(store_error)?;
-        match outcome {
-            Outcome::Refused(r) => Err(UserError::Denied(r.markdown()).into()),
-            Outcome::Approved {
-                ready_to_run: false,
-                approvals,
-                needed,
-            } if approvals >= needed => Ok(Report::new(
-                format!("Approved {id}; a simultaneous approval completed it and runs it (once)"),
-                Severity::Info,
-            )),
-            Outcome::Approved {
-                ready_to_run: false,
-                approvals,
-                needed,
-            } => Ok(Report::new(
-                format!("Approved {id} ({approvals} of {needed}); waiting for more approvals"),
-                Severity::Info,
-            )),
-            Outcome::Approved {
-                ready_to_run: true, ..
-            } => self.execute_approved(id).await,
-            Outcome::Denied | Outcome::Cancelled => Err(PipelineError::internal(anyhow::anyhow!(
-                "unexpected review outcome for {id}"
-            ))),
+        match review::run(req, a, store.as_ref(), actor.as_str(), &roles).await? {
+            review::Reviewed::Answer(report) => Ok(Reply::answer(report)),
+            review::Reviewed::ReadyToRun(id) => self.execute_approved(&id).await.map(Reply::answer),
         }
     }
 
@@ -745,24 +652,19 @@ impl Core {
     /// the approved digest, runs it and records how it ended.
     pub async fn execute_approved(&self, id: &str) -> Result<Report, PipelineError> {
         let (a, _) = self.store_or_refuse()?;
-        if !a
-            .claim_for_execution(id, Utc::now())
-            .await
-            .map_err(store_error)?
-        {
+        if !a.claim_for_execution(id, Utc::now()).await? {
             let state = a
                 .get(id)
-                .await
-                .map_err(store_error)?
+                .await?
                 .map(|r| r.state.to_string())
                 .unwrap_or_else(|| "unknown".into());
-            return Err(UserError::Denied(format!(
+            return Err(UserError::Refused(format!(
                 "Request {id} was approved but is **{state}**: it runs once, and not from here."
             ))
             .into());
         }
         let started = Instant::now();
-        let result = match a.get(id).await.map_err(store_error)? {
+        let result = match a.get(id).await? {
             Some(req) => {
                 let run = tokio::time::timeout(destructive::DEADLINE, self.run_approved(&req));
                 match with_lease_renewed(a, id, run).await {
@@ -794,14 +696,9 @@ impl Core {
                 r.title = format!("Approved request {id} ran: {}", r.title);
                 Ok(r)
             }
-            Err(PipelineError::User(u)) => Err(PipelineError::User(match u {
-                UserError::Unavailable(m) => {
-                    UserError::Unavailable(format!("Approved request {id} failed: {m}"))
-                }
-                UserError::NotFound(m) | UserError::InvalidArgument(m) | UserError::Denied(m) => {
-                    UserError::Denied(format!("Approved request {id} failed closed: {m}"))
-                }
-                other => other,
+            Err(PipelineError::User(u)) => Err(PipelineError::User(UserError::ApprovedRunFailed {
+                id: id.to_owned(),
+                cause: Box::new(u),
             })),
             Err(e) => Err(e),
         }
@@ -826,7 +723,7 @@ impl Core {
             },
         )?;
         let Request::Gated(gated) = Request::parse(cmd, &args)? else {
-            return Err(UserError::Denied(format!(
+            return Err(UserError::Refused(format!(
                 "`/{}` no longer needs approval, so request {} is not run from here",
                 cmd.name, req.id
             ))
@@ -852,16 +749,20 @@ impl Core {
         .await
         .map_err(|e| match e {
             // A dependency that does not answer is not a changed target.
-            PipelineError::User(u) if !matches!(u, UserError::Unavailable(_)) => {
-                PipelineError::User(UserError::Denied(format!(
-                    "the target changed since approval: {}",
-                    u.markdown()
+            PipelineError::User(u)
+                if !matches!(
+                    u,
+                    UserError::Unavailable(_) | UserError::EngineDown(_) | UserError::StoreDown
+                ) =>
+            {
+                PipelineError::User(UserError::Refused(format!(
+                    "the target changed since approval: {u}"
                 )))
             }
             e => e,
         })?;
         if !req.matches(&bound.op) {
-            return Err(UserError::Denied(destructive::explain_change(
+            return Err(UserError::Refused(destructive::explain_change(
                 &req.targets,
                 &bound.op.targets,
             ))
@@ -875,106 +776,6 @@ impl Core {
             self.settings.limits.stop_timeout,
         )
         .await
-    }
-
-    async fn pending(&self) -> Result<Report, PipelineError> {
-        let (a, _) = self.store_or_refuse()?;
-        let now = Utc::now();
-        let expired = a.expire_due(now).await.map_err(store_error)?;
-        // Requests whose executor stopped are settled here too, not only when a bot starts.
-        let interrupted = a.recover_interrupted(now).await.map_err(store_error)?;
-        let open = a.pending().await.map_err(store_error)?;
-        let mut r = Report::new(
-            format!("{} approval request(s) waiting", open.len()),
-            Severity::Info,
-        );
-        if !open.is_empty() {
-            r.push(Block::Table {
-                headers: [
-                    "id",
-                    "command",
-                    "targets",
-                    "requester",
-                    "approvals",
-                    "expires",
-                ]
-                .map(String::from)
-                .to_vec(),
-                rows: open
-                    .iter()
-                    .map(|q| {
-                        vec![
-                            q.id.clone(),
-                            format!("/{} {}", q.command, q.args).trim_end().to_owned(),
-                            q.targets.join(", "),
-                            q.requester.clone(),
-                            format!("{}/{}", q.approvals(), q.min_approvals),
-                            q.expires_at.format("%H:%M:%S UTC").to_string(),
-                        ]
-                    })
-                    .collect(),
-            });
-        }
-        if !expired.is_empty() {
-            r.push(Block::Text(format!(
-                "Expired just now: {}",
-                expired.join(", ")
-            )));
-        }
-        if !interrupted.is_empty() {
-            r.push(Block::Text(format!(
-                "Marked `failed: interrupted` just now (their executor stopped; not re-run): {}",
-                interrupted.join(", ")
-            )));
-        }
-        Ok(r)
-    }
-
-    async fn audit_query(&self, p: &review::AuditParams) -> Result<Report, PipelineError> {
-        let (_, store) = self.store_or_refuse()?;
-        let q = crate::core::store::AuditQuery {
-            actor: p.user.clone(),
-            target: p.service.clone(),
-            command: p.command.clone(),
-            since: p
-                .since
-                .and_then(|d| chrono::Duration::from_std(d).ok())
-                .map(|d| Utc::now() - d),
-            limit: p.limit,
-            ..Default::default()
-        };
-        let entries = store.query_audit(&q).await.map_err(store_error)?;
-        let mut r = Report::new(
-            format!(
-                "{} audit entr{}",
-                entries.len(),
-                if entries.len() == 1 { "y" } else { "ies" }
-            ),
-            Severity::Info,
-        );
-        if !entries.is_empty() {
-            r.push(Block::Table {
-                headers: ["id", "at", "actor", "command", "decision", "result"]
-                    .map(String::from)
-                    .to_vec(),
-                rows: entries
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            e.id.to_string(),
-                            e.entry.at.format("%m-%d %H:%M:%S").to_string(),
-                            e.entry.actor.clone(),
-                            format!("/{} {}", e.entry.command, e.entry.args)
-                                .trim_end()
-                                .to_owned(),
-                            e.entry.decision.to_string(),
-                            e.entry.result.chars().take(120).collect(),
-                        ]
-                    })
-                    .collect(),
-            });
-        }
-        Ok(r)
     }
 }
 
@@ -997,17 +798,6 @@ async fn with_lease_renewed<T>(
                 Err(e) => tracing::warn!(approval = id, "lease not renewed: {e:#}"),
             },
         }
-    }
-}
-
-/// A store failure as the person sees it: an outage is a clear refusal (nothing ran), anything
-/// else an internal error.
-fn store_error(e: anyhow::Error) -> PipelineError {
-    if crate::infra::store::resilient::is_unavailable(&e) {
-        tracing::warn!("store work refused: {e:#}");
-        UserError::Unavailable(STORE_DOWN.into()).into()
-    } else {
-        PipelineError::internal(e)
     }
 }
 
@@ -1230,7 +1020,7 @@ mod tests {
         let (core, audit) = core_with(fake.clone());
         let e = core.run(inv("mallory", "/status")).await.unwrap_err();
         assert!(
-            matches!(&e, PipelineError::User(UserError::Denied(m)) if m.contains("no roles")),
+            matches!(&e, PipelineError::User(UserError::Denied { roles, .. }) if roles.is_empty()),
             "{e:?}"
         );
         assert_eq!(audit.records()[0].decision, Decision::Denied);
@@ -1241,7 +1031,7 @@ mod tests {
         let fake = Arc::new(FakeEngine::riftwing());
         let (core, audit) = core_with(fake.clone());
         let e = core.run(inv("dave", "/restart api-1")).await.unwrap_err();
-        assert!(matches!(e, PipelineError::User(UserError::Denied(_))));
+        assert!(matches!(e, PipelineError::User(UserError::Denied { .. })));
         assert!(fake.calls().is_empty());
         assert_eq!(audit.records()[0].decision, Decision::Denied);
     }
@@ -1259,7 +1049,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&e, PipelineError::User(UserError::Denied(m)) if m.contains("`postgres`")),
+            matches!(&e, PipelineError::User(UserError::Denied { services, .. }) if services.iter().any(|s| s.as_str() == "postgres")),
             "{e:?}"
         );
         assert_eq!(fake.calls().len(), 1);
@@ -1398,7 +1188,7 @@ mod tests {
         // The viewer grant lists commands by name, so the new command is denied to viewers.
         assert!(matches!(
             core.run(inv("dave", "/errors worker-1")).await,
-            Err(PipelineError::User(UserError::Denied(_)))
+            Err(PipelineError::User(UserError::Denied { .. }))
         ));
     }
 
@@ -1513,7 +1303,7 @@ mod tests {
         ];
         for (n, (who, line)) in refused.iter().enumerate() {
             let md = core.run(inv(who, line)).await.unwrap_err().markdown();
-            assert!(md.contains(STORE_DOWN), "{line}: {md}");
+            assert!(md.contains(crate::core::error::STORE_DOWN), "{line}: {md}");
             assert!(!md.contains("Docker host"), "not a Docker problem: {md}");
             assert!(
                 md.contains(&format!("{} entr", n + 1)) && md.contains("audit-spill.jsonl"),
@@ -1799,7 +1589,7 @@ mod tests {
         fake.set_unavailable(true);
         let (core, audit) = core_with(fake);
         let e = core.run(inv("dave", "/status")).await.unwrap_err();
-        assert!(matches!(e, PipelineError::User(UserError::Unavailable(_))));
+        assert!(matches!(e, PipelineError::User(UserError::EngineDown(_))));
         assert_eq!(audit.records()[0].decision, Decision::Failed);
     }
 
@@ -1989,7 +1779,7 @@ mod tests {
         let (core, audit) = engine_only_core(fake.clone());
         let e = core.run(inv("mallory", "/diagnose")).await.unwrap_err();
         assert!(
-            matches!(&e, PipelineError::User(UserError::Denied(m)) if m.contains("no roles")),
+            matches!(&e, PipelineError::User(UserError::Denied { roles, .. }) if roles.is_empty()),
             "{e:?}"
         );
         assert_eq!(audit.records()[0].decision, Decision::Denied);

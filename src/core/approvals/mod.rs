@@ -17,7 +17,8 @@ pub use request::*;
 
 use crate::core::replica::ReplicaId;
 use crate::core::store::{
-    AuditDecision, Lease, LeaseCheck, NewAuditEntry, ReviewAdded, Store, Transition, to_micros,
+    AuditDecision, Lease, LeaseCheck, NewAuditEntry, ReviewAdded, Store, StoreResult, Transition,
+    to_micros,
 };
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
@@ -80,9 +81,9 @@ impl Approvals {
         &self,
         req: NewRequest,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<ApprovalRequest> {
+    ) -> StoreResult<ApprovalRequest> {
         let now = to_micros(now);
-        let ttl = chrono::Duration::from_std(req.ttl)?;
+        let ttl = chrono::Duration::from_std(req.ttl).map_err(anyhow::Error::from)?;
         let mut request = ApprovalRequest {
             id: String::new(),
             command: req.operation.command.clone(),
@@ -125,15 +126,15 @@ impl Approvals {
                 return Ok(request);
             }
         }
-        anyhow::bail!("could not find a free approval id after 5 tries")
+        Err(anyhow::anyhow!("could not find a free approval id after 5 tries").into())
     }
 
-    pub async fn get(&self, id: &str) -> anyhow::Result<Option<ApprovalRequest>> {
+    pub async fn get(&self, id: &str) -> StoreResult<Option<ApprovalRequest>> {
         self.store.get_approval(id).await
     }
 
     /// Requests waiting for reviews, oldest first (expired ones included until `expire_due`).
-    pub async fn pending(&self) -> anyhow::Result<Vec<ApprovalRequest>> {
+    pub async fn pending(&self) -> StoreResult<Vec<ApprovalRequest>> {
         self.store.list_approvals(&[ApprovalState::Pending]).await
     }
 
@@ -144,7 +145,7 @@ impl Approvals {
         approver: &str,
         approver_roles: &[String],
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Outcome> {
+    ) -> StoreResult<Outcome> {
         let now = to_micros(now);
         let Some(req) = self.store.get_approval(id).await? else {
             return Ok(Outcome::Refused(Refusal::NotFound));
@@ -231,7 +232,7 @@ impl Approvals {
         reviewer_roles: &[String],
         reason: &str,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Outcome> {
+    ) -> StoreResult<Outcome> {
         let now = to_micros(now);
         let Some(req) = self.store.get_approval(id).await? else {
             return Ok(Outcome::Refused(Refusal::NotFound));
@@ -304,7 +305,7 @@ impl Approvals {
 
     /// The requester withdraws a request that has not started running.
     #[tracing::instrument(level = "debug", skip(self), err)]
-    pub async fn cancel(&self, id: &str, who: &str, now: DateTime<Utc>) -> anyhow::Result<Outcome> {
+    pub async fn cancel(&self, id: &str, who: &str, now: DateTime<Utc>) -> StoreResult<Outcome> {
         let now = to_micros(now);
         let Some(req) = self.store.get_approval(id).await? else {
             return Ok(Outcome::Refused(Refusal::NotFound));
@@ -345,7 +346,7 @@ impl Approvals {
     /// Claims an approved, unexpired request for execution. Exactly one caller ever gets
     /// `true` for a request; only that caller may run the operation.
     #[tracing::instrument(level = "debug", skip(self), err)]
-    pub async fn claim_for_execution(&self, id: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+    pub async fn claim_for_execution(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
         let now = to_micros(now);
         let Some(req) = self.store.get_approval(id).await? else {
             return Ok(false);
@@ -361,7 +362,8 @@ impl Approvals {
                 unexpired_at: Some(now),
                 lease: Some(Lease {
                     executor: self.replica.to_string(),
-                    until: now + chrono::Duration::from_std(self.lease)?,
+                    until: now
+                        + chrono::Duration::from_std(self.lease).map_err(anyhow::Error::from)?,
                 }),
                 lease_check: None,
                 result: None,
@@ -383,8 +385,9 @@ impl Approvals {
 
     /// Extends this replica's lease on a request it is executing; call it well within the
     /// lease while the operation runs. False when the request is no longer ours to run.
-    pub async fn renew_lease(&self, id: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
-        let until = to_micros(now) + chrono::Duration::from_std(self.lease)?;
+    pub async fn renew_lease(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let until =
+            to_micros(now) + chrono::Duration::from_std(self.lease).map_err(anyhow::Error::from)?;
         self.store
             .renew_lease(id, &self.replica.to_string(), until)
             .await
@@ -399,7 +402,7 @@ impl Approvals {
         result: Result<String, String>,
         duration: Duration,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
+    ) -> StoreResult<bool> {
         let now = to_micros(now);
         let Some(req) = self.store.get_approval(id).await? else {
             return Ok(false);
@@ -433,7 +436,7 @@ impl Approvals {
     }
 
     /// Marks every pending or approved request whose time is up as expired; returns their ids.
-    pub async fn expire_due(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+    pub async fn expire_due(&self, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
         let now = to_micros(now);
         let open = self
             .store
@@ -457,7 +460,7 @@ impl Approvals {
     /// process: see [`ReplicaId::is_provably_gone`]). A live replica's request is left alone,
     /// so any replica may run this at any time; the conditional update makes sure two
     /// recoverers record it once.
-    pub async fn recover_interrupted(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+    pub async fn recover_interrupted(&self, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
         let now = to_micros(now);
         let executing = self
             .store
@@ -515,7 +518,7 @@ impl Approvals {
         Ok(recovered)
     }
 
-    async fn expire(&self, req: &ApprovalRequest, now: DateTime<Utc>) -> anyhow::Result<bool> {
+    async fn expire(&self, req: &ApprovalRequest, now: DateTime<Utc>) -> StoreResult<bool> {
         self.store
             .transition(Transition {
                 id: req.id.clone(),
@@ -549,7 +552,7 @@ impl Approvals {
         who: &str,
         roles: &[String],
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Outcome> {
+    ) -> StoreResult<Outcome> {
         let Some(req) = self.store.get_approval(id).await? else {
             return Ok(Outcome::Refused(Refusal::NotFound));
         };
@@ -568,7 +571,7 @@ impl Approvals {
         roles: &[String],
         refusal: Refusal,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Outcome> {
+    ) -> StoreResult<Outcome> {
         if refusal == Refusal::Expired && req.state == ApprovalState::Pending {
             self.expire(req, now).await?;
         }

@@ -8,7 +8,7 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
-use crate::core::store::Store;
+use crate::core::store::{Store, StoreError};
 
 pub use postgres::PostgresStore;
 pub use resilient::{ResilientStore, StoreUnavailable};
@@ -27,6 +27,38 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 /// Parses a stored list column (JSON text in SQLite).
 pub(crate) fn json_list(s: &str) -> anyhow::Result<Vec<String>> {
     Ok(serde_json::from_str(s)?)
+}
+
+/// A lost connection (refused, closed, timed out, server shutting down) is `Unavailable`;
+/// anything the store answered is `Failed`.
+pub(crate) fn classify(e: anyhow::Error) -> StoreError {
+    if is_connection_error(&e) {
+        StoreError::Unavailable(format!("{e:#}"))
+    } else {
+        StoreError::Failed(e)
+    }
+}
+
+fn is_connection_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        if c.is::<StoreUnavailable>() || c.is::<std::io::Error>() {
+            return true;
+        }
+        if let Some(pe) = c.downcast_ref::<tokio_postgres::Error>() {
+            if pe.is_closed() {
+                return true;
+            }
+            // 08: connection exception; 57P0x: admin/crash shutdown, cannot connect now.
+            if let Some(code) = pe.code() {
+                let code = code.code();
+                return code.starts_with("08") || code.starts_with("57P0");
+            }
+        }
+        matches!(
+            c.downcast_ref::<deadpool_postgres::PoolError>(),
+            Some(deadpool_postgres::PoolError::Timeout(_) | deadpool_postgres::PoolError::Closed)
+        )
+    })
 }
 
 #[cfg(test)]

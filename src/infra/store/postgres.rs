@@ -16,11 +16,11 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
-use super::rows;
+use super::{classify, rows};
 use crate::core::approvals::request::{ApprovalRequest, ApprovalState, Review};
 use crate::core::store::{
     AuditEntry, AuditHead, AuditQuery, GENESIS_HASH, Incident, LeaseCheck, NewAuditEntry,
-    NewIncident, ReviewAdded, Store, TimelineEntry, Transition, entry_hash, to_micros,
+    NewIncident, ReviewAdded, Store, StoreResult, TimelineEntry, Transition, entry_hash, to_micros,
 };
 
 /// Schema versions, applied in order and recorded in `schema_migrations`. Never edit one that
@@ -348,168 +348,191 @@ async fn append(
     })
 }
 
+/// A store call's outcome, with a lost connection told apart from an error answer.
+async fn pg<T>(call: impl std::future::Future<Output = anyhow::Result<T>>) -> StoreResult<T> {
+    call.await.map_err(classify)
+}
+
 #[async_trait]
 impl Store for PostgresStore {
-    async fn append_audit(&self, entry: NewAuditEntry) -> anyhow::Result<AuditEntry> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let e = append(&tx, entry).await?;
-        tx.commit().await?;
-        Ok(e)
-    }
-
-    async fn query_audit(&self, q: &AuditQuery) -> anyhow::Result<Vec<AuditEntry>> {
-        let c = self.client().await?;
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log
-                     WHERE ($1::text IS NULL OR actor = $1)
-                       AND ($2::text IS NULL OR target @> ARRAY[$2::text])
-                       AND ($3::text IS NULL OR command = $3)
-                       AND ($4::text IS NULL OR decision = $4)
-                       AND ($5::timestamptz IS NULL OR at >= $5)
-                       AND ($6::timestamptz IS NULL OR at < $6)
-                       AND ($8::text IS NULL OR correlation_id = $8)
-                     ORDER BY id DESC LIMIT $7"
-                ),
-                &[
-                    &q.actor,
-                    &q.target,
-                    &q.command,
-                    &q.decision.map(|d| d.as_str()),
-                    &q.since,
-                    &q.until,
-                    &i64::from(q.limit),
-                    &q.correlation_id,
-                ],
-            )
-            .await?;
-        rows.iter().map(rows::audit_entry).collect()
-    }
-
-    async fn audit_page(&self, after_id: i64, limit: u32) -> anyhow::Result<Vec<AuditEntry>> {
-        let c = self.client().await?;
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2"
-                ),
-                &[&after_id, &i64::from(limit)],
-            )
-            .await?;
-        rows.iter().map(rows::audit_entry).collect()
-    }
-
-    async fn audit_head(&self) -> anyhow::Result<AuditHead> {
-        let c = self.client().await?;
-        let row = c
-            .query_opt(
-                "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
-                &[],
-            )
-            .await?;
-        Ok(match row {
-            Some(r) => AuditHead {
-                last_id: r.try_get(0)?,
-                last_hash: r.try_get(1)?,
-            },
-            // A deleted head row is itself tampering; verification then reports the mismatch.
-            None => AuditHead {
-                last_id: 0,
-                last_hash: GENESIS_HASH.into(),
-            },
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
+        pg(async move {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let e = append(&tx, entry).await?;
+            tx.commit().await?;
+            Ok(e)
         })
+        .await
+    }
+
+    async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        pg(async move {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {AUDIT_COLUMNS} FROM audit_log
+                         WHERE ($1::text IS NULL OR actor = $1)
+                           AND ($2::text IS NULL OR target @> ARRAY[$2::text])
+                           AND ($3::text IS NULL OR command = $3)
+                           AND ($4::text IS NULL OR decision = $4)
+                           AND ($5::timestamptz IS NULL OR at >= $5)
+                           AND ($6::timestamptz IS NULL OR at < $6)
+                           AND ($8::text IS NULL OR correlation_id = $8)
+                         ORDER BY id DESC LIMIT $7"
+                    ),
+                    &[
+                        &q.actor,
+                        &q.target,
+                        &q.command,
+                        &q.decision.map(|d| d.as_str()),
+                        &q.since,
+                        &q.until,
+                        &i64::from(q.limit),
+                        &q.correlation_id,
+                    ],
+                )
+                .await?;
+            rows.iter().map(rows::audit_entry).collect()
+        })
+        .await
+    }
+
+    async fn audit_page(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        pg(async move {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2"
+                    ),
+                    &[&after_id, &i64::from(limit)],
+                )
+                .await?;
+            rows.iter().map(rows::audit_entry).collect()
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> StoreResult<AuditHead> {
+        pg(async move {
+            let c = self.client().await?;
+            let row = c
+                .query_opt(
+                    "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
+                    &[],
+                )
+                .await?;
+            Ok(match row {
+                Some(r) => AuditHead {
+                    last_id: r.try_get(0)?,
+                    last_hash: r.try_get(1)?,
+                },
+                // A deleted head row is itself tampering; verification then reports the mismatch.
+                None => AuditHead {
+                    last_id: 0,
+                    last_hash: GENESIS_HASH.into(),
+                },
+            })
+        })
+        .await
     }
 
     async fn insert_approval(
         &self,
         r: &ApprovalRequest,
         audit: NewAuditEntry,
-    ) -> anyhow::Result<bool> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let inserted = tx
-            .execute(
-                &format!(
-                    "INSERT INTO approvals ({APPROVAL_COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-                     ON CONFLICT (id) DO NOTHING"
-                ),
-                &[
-                    &r.id,
-                    &r.command,
-                    &r.args,
-                    &r.targets,
-                    &r.requester,
-                    &r.requester_roles,
-                    &r.approver_roles,
-                    &(r.min_approvals.min(i32::MAX as u32) as i32),
-                    &r.channel,
-                    &r.correlation_id,
-                    &to_micros(r.created_at),
-                    &to_micros(r.expires_at),
-                    &r.digest,
-                    &r.state.as_str(),
-                    &r.result,
-                    &to_micros(r.updated_at),
-                    &r.executor,
-                    &r.lease_until.map(to_micros),
-                ],
-            )
-            .await?;
-        if inserted == 0 {
-            return Ok(false);
-        }
-        for rv in &r.reviews {
-            tx.execute(
-                "INSERT INTO approval_reviews (approval_id, reviewer, decision, reason, at) VALUES ($1, $2, $3, $4, $5)",
-                &[&r.id, &rv.reviewer, &rv.decision.as_str(), &rv.reason, &to_micros(rv.at)],
-            )
-            .await?;
-        }
-        append(&tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+    ) -> StoreResult<bool> {
+        pg(async move {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let inserted = tx
+                .execute(
+                    &format!(
+                        "INSERT INTO approvals ({APPROVAL_COLUMNS})
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                         ON CONFLICT (id) DO NOTHING"
+                    ),
+                    &[
+                        &r.id,
+                        &r.command,
+                        &r.args,
+                        &r.targets,
+                        &r.requester,
+                        &r.requester_roles,
+                        &r.approver_roles,
+                        &(r.min_approvals.min(i32::MAX as u32) as i32),
+                        &r.channel,
+                        &r.correlation_id,
+                        &to_micros(r.created_at),
+                        &to_micros(r.expires_at),
+                        &r.digest,
+                        &r.state.as_str(),
+                        &r.result,
+                        &to_micros(r.updated_at),
+                        &r.executor,
+                        &r.lease_until.map(to_micros),
+                    ],
+                )
+                .await?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+            for rv in &r.reviews {
+                tx.execute(
+                    "INSERT INTO approval_reviews (approval_id, reviewer, decision, reason, at) VALUES ($1, $2, $3, $4, $5)",
+                    &[&r.id, &rv.reviewer, &rv.decision.as_str(), &rv.reason, &to_micros(rv.at)],
+                )
+                .await?;
+            }
+            append(&tx, audit).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
-    async fn get_approval(&self, id: &str) -> anyhow::Result<Option<ApprovalRequest>> {
-        let c = self.client().await?;
-        let Some(row) = c
-            .query_opt(
-                &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1"),
-                &[&id],
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut req = rows::approval(&row)?;
-        load_reviews(&c, &mut req).await?;
-        Ok(Some(req))
+    async fn get_approval(&self, id: &str) -> StoreResult<Option<ApprovalRequest>> {
+        pg(async move {
+            let c = self.client().await?;
+            let Some(row) = c
+                .query_opt(
+                    &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1"),
+                    &[&id],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let mut req = rows::approval(&row)?;
+            load_reviews(&c, &mut req).await?;
+            Ok(Some(req))
+        })
+        .await
     }
 
-    async fn list_approvals(
-        &self,
-        states: &[ApprovalState],
-    ) -> anyhow::Result<Vec<ApprovalRequest>> {
-        let c = self.client().await?;
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE state = ANY($1) ORDER BY created_at, id"
-                ),
-                &[&state_names(states)],
-            )
-            .await?;
-        let mut reqs = rows
-            .iter()
-            .map(rows::approval)
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for r in &mut reqs {
-            load_reviews(&c, r).await?;
-        }
-        Ok(reqs)
+    async fn list_approvals(&self, states: &[ApprovalState]) -> StoreResult<Vec<ApprovalRequest>> {
+        pg(async move {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE state = ANY($1) ORDER BY created_at, id"
+                    ),
+                    &[&state_names(states)],
+                )
+                .await?;
+            let mut reqs = rows
+                .iter()
+                .map(rows::approval)
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for r in &mut reqs {
+                load_reviews(&c, r).await?;
+            }
+            Ok(reqs)
+        })
+        .await
     }
 
     async fn add_review(
@@ -517,76 +540,82 @@ impl Store for PostgresStore {
         id: &str,
         rv: &Review,
         audit: NewAuditEntry,
-    ) -> anyhow::Result<ReviewAdded> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let at = to_micros(rv.at);
-        // Locking the request row orders this review against concurrent ones and transitions.
-        let open = tx
-            .query_opt(
-                "SELECT 1 FROM approvals WHERE id = $1 AND state = 'pending' AND expires_at > $2 FOR UPDATE",
-                &[&id, &at],
-            )
-            .await?;
-        if open.is_none() {
-            return Ok(ReviewAdded::NotOpen);
-        }
-        let added = tx
-            .execute(
-                "INSERT INTO approval_reviews (approval_id, reviewer, decision, reason, at) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (approval_id, reviewer) DO NOTHING",
-                &[&id, &rv.reviewer, &rv.decision.as_str(), &rv.reason, &at],
-            )
-            .await?;
-        if added == 0 {
-            return Ok(ReviewAdded::Duplicate);
-        }
-        let approvals: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM approval_reviews WHERE approval_id = $1 AND decision = 'approve'",
-                &[&id],
-            )
-            .await?
-            .try_get(0)?;
-        append(&tx, audit).await?;
-        tx.commit().await?;
-        Ok(ReviewAdded::Added {
-            approvals: approvals as u32,
+    ) -> StoreResult<ReviewAdded> {
+        pg(async move {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let at = to_micros(rv.at);
+            // Locking the request row orders this review against concurrent ones and transitions.
+            let open = tx
+                .query_opt(
+                    "SELECT 1 FROM approvals WHERE id = $1 AND state = 'pending' AND expires_at > $2 FOR UPDATE",
+                    &[&id, &at],
+                )
+                .await?;
+            if open.is_none() {
+                return Ok(ReviewAdded::NotOpen);
+            }
+            let added = tx
+                .execute(
+                    "INSERT INTO approval_reviews (approval_id, reviewer, decision, reason, at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (approval_id, reviewer) DO NOTHING",
+                    &[&id, &rv.reviewer, &rv.decision.as_str(), &rv.reason, &at],
+                )
+                .await?;
+            if added == 0 {
+                return Ok(ReviewAdded::Duplicate);
+            }
+            let approvals: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM approval_reviews WHERE approval_id = $1 AND decision = 'approve'",
+                    &[&id],
+                )
+                .await?
+                .try_get(0)?;
+            append(&tx, audit).await?;
+            tx.commit().await?;
+            Ok(ReviewAdded::Added {
+                approvals: approvals as u32,
+            })
         })
+        .await
     }
 
-    async fn transition(&self, t: Transition) -> anyhow::Result<bool> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let (expired_at, held_by) = LeaseCheck::params(&t.lease_check);
-        let changed = tx
-            .execute(
-                "UPDATE approvals SET state = $1, result = coalesce($2, result), updated_at = $3,
-                        executor = coalesce($7, executor), lease_until = coalesce($8, lease_until)
-                 WHERE id = $4 AND state = ANY($5)
-                   AND ($6::timestamptz IS NULL OR expires_at > $6)
-                   AND ($9::timestamptz IS NULL OR lease_until IS NULL OR lease_until <= $9)
-                   AND ($10::text IS NULL OR executor = $10)",
-                &[
-                    &t.to.as_str(),
-                    &t.result,
-                    &to_micros(t.at),
-                    &t.id,
-                    &state_names(&t.from),
-                    &t.unexpired_at.map(to_micros),
-                    &t.lease.as_ref().map(|l| l.executor.as_str()),
-                    &t.lease.as_ref().map(|l| to_micros(l.until)),
-                    &expired_at,
-                    &held_by,
-                ],
-            )
-            .await?;
-        if changed == 0 {
-            return Ok(false);
-        }
-        append(&tx, t.audit).await?;
-        tx.commit().await?;
-        Ok(true)
+    async fn transition(&self, t: Transition) -> StoreResult<bool> {
+        pg(async move {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let (expired_at, held_by) = LeaseCheck::params(&t.lease_check);
+            let changed = tx
+                .execute(
+                    "UPDATE approvals SET state = $1, result = coalesce($2, result), updated_at = $3,
+                            executor = coalesce($7, executor), lease_until = coalesce($8, lease_until)
+                     WHERE id = $4 AND state = ANY($5)
+                       AND ($6::timestamptz IS NULL OR expires_at > $6)
+                       AND ($9::timestamptz IS NULL OR lease_until IS NULL OR lease_until <= $9)
+                       AND ($10::text IS NULL OR executor = $10)",
+                    &[
+                        &t.to.as_str(),
+                        &t.result,
+                        &to_micros(t.at),
+                        &t.id,
+                        &state_names(&t.from),
+                        &t.unexpired_at.map(to_micros),
+                        &t.lease.as_ref().map(|l| l.executor.as_str()),
+                        &t.lease.as_ref().map(|l| to_micros(l.until)),
+                        &expired_at,
+                        &held_by,
+                    ],
+                )
+                .await?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            append(&tx, t.audit).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn renew_lease(
@@ -594,108 +623,135 @@ impl Store for PostgresStore {
         id: &str,
         executor: &str,
         until: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
-        self.update_one(
-            "UPDATE approvals SET lease_until = $1 WHERE id = $2 AND state = 'executing' AND executor = $3",
-            &[&to_micros(until), &id, &executor],
-        )
-        .await
-    }
-
-    async fn open_incident(&self, i: NewIncident) -> anyhow::Result<Incident> {
-        let c = self.client().await?;
-        let opened_at = to_micros(i.opened_at);
-        let row = c
-            .query_one(
-                "INSERT INTO incidents (channel, thread_id, title, opened_by, opened_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                &[&i.channel, &i.thread_id, &i.title, &i.opened_by, &opened_at],
+    ) -> StoreResult<bool> {
+        pg(async move {
+            self.update_one(
+                "UPDATE approvals SET lease_until = $1 WHERE id = $2 AND state = 'executing' AND executor = $3",
+                &[&to_micros(until), &id, &executor],
             )
-            .await?;
-        Ok(Incident {
-            id: row.try_get(0)?,
-            channel: i.channel,
-            thread_id: i.thread_id,
-            title: i.title,
-            opened_by: i.opened_by,
-            opened_at,
-            closed_at: None,
+            .await
         })
-    }
-
-    async fn set_incident_thread(&self, id: i64, thread_id: &str) -> anyhow::Result<bool> {
-        self.update_one(
-            "UPDATE incidents SET thread_id = $1 WHERE id = $2",
-            &[&thread_id, &id],
-        )
         .await
     }
 
-    async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<bool> {
-        self.update_one(
-            "UPDATE incidents SET closed_at = $1 WHERE id = $2 AND closed_at IS NULL",
-            &[&to_micros(at), &id],
-        )
+    async fn open_incident(&self, i: NewIncident) -> StoreResult<Incident> {
+        pg(async move {
+            let c = self.client().await?;
+            let opened_at = to_micros(i.opened_at);
+            let row = c
+                .query_one(
+                    "INSERT INTO incidents (channel, thread_id, title, opened_by, opened_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    &[&i.channel, &i.thread_id, &i.title, &i.opened_by, &opened_at],
+                )
+                .await?;
+            Ok(Incident {
+                id: row.try_get(0)?,
+                channel: i.channel,
+                thread_id: i.thread_id,
+                title: i.title,
+                opened_by: i.opened_by,
+                opened_at,
+                closed_at: None,
+            })
+        })
         .await
     }
 
-    async fn get_incident(&self, id: i64) -> anyhow::Result<Option<Incident>> {
-        let c = self.client().await?;
-        c.query_opt(
-            &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"),
-            &[&id],
-        )
-        .await?
-        .as_ref()
-        .map(rows::incident)
-        .transpose()
-    }
-
-    async fn incident_by_thread(&self, thread_id: &str) -> anyhow::Result<Option<Incident>> {
-        let c = self.client().await?;
-        c.query_opt(
-            &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE thread_id = $1"),
-            &[&thread_id],
-        )
-        .await?
-        .as_ref()
-        .map(rows::incident)
-        .transpose()
-    }
-
-    async fn open_incidents(&self) -> anyhow::Result<Vec<Incident>> {
-        let c = self.client().await?;
-        c.query(
-            &format!(
-                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE closed_at IS NULL ORDER BY opened_at, id"
-            ),
-            &[],
-        )
-        .await?
-        .iter()
-        .map(rows::incident)
-        .collect()
-    }
-
-    async fn add_timeline(&self, e: TimelineEntry) -> anyhow::Result<()> {
-        let c = self.client().await?;
-        c.execute(
-            "INSERT INTO incident_timeline (incident_id, at, actor, kind, text) VALUES ($1, $2, $3, $4, $5)",
-            &[&e.incident_id, &to_micros(e.at), &e.actor, &e.kind, &e.text],
-        )
+    async fn set_incident_thread(&self, id: i64, thread_id: &str) -> StoreResult<bool> {
+        pg(async move {
+            self.update_one(
+                "UPDATE incidents SET thread_id = $1 WHERE id = $2",
+                &[&thread_id, &id],
+            )
+            .await
+        })
         .await
-        .with_context(|| format!("adding to the timeline of incident {}", e.incident_id))?;
-        Ok(())
     }
 
-    async fn timeline(&self, incident_id: i64) -> anyhow::Result<Vec<TimelineEntry>> {
-        let c = self.client().await?;
-        c.query(
-            "SELECT incident_id, at, actor, kind, text FROM incident_timeline WHERE incident_id = $1 ORDER BY at, id",
-            &[&incident_id],
-        )
-        .await?
-        .iter()
-        .map(rows::timeline_entry)
-        .collect()
+    async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> StoreResult<bool> {
+        pg(async move {
+            self.update_one(
+                "UPDATE incidents SET closed_at = $1 WHERE id = $2 AND closed_at IS NULL",
+                &[&to_micros(at), &id],
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn get_incident(&self, id: i64) -> StoreResult<Option<Incident>> {
+        pg(async move {
+            let c = self.client().await?;
+            c.query_opt(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"),
+                &[&id],
+            )
+            .await?
+            .as_ref()
+            .map(rows::incident)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn incident_by_thread(&self, thread_id: &str) -> StoreResult<Option<Incident>> {
+        pg(async move {
+            let c = self.client().await?;
+            c.query_opt(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE thread_id = $1"),
+                &[&thread_id],
+            )
+            .await?
+            .as_ref()
+            .map(rows::incident)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn open_incidents(&self) -> StoreResult<Vec<Incident>> {
+        pg(async move {
+            let c = self.client().await?;
+            c.query(
+                &format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE closed_at IS NULL ORDER BY opened_at, id"
+                ),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(rows::incident)
+            .collect()
+        })
+        .await
+    }
+
+    async fn add_timeline(&self, e: TimelineEntry) -> StoreResult<()> {
+        pg(async move {
+            let c = self.client().await?;
+            c.execute(
+                "INSERT INTO incident_timeline (incident_id, at, actor, kind, text) VALUES ($1, $2, $3, $4, $5)",
+                &[&e.incident_id, &to_micros(e.at), &e.actor, &e.kind, &e.text],
+            )
+            .await
+            .with_context(|| format!("adding to the timeline of incident {}", e.incident_id))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn timeline(&self, incident_id: i64) -> StoreResult<Vec<TimelineEntry>> {
+        pg(async move {
+            let c = self.client().await?;
+            c.query(
+                "SELECT incident_id, at, actor, kind, text FROM incident_timeline WHERE incident_id = $1 ORDER BY at, id",
+                &[&incident_id],
+            )
+            .await?
+            .iter()
+            .map(rows::timeline_entry)
+            .collect()
+        })
+        .await
     }
 }

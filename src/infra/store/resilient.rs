@@ -23,7 +23,7 @@ use crate::core::approvals::request::{ApprovalRequest, ApprovalState, Review};
 use crate::core::audit::{AuditRecord, AuditSink};
 use crate::core::store::{
     AuditEntry, AuditHead, AuditQuery, Incident, NewAuditEntry, NewIncident, ReviewAdded, Store,
-    TimelineEntry, Transition,
+    StoreError, StoreResult, TimelineEntry, Transition,
 };
 
 /// The store could not be reached; what was tried and when the next attempt is due.
@@ -32,6 +32,16 @@ use crate::core::store::{
 pub struct StoreUnavailable {
     pub reason: String,
     pub retry_in: Duration,
+}
+
+impl From<StoreUnavailable> for StoreError {
+    fn from(u: StoreUnavailable) -> Self {
+        StoreError::Unavailable(format!(
+            "{} (next attempt in {}s)",
+            u.reason,
+            u.retry_in.as_secs()
+        ))
+    }
 }
 
 type Opener = Box<dyn Fn() -> BoxFuture<'static, anyhow::Result<Arc<dyn Store>>> + Send + Sync>;
@@ -122,8 +132,8 @@ impl ResilientStore {
         if let Ok(store) = self.connected(&mut inner).await {
             match store.append_audit(entry.clone()).await {
                 Ok(_) => return Ok(inner.flushed.take()),
-                Err(e) if is_unavailable(&e) => self.mark_down(&mut inner, &e),
-                Err(e) => return Err(e),
+                Err(StoreError::Unavailable(why)) => self.mark_down(&mut inner, &why),
+                Err(e) => return Err(e.into_anyhow()),
             }
         }
         let path = self.spill.path().display().to_string();
@@ -208,8 +218,14 @@ impl ResilientStore {
         }
         let mut written = 0usize;
         for e in &contents.entries {
-            if !already_stored(&**store, e).await? {
-                store.append_audit(e.clone()).await?;
+            if !already_stored(&**store, e)
+                .await
+                .map_err(StoreError::into_anyhow)?
+            {
+                store
+                    .append_audit(e.clone())
+                    .await
+                    .map_err(StoreError::into_anyhow)?;
             }
             written += 1;
         }
@@ -232,7 +248,7 @@ impl ResilientStore {
         Ok(Some(notice))
     }
 
-    fn mark_down(&self, inner: &mut Inner, e: &anyhow::Error) {
+    fn mark_down(&self, inner: &mut Inner, e: &dyn std::fmt::Display) {
         // Only a lost connection is logged here: a failed first connect is returned to
         // `connect_now`'s caller, which tells the person once (the console printed it twice).
         if inner.store.take().is_some() {
@@ -258,19 +274,19 @@ impl ResilientStore {
     }
 
     /// Runs one store call on the connected store; a connection failure marks the store down.
-    async fn with<T, F, Fut>(&self, f: F) -> anyhow::Result<T>
+    async fn with<T, F, Fut>(&self, f: F) -> StoreResult<T>
     where
         F: FnOnce(Arc<dyn Store>) -> Fut + Send,
-        Fut: Future<Output = anyhow::Result<T>> + Send,
+        Fut: Future<Output = StoreResult<T>> + Send,
     {
         let store = {
             let mut inner = self.inner.lock().await;
             self.connected(&mut inner).await?
         };
         match f(store).await {
-            Err(e) if is_unavailable(&e) => {
+            Err(StoreError::Unavailable(why)) => {
                 let mut inner = self.inner.lock().await;
-                self.mark_down(&mut inner, &e);
+                self.mark_down(&mut inner, &why);
                 Err(self.unavailable(&inner).into())
             }
             other => other,
@@ -278,7 +294,7 @@ impl ResilientStore {
     }
 }
 
-async fn already_stored(store: &dyn Store, e: &NewAuditEntry) -> anyhow::Result<bool> {
+async fn already_stored(store: &dyn Store, e: &NewAuditEntry) -> StoreResult<bool> {
     let e = e.clone().normalized();
     let same = store
         .query_audit(&AuditQuery {
@@ -291,62 +307,35 @@ async fn already_stored(store: &dyn Store, e: &NewAuditEntry) -> anyhow::Result<
     Ok(same.iter().any(|s| s.entry == e))
 }
 
-/// True when the error means "cannot talk to the store" (refused, closed, timed out, server
-/// shutting down) rather than a store that answered with an error.
-pub fn is_unavailable(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        if c.is::<StoreUnavailable>() || c.is::<std::io::Error>() {
-            return true;
-        }
-        if let Some(pe) = c.downcast_ref::<tokio_postgres::Error>() {
-            if pe.is_closed() {
-                return true;
-            }
-            // 08: connection exception; 57P0x: admin/crash shutdown, cannot connect now.
-            if let Some(code) = pe.code() {
-                let code = code.code();
-                return code.starts_with("08") || code.starts_with("57P0");
-            }
-        }
-        matches!(
-            c.downcast_ref::<deadpool_postgres::PoolError>(),
-            Some(deadpool_postgres::PoolError::Timeout(_) | deadpool_postgres::PoolError::Closed)
-        )
-    })
-}
-
 #[async_trait]
 impl Store for ResilientStore {
-    async fn append_audit(&self, entry: NewAuditEntry) -> anyhow::Result<AuditEntry> {
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
         self.with(|s| async move { s.append_audit(entry).await })
             .await
     }
-    async fn query_audit(&self, query: &AuditQuery) -> anyhow::Result<Vec<AuditEntry>> {
+    async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
         self.with(|s| async move { s.query_audit(query).await })
             .await
     }
-    async fn audit_page(&self, after_id: i64, limit: u32) -> anyhow::Result<Vec<AuditEntry>> {
+    async fn audit_page(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         self.with(|s| async move { s.audit_page(after_id, limit).await })
             .await
     }
-    async fn audit_head(&self) -> anyhow::Result<AuditHead> {
+    async fn audit_head(&self) -> StoreResult<AuditHead> {
         self.with(|s| async move { s.audit_head().await }).await
     }
     async fn insert_approval(
         &self,
         request: &ApprovalRequest,
         audit: NewAuditEntry,
-    ) -> anyhow::Result<bool> {
+    ) -> StoreResult<bool> {
         self.with(|s| async move { s.insert_approval(request, audit).await })
             .await
     }
-    async fn get_approval(&self, id: &str) -> anyhow::Result<Option<ApprovalRequest>> {
+    async fn get_approval(&self, id: &str) -> StoreResult<Option<ApprovalRequest>> {
         self.with(|s| async move { s.get_approval(id).await }).await
     }
-    async fn list_approvals(
-        &self,
-        states: &[ApprovalState],
-    ) -> anyhow::Result<Vec<ApprovalRequest>> {
+    async fn list_approvals(&self, states: &[ApprovalState]) -> StoreResult<Vec<ApprovalRequest>> {
         self.with(|s| async move { s.list_approvals(states).await })
             .await
     }
@@ -355,11 +344,11 @@ impl Store for ResilientStore {
         id: &str,
         review: &Review,
         audit: NewAuditEntry,
-    ) -> anyhow::Result<ReviewAdded> {
+    ) -> StoreResult<ReviewAdded> {
         self.with(|s| async move { s.add_review(id, review, audit).await })
             .await
     }
-    async fn transition(&self, t: Transition) -> anyhow::Result<bool> {
+    async fn transition(&self, t: Transition) -> StoreResult<bool> {
         self.with(|s| async move { s.transition(t).await }).await
     }
     async fn renew_lease(
@@ -367,37 +356,37 @@ impl Store for ResilientStore {
         id: &str,
         executor: &str,
         until: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
+    ) -> StoreResult<bool> {
         self.with(|s| async move { s.renew_lease(id, executor, until).await })
             .await
     }
-    async fn open_incident(&self, incident: NewIncident) -> anyhow::Result<Incident> {
+    async fn open_incident(&self, incident: NewIncident) -> StoreResult<Incident> {
         self.with(|s| async move { s.open_incident(incident).await })
             .await
     }
-    async fn set_incident_thread(&self, id: i64, thread_id: &str) -> anyhow::Result<bool> {
+    async fn set_incident_thread(&self, id: i64, thread_id: &str) -> StoreResult<bool> {
         self.with(|s| async move { s.set_incident_thread(id, thread_id).await })
             .await
     }
-    async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<bool> {
+    async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> StoreResult<bool> {
         self.with(|s| async move { s.close_incident(id, at).await })
             .await
     }
-    async fn get_incident(&self, id: i64) -> anyhow::Result<Option<Incident>> {
+    async fn get_incident(&self, id: i64) -> StoreResult<Option<Incident>> {
         self.with(|s| async move { s.get_incident(id).await }).await
     }
-    async fn incident_by_thread(&self, thread_id: &str) -> anyhow::Result<Option<Incident>> {
+    async fn incident_by_thread(&self, thread_id: &str) -> StoreResult<Option<Incident>> {
         self.with(|s| async move { s.incident_by_thread(thread_id).await })
             .await
     }
-    async fn open_incidents(&self) -> anyhow::Result<Vec<Incident>> {
+    async fn open_incidents(&self) -> StoreResult<Vec<Incident>> {
         self.with(|s| async move { s.open_incidents().await }).await
     }
-    async fn add_timeline(&self, entry: TimelineEntry) -> anyhow::Result<()> {
+    async fn add_timeline(&self, entry: TimelineEntry) -> StoreResult<()> {
         self.with(|s| async move { s.add_timeline(entry).await })
             .await
     }
-    async fn timeline(&self, incident_id: i64) -> anyhow::Result<Vec<TimelineEntry>> {
+    async fn timeline(&self, incident_id: i64) -> StoreResult<Vec<TimelineEntry>> {
         self.with(|s| async move { s.timeline(incident_id).await })
             .await
     }
@@ -425,10 +414,12 @@ pub(crate) mod tests {
     }
 
     impl Switch {
-        fn check(&self) -> anyhow::Result<()> {
+        fn check(&self) -> StoreResult<()> {
             if self.down.load(Ordering::SeqCst) {
-                return Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
-                    .context("no connection to the test store");
+                let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+                return Err(crate::infra::store::classify(
+                    anyhow::Error::new(refused).context("no connection to the test store"),
+                ));
             }
             Ok(())
         }
@@ -436,19 +427,19 @@ pub(crate) mod tests {
 
     #[async_trait]
     impl Store for Switch {
-        async fn append_audit(&self, e: NewAuditEntry) -> anyhow::Result<AuditEntry> {
+        async fn append_audit(&self, e: NewAuditEntry) -> StoreResult<AuditEntry> {
             self.check()?;
             self.inner.append_audit(e).await
         }
-        async fn query_audit(&self, q: &AuditQuery) -> anyhow::Result<Vec<AuditEntry>> {
+        async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
             self.check()?;
             self.inner.query_audit(q).await
         }
-        async fn audit_page(&self, a: i64, l: u32) -> anyhow::Result<Vec<AuditEntry>> {
+        async fn audit_page(&self, a: i64, l: u32) -> StoreResult<Vec<AuditEntry>> {
             self.check()?;
             self.inner.audit_page(a, l).await
         }
-        async fn audit_head(&self) -> anyhow::Result<AuditHead> {
+        async fn audit_head(&self) -> StoreResult<AuditHead> {
             self.check()?;
             self.inner.audit_head().await
         }
@@ -456,18 +447,15 @@ pub(crate) mod tests {
             &self,
             r: &ApprovalRequest,
             a: NewAuditEntry,
-        ) -> anyhow::Result<bool> {
+        ) -> StoreResult<bool> {
             self.check()?;
             self.inner.insert_approval(r, a).await
         }
-        async fn get_approval(&self, id: &str) -> anyhow::Result<Option<ApprovalRequest>> {
+        async fn get_approval(&self, id: &str) -> StoreResult<Option<ApprovalRequest>> {
             self.check()?;
             self.inner.get_approval(id).await
         }
-        async fn list_approvals(
-            &self,
-            s: &[ApprovalState],
-        ) -> anyhow::Result<Vec<ApprovalRequest>> {
+        async fn list_approvals(&self, s: &[ApprovalState]) -> StoreResult<Vec<ApprovalRequest>> {
             self.check()?;
             self.inner.list_approvals(s).await
         }
@@ -476,47 +464,47 @@ pub(crate) mod tests {
             id: &str,
             r: &Review,
             a: NewAuditEntry,
-        ) -> anyhow::Result<ReviewAdded> {
+        ) -> StoreResult<ReviewAdded> {
             self.check()?;
             self.inner.add_review(id, r, a).await
         }
-        async fn transition(&self, t: Transition) -> anyhow::Result<bool> {
+        async fn transition(&self, t: Transition) -> StoreResult<bool> {
             self.check()?;
             self.inner.transition(t).await
         }
-        async fn renew_lease(&self, id: &str, e: &str, u: DateTime<Utc>) -> anyhow::Result<bool> {
+        async fn renew_lease(&self, id: &str, e: &str, u: DateTime<Utc>) -> StoreResult<bool> {
             self.check()?;
             self.inner.renew_lease(id, e, u).await
         }
-        async fn open_incident(&self, i: NewIncident) -> anyhow::Result<Incident> {
+        async fn open_incident(&self, i: NewIncident) -> StoreResult<Incident> {
             self.check()?;
             self.inner.open_incident(i).await
         }
-        async fn set_incident_thread(&self, id: i64, t: &str) -> anyhow::Result<bool> {
+        async fn set_incident_thread(&self, id: i64, t: &str) -> StoreResult<bool> {
             self.check()?;
             self.inner.set_incident_thread(id, t).await
         }
-        async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<bool> {
+        async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> StoreResult<bool> {
             self.check()?;
             self.inner.close_incident(id, at).await
         }
-        async fn get_incident(&self, id: i64) -> anyhow::Result<Option<Incident>> {
+        async fn get_incident(&self, id: i64) -> StoreResult<Option<Incident>> {
             self.check()?;
             self.inner.get_incident(id).await
         }
-        async fn incident_by_thread(&self, t: &str) -> anyhow::Result<Option<Incident>> {
+        async fn incident_by_thread(&self, t: &str) -> StoreResult<Option<Incident>> {
             self.check()?;
             self.inner.incident_by_thread(t).await
         }
-        async fn open_incidents(&self) -> anyhow::Result<Vec<Incident>> {
+        async fn open_incidents(&self) -> StoreResult<Vec<Incident>> {
             self.check()?;
             self.inner.open_incidents().await
         }
-        async fn add_timeline(&self, e: TimelineEntry) -> anyhow::Result<()> {
+        async fn add_timeline(&self, e: TimelineEntry) -> StoreResult<()> {
             self.check()?;
             self.inner.add_timeline(e).await
         }
-        async fn timeline(&self, id: i64) -> anyhow::Result<Vec<TimelineEntry>> {
+        async fn timeline(&self, id: i64) -> StoreResult<Vec<TimelineEntry>> {
             self.check()?;
             self.inner.timeline(id).await
         }
@@ -684,7 +672,7 @@ pub(crate) mod tests {
         let n3 = p.record_audit(entry(3, "a")).await.unwrap().unwrap();
         assert!(n3.contains("2 entries kept"), "{n3}");
         let e = p.get_approval("x").await.unwrap_err();
-        assert!(e.downcast_ref::<StoreUnavailable>().is_some(), "{e:#}");
+        assert!(e.is_unavailable(), "{e}");
         assert_eq!(rig.stored().await.len(), 1);
 
         rig.set_down(false);
@@ -792,8 +780,14 @@ pub(crate) mod tests {
         assert!(p.connect_now().await.is_err());
         for _ in 0..10 {
             let e = p.pending_like().await.unwrap_err();
-            let u = e.downcast_ref::<StoreUnavailable>().unwrap();
-            assert!(u.retry_in > Duration::from_secs(50), "{u:?}");
+            let StoreError::Unavailable(why) = &e else {
+                panic!("not an outage: {e}")
+            };
+            let secs: u64 = why
+                .rsplit_once("next attempt in ")
+                .and_then(|(_, s)| s.trim_end_matches("s)").parse().ok())
+                .unwrap_or_else(|| panic!("{why}"));
+            assert!(secs >= 50, "{why}");
         }
         assert_eq!(rig.opens.load(Ordering::SeqCst), 1, "no busy loop");
     }
@@ -808,7 +802,7 @@ pub(crate) mod tests {
     }
 
     impl ResilientStore {
-        async fn pending_like(&self) -> anyhow::Result<Vec<ApprovalRequest>> {
+        async fn pending_like(&self) -> StoreResult<Vec<ApprovalRequest>> {
             self.list_approvals(&[ApprovalState::Pending]).await
         }
     }

@@ -13,11 +13,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{json_list, rows};
+use super::{classify, json_list, rows};
 use crate::core::approvals::request::{ApprovalRequest, ApprovalState, Review};
 use crate::core::store::{
     AuditEntry, AuditHead, AuditQuery, Incident, LeaseCheck, NewAuditEntry, NewIncident,
-    ReviewAdded, Store, TimelineEntry, Transition, entry_hash, to_micros,
+    ReviewAdded, Store, StoreError, StoreResult, TimelineEntry, Transition, entry_hash, to_micros,
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
@@ -144,12 +144,12 @@ impl SqliteStore {
 
     /// Tampering in tests, as someone with access to the file could.
     #[cfg(test)]
-    pub(crate) async fn raw_sql(&self, sql: &str) -> anyhow::Result<()> {
+    pub(crate) async fn raw_sql(&self, sql: &str) -> StoreResult<()> {
         let sql = sql.to_owned();
         self.run(move |c| Ok(c.execute_batch(&sql)?)).await
     }
 
-    async fn run<T, F>(&self, f: F) -> anyhow::Result<T>
+    async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
@@ -159,7 +159,9 @@ impl SqliteStore {
             let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut c)
         })
-        .await?
+        .await
+        .map_err(|e| StoreError::Failed(e.into()))?
+        .map_err(classify)
     }
 }
 
@@ -275,7 +277,7 @@ fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn append_audit(&self, entry: NewAuditEntry) -> anyhow::Result<AuditEntry> {
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
         self.run(move |c| {
             let tx = write_tx(c)?;
             let e = append(&tx, entry)?;
@@ -285,7 +287,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn query_audit(&self, q: &AuditQuery) -> anyhow::Result<Vec<AuditEntry>> {
+    async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
         let q = q.clone();
         self.run(move |c| {
             let sql = format!(
@@ -318,7 +320,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit_page(&self, after_id: i64, limit: u32) -> anyhow::Result<Vec<AuditEntry>> {
+    async fn audit_page(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         self.run(move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2"
@@ -329,7 +331,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit_head(&self) -> anyhow::Result<AuditHead> {
+    async fn audit_head(&self) -> StoreResult<AuditHead> {
         self.run(|c| {
             Ok(c.query_row(
                 "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
@@ -349,7 +351,7 @@ impl Store for SqliteStore {
         &self,
         request: &ApprovalRequest,
         audit: NewAuditEntry,
-    ) -> anyhow::Result<bool> {
+    ) -> StoreResult<bool> {
         let r = request.clone();
         self.run(move |c| {
             let tx = write_tx(c)?;
@@ -395,7 +397,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_approval(&self, id: &str) -> anyhow::Result<Option<ApprovalRequest>> {
+    async fn get_approval(&self, id: &str) -> StoreResult<Option<ApprovalRequest>> {
         let id = id.to_owned();
         self.run(move |c| {
             let req = c
@@ -412,10 +414,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_approvals(
-        &self,
-        states: &[ApprovalState],
-    ) -> anyhow::Result<Vec<ApprovalRequest>> {
+    async fn list_approvals(&self, states: &[ApprovalState]) -> StoreResult<Vec<ApprovalRequest>> {
         let states = json(
             &states
                 .iter()
@@ -443,7 +442,7 @@ impl Store for SqliteStore {
         id: &str,
         review: &Review,
         audit: NewAuditEntry,
-    ) -> anyhow::Result<ReviewAdded> {
+    ) -> StoreResult<ReviewAdded> {
         let (id, rv) = (id.to_owned(), review.clone());
         self.run(move |c| {
             let tx = write_tx(c)?;
@@ -477,7 +476,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn transition(&self, t: Transition) -> anyhow::Result<bool> {
+    async fn transition(&self, t: Transition) -> StoreResult<bool> {
         self.run(move |c| {
             let tx = write_tx(c)?;
             let from = json(
@@ -522,7 +521,7 @@ impl Store for SqliteStore {
         id: &str,
         executor: &str,
         until: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
+    ) -> StoreResult<bool> {
         let (id, executor) = (id.to_owned(), executor.to_owned());
         self.run(move |c| {
             Ok(c.execute(
@@ -533,7 +532,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn open_incident(&self, i: NewIncident) -> anyhow::Result<Incident> {
+    async fn open_incident(&self, i: NewIncident) -> StoreResult<Incident> {
         self.run(move |c| {
             let opened_at = to_micros(i.opened_at);
             let tx = write_tx(c)?;
@@ -556,7 +555,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_incident_thread(&self, id: i64, thread_id: &str) -> anyhow::Result<bool> {
+    async fn set_incident_thread(&self, id: i64, thread_id: &str) -> StoreResult<bool> {
         let thread_id = thread_id.to_owned();
         self.run(move |c| {
             Ok(c.execute(
@@ -567,7 +566,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<bool> {
+    async fn close_incident(&self, id: i64, at: DateTime<Utc>) -> StoreResult<bool> {
         self.run(move |c| {
             Ok(c.execute(
                 "UPDATE incidents SET closed_at = ?1 WHERE id = ?2 AND closed_at IS NULL",
@@ -577,7 +576,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_incident(&self, id: i64) -> anyhow::Result<Option<Incident>> {
+    async fn get_incident(&self, id: i64) -> StoreResult<Option<Incident>> {
         self.run(move |c| {
             Ok(c.query_row(
                 &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
@@ -589,7 +588,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn incident_by_thread(&self, thread_id: &str) -> anyhow::Result<Option<Incident>> {
+    async fn incident_by_thread(&self, thread_id: &str) -> StoreResult<Option<Incident>> {
         let thread_id = thread_id.to_owned();
         self.run(move |c| {
             Ok(c.query_row(
@@ -602,7 +601,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn open_incidents(&self) -> anyhow::Result<Vec<Incident>> {
+    async fn open_incidents(&self) -> StoreResult<Vec<Incident>> {
         self.run(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE closed_at IS NULL ORDER BY opened_at, id"
@@ -612,7 +611,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_timeline(&self, e: TimelineEntry) -> anyhow::Result<()> {
+    async fn add_timeline(&self, e: TimelineEntry) -> StoreResult<()> {
         self.run(move |c| {
             c.execute(
                 "INSERT INTO incident_timeline (incident_id, at, actor, kind, text) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -624,7 +623,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn timeline(&self, incident_id: i64) -> anyhow::Result<Vec<TimelineEntry>> {
+    async fn timeline(&self, incident_id: i64) -> StoreResult<Vec<TimelineEntry>> {
         self.run(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT incident_id, at, actor, kind, text FROM incident_timeline WHERE incident_id = ?1 ORDER BY at, id",

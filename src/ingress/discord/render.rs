@@ -466,9 +466,13 @@ mod tests {
 
     #[test]
     fn denial_is_ephemeral_and_says_what_to_do() {
-        let e = PipelineError::from(UserError::Denied(
-            "`123` (no roles) may not run `/restart`.".into(),
-        ));
+        let e = PipelineError::from(UserError::Denied {
+            actor: crate::core::types::UserId::parse("123").unwrap(),
+            roles: vec![],
+            command: crate::core::types::CommandName::parse("restart").unwrap(),
+            services: vec![],
+            channel: crate::core::types::ChannelId::parse("456").unwrap(),
+        });
         let out = error(&e);
         assert_eq!(out.len(), 1);
         assert!(out[0].ephemeral);
