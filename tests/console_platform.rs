@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use container_ops::app::cli::load_config;
-use container_ops::core::audit::{Decision, MemoryAudit};
+use container_ops::core::audit::MemoryAudit;
 use container_ops::core::engine::Engine;
 use container_ops::core::ratelimit::RateSpec;
 use container_ops::core::settings::Settings;
+use container_ops::core::store::AuditDecision;
 use container_ops::core::types::{ChannelId, UserId};
 use container_ops::infra::docker::DockerEngine;
 use container_ops::ingress::console::Console;
@@ -253,7 +254,7 @@ impl Bot {
         }
     }
 
-    fn last_decision(&self) -> Decision {
+    fn last_decision(&self) -> AuditDecision {
         self.audit.records().last().expect("audited").decision
     }
 }
@@ -323,7 +324,7 @@ async fn status_lists_every_service_with_its_state_and_health() {
     assert_eq!(running, LONG_RUNNING.len(), "{}", r.everything());
     let init = status_row(&r, "minio-init");
     assert_eq!(init[2], "exited", "one-shot jobs are listed: {init:?}");
-    assert_eq!(bot.last_decision(), Decision::Ran);
+    assert_eq!(bot.last_decision(), AuditDecision::Ran);
 }
 
 #[tokio::test]
@@ -388,7 +389,7 @@ async fn restart_worker_1_restarts_only_that_container_and_a_second_is_refused_w
         again.text
     );
     assert!(again.text.contains("**Rate limited**"), "{}", again.text);
-    assert_eq!(bot.last_decision(), Decision::Limited);
+    assert_eq!(bot.last_decision(), AuditDecision::Limited);
     assert_eq!(
         started_at()["worker-1"],
         after["worker-1"],
@@ -498,7 +499,7 @@ async fn a_person_with_no_grant_gets_a_clear_denial() {
         r.text
     );
     assert!(r.text.contains("Ask an admin"), "{}", r.text);
-    assert_eq!(bot.last_decision(), Decision::Denied);
+    assert_eq!(bot.last_decision(), AuditDecision::Denied);
 }
 
 #[tokio::test]
@@ -509,7 +510,7 @@ async fn a_viewer_cannot_restart() {
     assert_eq!(r.code, 2);
     assert!(r.text.contains("**Denied.**"), "{}", r.text);
     assert!(r.text.contains("`viewer`"), "{}", r.text);
-    assert_eq!(bot.last_decision(), Decision::Denied);
+    assert_eq!(bot.last_decision(), AuditDecision::Denied);
     assert_eq!(started_at()["worker-1"], before["worker-1"]);
 }
 
@@ -535,7 +536,7 @@ async fn a_command_naming_another_projects_container_is_refused() {
             "{line}: {}",
             r.text
         );
-        assert_eq!(bot.last_decision(), Decision::Invalid, "{line}");
+        assert_eq!(bot.last_decision(), AuditDecision::Invalid, "{line}");
     }
     let r = bot.say("erin", "/status").await;
     assert!(
@@ -557,7 +558,7 @@ async fn a_destructive_command_stops_at_the_approval_gate() {
         "{}",
         r.text
     );
-    assert_eq!(bot.last_decision(), Decision::Pending);
+    assert_eq!(bot.last_decision(), AuditDecision::Pending);
     let after = started_at();
     for s in INFRA {
         assert_eq!(
@@ -620,7 +621,7 @@ async fn bad_input_is_a_short_user_error_that_says_what_to_do_and_runs_nothing()
             !r.text.contains(&big[..300]),
             "the 10 KB value is not echoed back"
         );
-        assert_eq!(bot.last_decision(), Decision::Invalid, "{shown:?}");
+        assert_eq!(bot.last_decision(), AuditDecision::Invalid, "{shown:?}");
     }
     assert_eq!(bot.audit.records().len(), cases.len());
     assert_eq!(started_at(), before, "nothing ran");

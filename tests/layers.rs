@@ -116,6 +116,24 @@ fn without_test_modules(code: &str) -> String {
     out
 }
 
+/// Every `.rs` file under `dir`, sorted.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read src") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 struct Crate {
     /// Module path → file, relative to src/.
     modules: BTreeMap<Vec<String>, PathBuf>,
@@ -125,37 +143,26 @@ impl Crate {
     fn read(src: &Path) -> (Self, BTreeMap<PathBuf, String>) {
         let mut modules = BTreeMap::new();
         let mut texts = BTreeMap::new();
-        let mut stack = vec![src.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).expect("read src") {
-                let p = e.expect("entry").path();
-                if p.is_dir() {
-                    stack.push(p);
-                    continue;
-                }
-                if p.extension().is_none_or(|x| x != "rs") {
-                    continue;
-                }
-                let rel = p.strip_prefix(src).expect("under src").to_path_buf();
-                let mut parts: Vec<String> = rel
-                    .with_extension("")
-                    .iter()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .collect();
-                // Test-only files, and the binary, which is a crate of its own.
-                if parts.last().is_some_and(|l| l == "tests") || rel == Path::new("main.rs") {
-                    continue;
-                }
-                if matches!(
-                    parts.last().map(String::as_str),
-                    Some("mod" | "lib" | "main")
-                ) {
-                    parts.pop();
-                }
-                let text = std::fs::read_to_string(&p).expect("read file");
-                texts.insert(rel.clone(), without_test_modules(&code_only(&text)));
-                modules.insert(parts, rel);
+        for p in rust_files(src) {
+            let rel = p.strip_prefix(src).expect("under src").to_path_buf();
+            let mut parts: Vec<String> = rel
+                .with_extension("")
+                .iter()
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect();
+            // Test-only files, and the binary, which is a crate of its own.
+            if parts.last().is_some_and(|l| l == "tests") || rel == Path::new("main.rs") {
+                continue;
             }
+            if matches!(
+                parts.last().map(String::as_str),
+                Some("mod" | "lib" | "main")
+            ) {
+                parts.pop();
+            }
+            let text = std::fs::read_to_string(&p).expect("read file");
+            texts.insert(rel.clone(), without_test_modules(&code_only(&text)));
+            modules.insert(parts, rel);
         }
         (Self { modules }, texts)
     }
@@ -449,31 +456,23 @@ const SEED_PLATFORM_NAMES: &[&str] = &[
 /// Lines of non-test code under `src` (comments left out, strings kept) that name one.
 fn seed_names_in_logic(src: &Path) -> Vec<String> {
     let mut found = Vec::new();
-    let mut stack = vec![src.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).expect("read src") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let test_only = p
-                .file_name()
-                .is_some_and(|n| n == "tests.rs" || n == "fake.rs");
-            if p.extension().is_none_or(|x| x != "rs") || test_only {
-                continue;
-            }
-            let text = std::fs::read_to_string(&p).expect("read file");
-            let code = without_test_modules(&strip(&text, true));
-            for (n, line) in code.lines().enumerate() {
-                if let Some(name) = SEED_PLATFORM_NAMES.iter().find(|w| line.contains(*w)) {
-                    found.push(format!(
-                        "{}:{}: `{name}` in {}",
-                        p.display(),
-                        n + 1,
-                        line.trim()
-                    ));
-                }
+    for p in rust_files(src) {
+        let test_only = p
+            .file_name()
+            .is_some_and(|n| n == "tests.rs" || n == "fake.rs");
+        if test_only {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).expect("read file");
+        let code = without_test_modules(&strip(&text, true));
+        for (n, line) in code.lines().enumerate() {
+            if let Some(name) = SEED_PLATFORM_NAMES.iter().find(|w| line.contains(*w)) {
+                found.push(format!(
+                    "{}:{}: `{name}` in {}",
+                    p.display(),
+                    n + 1,
+                    line.trim()
+                ));
             }
         }
     }

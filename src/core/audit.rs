@@ -6,32 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::core::store::AuditDecision;
 use crate::core::types::{ChannelId, RoleId, UserId};
-
-/// How a pipeline run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Denied,
-    Limited,
-    Invalid,
-    /// Stopped at the approval gate.
-    Pending,
-    Ran,
-    Failed,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Denied => "denied",
-            Decision::Limited => "limited",
-            Decision::Invalid => "invalid",
-            Decision::Pending => "pending",
-            Decision::Ran => "ran",
-            Decision::Failed => "failed",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
@@ -46,7 +22,7 @@ pub struct AuditRecord {
     pub args: String,
     /// Services (or `project`) the command resolved to, when it got that far.
     pub target: Vec<String>,
-    pub decision: Decision,
+    pub decision: AuditDecision,
     /// Short outcome: the report title, the user error, or the internal error reference.
     pub result: String,
     pub duration: Duration,
@@ -116,7 +92,6 @@ impl StoreAudit {
 
 impl From<AuditRecord> for crate::core::store::NewAuditEntry {
     fn from(r: AuditRecord) -> Self {
-        use crate::core::store::AuditDecision as D;
         Self {
             at: r.at,
             actor: r.actor.to_string(),
@@ -125,14 +100,7 @@ impl From<AuditRecord> for crate::core::store::NewAuditEntry {
             command: r.command,
             args: r.args,
             target: r.target,
-            decision: match r.decision {
-                Decision::Denied => D::Denied,
-                Decision::Limited => D::Limited,
-                Decision::Invalid => D::Invalid,
-                Decision::Pending => D::Pending,
-                Decision::Ran => D::Ran,
-                Decision::Failed => D::Failed,
-            },
+            decision: r.decision,
             result: r.result,
             duration_ms: r.duration.as_millis() as u64,
             correlation_id: r.correlation_id,
@@ -160,7 +128,10 @@ mod tests {
     #[tokio::test]
     async fn memory_audit_keeps_records_in_order() {
         let a = MemoryAudit::new();
-        for (i, d) in [Decision::Denied, Decision::Ran].into_iter().enumerate() {
+        for (i, d) in [AuditDecision::Denied, AuditDecision::Ran]
+            .into_iter()
+            .enumerate()
+        {
             a.record(AuditRecord {
                 at: Utc::now(),
                 correlation_id: format!("c{i}"),
@@ -180,7 +151,7 @@ mod tests {
         let r = a.records();
         assert_eq!(
             r.iter().map(|r| r.decision).collect::<Vec<_>>(),
-            [Decision::Denied, Decision::Ran]
+            [AuditDecision::Denied, AuditDecision::Ran]
         );
         assert_eq!(r[1].correlation_id, "c1");
     }
@@ -202,7 +173,7 @@ mod tests {
                 command: "reset".into(),
                 args: "redis".into(),
                 target: vec!["redis".into()],
-                decision: Decision::Pending,
+                decision: AuditDecision::Pending,
                 result: "pending approval".into(),
                 duration: Duration::from_millis(7),
             })

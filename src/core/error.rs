@@ -4,8 +4,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::core::approvals::request::Refusal;
-use crate::core::audit::Decision;
 use crate::core::engine::EngineError;
+use crate::core::store::AuditDecision;
 use crate::core::store::StoreError;
 use crate::core::types::{ChannelId, CommandName, RoleId, ServiceName, UserId, format_duration};
 
@@ -157,19 +157,19 @@ impl UserError {
     }
 
     /// The audit's word for how a refused or failed run ended.
-    pub fn decision(&self) -> Decision {
+    pub fn decision(&self) -> AuditDecision {
         match self {
             UserError::Noted { error, .. } => error.decision(),
             UserError::Denied { .. } | UserError::Approval(_) | UserError::Refused(_) => {
-                Decision::Denied
+                AuditDecision::Denied
             }
-            UserError::RateLimited { .. } => Decision::Limited,
-            UserError::NeedsApproval { .. } => Decision::Pending,
-            UserError::NotFound(_) | UserError::InvalidArgument(_) => Decision::Invalid,
+            UserError::RateLimited { .. } => AuditDecision::Limited,
+            UserError::NeedsApproval { .. } => AuditDecision::Pending,
+            UserError::NotFound(_) | UserError::InvalidArgument(_) => AuditDecision::Invalid,
             UserError::StoreDown
             | UserError::EngineDown(_)
             | UserError::Unavailable(_)
-            | UserError::ApprovedRunFailed { .. } => Decision::Failed,
+            | UserError::ApprovedRunFailed { .. } => AuditDecision::Failed,
         }
     }
 
@@ -384,9 +384,9 @@ mod tests {
             e.to_string(),
             "`dave` (`viewer`) may not run `/restart` on `db`, `cache` in `ops`."
         );
-        assert_eq!(e.decision(), Decision::Denied);
+        assert_eq!(e.decision(), AuditDecision::Denied);
         let noted = e.with_note("⚠ kept in the spill file");
-        assert_eq!(noted.decision(), Decision::Denied);
+        assert_eq!(noted.decision(), AuditDecision::Denied);
         assert!(
             noted.markdown().starts_with("**Denied.**") && noted.markdown().ends_with("spill file")
         );

@@ -7,7 +7,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::core::catalog::{Catalog, Command};
+use crate::core::catalog::Catalog;
 use crate::core::error::{ConfigError, line_of};
 use crate::core::types::{ChannelId, RoleId, ServiceName, UserId};
 
@@ -268,25 +268,6 @@ impl Policy {
             .any(|g| g.services.is_match(service.as_str()))
     }
 
-    /// May `approver` approve `requester`'s request to run `command`? Only a different person
-    /// holding one of the command's approver roles (four eyes; the catalog names the roles).
-    pub fn may_approve(
-        &self,
-        approver: &UserId,
-        approver_platform_roles: &[String],
-        requester: &UserId,
-        command: &Command,
-    ) -> bool {
-        if approver == requester {
-            return false;
-        }
-        let roles = self.roles_of(approver, approver_platform_roles);
-        command
-            .approval
-            .as_ref()
-            .is_some_and(|a| a.approvers.iter().any(|r| roles.contains(r)))
-    }
-
     /// Does any grant of the command reach a person (a role with users or Discord roles)?
     /// Chat menus hide commands nobody may run unless the catalog asks otherwise.
     pub fn is_granted(&self, command: &str) -> bool {
@@ -399,27 +380,6 @@ mod tests {
             !p.may_run(&r, "status", &ch("333")),
             "channel glob must restrict"
         );
-    }
-
-    #[test]
-    fn only_another_person_with_an_approver_role_may_approve() {
-        let p = team();
-        let groups: BTreeSet<GroupName> = ["app", "infra"]
-            .iter()
-            .map(|g| GroupName::parse(g).unwrap())
-            .collect();
-        let c = Catalog::load_dir(&repo("commands"), &groups).unwrap();
-        let infra = c.get("restart-infra").unwrap();
-        assert!(p.may_approve(&u("carol"), &[], &u("erin"), infra));
-        assert!(
-            !p.may_approve(&u("alice"), &[], &u("erin"), infra),
-            "alice holds no approver role"
-        );
-        assert!(
-            !p.may_approve(&u("erin"), &[], &u("erin"), infra),
-            "nobody approves their own request"
-        );
-        p.check_catalog(&c).unwrap();
     }
 
     #[test]

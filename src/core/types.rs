@@ -239,15 +239,48 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
-/// Short human form of a duration: `45s`, `3m 20s`, `2h 5m`, `3d 4h`.
+/// Short human form of a duration: `350 ms`, `1.5s`, `45s`, `3m 20s`, `2h 5m`, `3d 4h`.
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
+    if s < 60 && d.subsec_millis() != 0 {
+        return if s == 0 {
+            format!("{} ms", d.as_millis())
+        } else {
+            format!("{:.1}s", d.as_secs_f64())
+        };
+    }
     match s {
         0..60 => format!("{s}s"),
         60..3600 => format!("{}m {}s", s / 60, s % 60),
         3600..86_400 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
         _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
     }
+}
+
+/// Short human form of a size in binary units: `512 B`, `1.5 KiB`, `48.0 MiB`, `2.0 GiB`.
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `s` cut to at most `max` characters, the cut marked with `…`.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// Lowercase hex of bytes (digests).
@@ -311,5 +344,24 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(45)), "45s");
         assert_eq!(format_duration(Duration::from_secs(200)), "3m 20s");
         assert_eq!(format_duration(Duration::from_secs(7500)), "2h 5m");
+        assert_eq!(format_duration(Duration::from_millis(350)), "350 ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_millis(2000)), "2s");
+    }
+
+    #[test]
+    fn sizes_use_binary_units() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(48 * 1024 * 1024), "48.0 MiB");
+        assert_eq!(format_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn bounded_text_keeps_its_limit_and_marks_the_cut() {
+        assert_eq!(bounded("short", 10), "short");
+        let cut = bounded(&"é".repeat(300), 100);
+        assert_eq!(cut.chars().count(), 100);
+        assert!(cut.ends_with('…'));
     }
 }

@@ -3,10 +3,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::core::audit::Decision;
 use crate::core::catalog::{Catalog, OptionType};
 use crate::core::error::PipelineError;
 use crate::core::report::{Attachment, render_markdown};
+use crate::core::store::AuditDecision;
 use crate::core::types::{ChannelId, UserId};
 use crate::pipeline::{Core, Invocation};
 
@@ -14,7 +14,7 @@ use crate::pipeline::{Core, Invocation};
 pub fn exit_code<T>(result: &Result<T, PipelineError>) -> u8 {
     match result {
         Ok(_) => 0,
-        Err(PipelineError::User(u)) if u.decision() == Decision::Failed => 1,
+        Err(PipelineError::User(u)) if u.decision() == AuditDecision::Failed => 1,
         Err(PipelineError::User(_)) => 2,
         Err(PipelineError::Internal(_)) => 1,
     }

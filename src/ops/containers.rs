@@ -13,7 +13,7 @@ use crate::core::error::PipelineError;
 use crate::core::policy::Policy;
 use crate::core::redact::Redactor;
 use crate::core::report::{Block, Report, Severity};
-use crate::core::types::{ChannelId, RoleId, ServiceName, format_duration};
+use crate::core::types::{ChannelId, RoleId, ServiceName, format_bytes, format_duration};
 
 /// Containers an operation acts on, plus services that were asked for but have no container.
 #[derive(Debug, Clone, Default)]
@@ -46,21 +46,6 @@ fn fatal(e: EngineError) -> Result<String, PipelineError> {
     }
 }
 
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 fn by_service(mut cs: Vec<ContainerInfo>) -> Vec<ContainerInfo> {
     cs.sort_by(|a, b| a.service.cmp(&b.service).then(a.name.cmp(&b.name)));
     cs
@@ -89,7 +74,9 @@ pub fn status(project: &str, t: &Targets) -> Report {
                 bad += 1;
             }
             let uptime = match (running, c.started_at) {
-                (true, Some(s)) => format_duration((now - s).to_std().unwrap_or_default()),
+                (true, Some(s)) => format_duration(Duration::from_secs(
+                    (now - s).to_std().unwrap_or_default().as_secs(),
+                )),
                 _ => "-".into(),
             };
             let ports = c
@@ -400,22 +387,22 @@ pub async fn stats(engine: &dyn Engine, t: &Targets) -> Result<Report, PipelineE
                 let mem = if s.memory_limit > 0 {
                     format!(
                         "{} / {} ({:.0}%)",
-                        human_bytes(s.memory_usage),
-                        human_bytes(s.memory_limit),
+                        format_bytes(s.memory_usage),
+                        format_bytes(s.memory_limit),
                         s.memory_usage as f64 * 100.0 / s.memory_limit as f64
                     )
                 } else {
-                    format!("{} / unlimited", human_bytes(s.memory_usage))
+                    format!("{} / unlimited", format_bytes(s.memory_usage))
                 };
                 vec![
                     c.service.clone(),
                     format!("{:.1}%", s.cpu_percent),
                     mem,
-                    format!("{} / {}", human_bytes(s.net_rx), human_bytes(s.net_tx)),
+                    format!("{} / {}", format_bytes(s.net_rx), format_bytes(s.net_tx)),
                     format!(
                         "{} / {}",
-                        human_bytes(s.block_read),
-                        human_bytes(s.block_write)
+                        format_bytes(s.block_read),
+                        format_bytes(s.block_write)
                     ),
                     s.pids.to_string(),
                 ]
@@ -603,7 +590,7 @@ pub async fn volumes(engine: &dyn Engine, project: &str) -> Result<Report, Pipel
                 v.driver.clone(),
                 v.size
                     .and_then(|s| u64::try_from(s).ok())
-                    .map_or("-".into(), human_bytes),
+                    .map_or("-".into(), crate::core::types::format_bytes),
                 v.created_at.clone().unwrap_or_else(|| "-".into()),
             ]
         })
@@ -648,7 +635,7 @@ pub async fn network(engine: &dyn Engine, project: &str) -> Result<Report, Pipel
 
 pub async fn disk_usage(engine: &dyn Engine) -> Result<Report, PipelineError> {
     let d = engine.disk_usage().await?;
-    let b = |n: i64| human_bytes(u64::try_from(n).unwrap_or(0));
+    let b = |n: i64| format_bytes(u64::try_from(n).unwrap_or(0));
     Ok(
         Report::new("Docker disk usage", Severity::Info).with(Block::Fields(vec![
             ("Images".into(), b(d.images_size)),
@@ -1182,12 +1169,5 @@ mod tests {
         .await
         .unwrap();
         assert!(r.all_text().contains("old line"));
-    }
-
-    #[test]
-    fn human_bytes_uses_binary_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
     }
 }

@@ -9,12 +9,12 @@
 use chrono::{DateTime, Utc};
 
 use crate::core::args::Args;
-use crate::core::audit::Decision;
 use crate::core::error::{PipelineError, UserError};
 use crate::core::report::{Block, Report, Severity};
+use crate::core::store::AuditDecision;
 use crate::core::store::{NewIncident, Store, StoreResult, TimelineEntry};
 use crate::core::threads::{Thread, Threads};
-use crate::core::types::{ChannelId, UserId};
+use crate::core::types::{ChannelId, UserId, bounded};
 
 /// Discord counts a thread name up to 100 characters.
 const THREAD_NAME: usize = 100;
@@ -102,15 +102,6 @@ fn one_line(s: &str) -> String {
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn bounded(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut cut: String = s.chars().take(max - 1).collect();
-    cut.push('…');
-    cut
 }
 
 async fn open(
@@ -309,10 +300,10 @@ pub fn ending(result: Result<&Report, &PipelineError>) -> String {
         Ok(r) => format!("ran: {}", r.title),
         Err(PipelineError::User(u)) => {
             let word = match u.decision() {
-                Decision::Denied => "denied",
-                Decision::Limited => "rate limited",
-                Decision::Pending => "needs approval",
-                Decision::Invalid => "invalid",
+                AuditDecision::Denied => "denied",
+                AuditDecision::Limited => "rate limited",
+                AuditDecision::Pending => "needs approval",
+                AuditDecision::Invalid => "invalid",
                 _ => "failed",
             };
             format!("{word}: {u}")

@@ -10,7 +10,7 @@ use tracing::{Instrument, info_span};
 
 use crate::core::approvals::{ApprovalRequest, Approvals, NewRequest};
 use crate::core::args::{self, ArgContext, RawArgs};
-use crate::core::audit::{AuditRecord, AuditSink, Decision};
+use crate::core::audit::{AuditRecord, AuditSink};
 use crate::core::catalog::{Catalog, Command, Target};
 use crate::core::engine::{ContainerInfo, Engine, EngineError};
 use crate::core::error::{PipelineError, UserError};
@@ -20,6 +20,7 @@ use crate::core::redact::Redactor;
 use crate::core::report::Report;
 use crate::core::report::{Block, Severity};
 use crate::core::settings::Settings;
+use crate::core::store::AuditDecision;
 use crate::core::store::Store;
 use crate::core::threads::Thread;
 use crate::core::types::{ChannelId, CommandName, GroupName, RoleId, ServiceName, UserId};
@@ -245,11 +246,11 @@ impl Core {
             let result = self.stages(&inv, &mut trail, &mut redactor).await;
             let (decision, outcome) = match &result {
                 Ok(r) if matches!(r.kind, ReplyKind::Pending(_)) => {
-                    (Decision::Pending, r.report.title.clone())
+                    (AuditDecision::Pending, r.report.title.clone())
                 }
-                Ok(r) => (Decision::Ran, r.report.title.clone()),
+                Ok(r) => (AuditDecision::Ran, r.report.title.clone()),
                 Err(PipelineError::User(u)) => (u.decision(), u.to_string()),
-                Err(e @ PipelineError::Internal(_)) => (Decision::Failed, e.to_string()),
+                Err(e @ PipelineError::Internal(_)) => (AuditDecision::Failed, e.to_string()),
             };
             let record = AuditRecord {
                 at: Utc::now(),
@@ -868,8 +869,8 @@ fn bounded(s: &str, max: usize) -> String {
         return s.to_owned();
     }
     format!(
-        "{}… ({n} characters in all)",
-        s.chars().take(max).collect::<String>()
+        "{} ({n} characters in all)",
+        crate::core::types::bounded(s, max)
     )
 }
 
@@ -1007,7 +1008,7 @@ mod tests {
             r.title
         );
         let rec = audit.records().pop().unwrap();
-        assert_eq!(rec.decision, Decision::Ran);
+        assert_eq!(rec.decision, AuditDecision::Ran);
         assert_eq!(rec.roles, [RoleId::parse("viewer").unwrap()]);
         assert_eq!(rec.command, "status");
         assert_eq!(rec.target.len(), 11);
@@ -1023,7 +1024,7 @@ mod tests {
             matches!(&e, PipelineError::User(UserError::Denied { roles, .. }) if roles.is_empty()),
             "{e:?}"
         );
-        assert_eq!(audit.records()[0].decision, Decision::Denied);
+        assert_eq!(audit.records()[0].decision, AuditDecision::Denied);
     }
 
     #[tokio::test]
@@ -1033,7 +1034,7 @@ mod tests {
         let e = core.run(inv("dave", "/restart api-1")).await.unwrap_err();
         assert!(matches!(e, PipelineError::User(UserError::Denied { .. })));
         assert!(fake.calls().is_empty());
-        assert_eq!(audit.records()[0].decision, Decision::Denied);
+        assert_eq!(audit.records()[0].decision, AuditDecision::Denied);
     }
 
     #[tokio::test]
@@ -1053,8 +1054,8 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(fake.calls().len(), 1);
-        let decisions: Vec<Decision> = audit.records().iter().map(|r| r.decision).collect();
-        assert_eq!(decisions, [Decision::Ran, Decision::Denied]);
+        let decisions: Vec<AuditDecision> = audit.records().iter().map(|r| r.decision).collect();
+        assert_eq!(decisions, [AuditDecision::Ran, AuditDecision::Denied]);
     }
 
     #[tokio::test]
@@ -1065,7 +1066,7 @@ mod tests {
             md.contains("unknown service `api-9`; known: `api-1`, `api-2`, `console`"),
             "{md}"
         );
-        assert_eq!(audit.records()[0].decision, Decision::Invalid);
+        assert_eq!(audit.records()[0].decision, AuditDecision::Invalid);
     }
 
     #[tokio::test]
@@ -1083,7 +1084,10 @@ mod tests {
         );
         assert!(e.markdown().contains("Try again in"), "{}", e.markdown());
         assert_eq!(fake.calls().len(), 3);
-        assert_eq!(audit.records().last().unwrap().decision, Decision::Limited);
+        assert_eq!(
+            audit.records().last().unwrap().decision,
+            AuditDecision::Limited
+        );
         // Another service still restarts.
         core.run(inv("alice", "/restart api-2")).await.unwrap();
     }
@@ -1106,7 +1110,7 @@ mod tests {
         assert!(e.markdown().contains("`approver`"));
         assert!(fake.calls().is_empty(), "nothing may run before approval");
         let rec = audit.records().pop().unwrap();
-        assert_eq!(rec.decision, Decision::Pending);
+        assert_eq!(rec.decision, AuditDecision::Pending);
         assert_eq!(rec.target, ["postgres", "temporal", "redis"]);
     }
 
@@ -1138,7 +1142,7 @@ mod tests {
             matches!(&e, PipelineError::User(UserError::Unavailable(m)) if m.contains("did not finish within")),
             "{e:?}"
         );
-        assert_eq!(audit.records()[0].decision, Decision::Failed);
+        assert_eq!(audit.records()[0].decision, AuditDecision::Failed);
     }
 
     #[tokio::test]
@@ -1528,7 +1532,7 @@ mod tests {
             matches!(e, PipelineError::User(UserError::NeedsApproval { .. })),
             "{e:?}"
         );
-        assert_eq!(audit.records()[0].decision, Decision::Pending);
+        assert_eq!(audit.records()[0].decision, AuditDecision::Pending);
     }
 
     #[tokio::test]
@@ -1590,7 +1594,7 @@ mod tests {
         let (core, audit) = core_with(fake);
         let e = core.run(inv("dave", "/status")).await.unwrap_err();
         assert!(matches!(e, PipelineError::User(UserError::EngineDown(_))));
-        assert_eq!(audit.records()[0].decision, Decision::Failed);
+        assert_eq!(audit.records()[0].decision, AuditDecision::Failed);
     }
 
     #[tokio::test]
@@ -1625,7 +1629,7 @@ mod tests {
         assert!(rec.command.chars().count() < 120, "{}", rec.command.len());
         assert!(rec.args.chars().count() < 2200);
         assert!(rec.args.ends_with("(100000 characters in all)"));
-        assert_eq!(rec.decision, Decision::Invalid);
+        assert_eq!(rec.decision, AuditDecision::Invalid);
     }
 
     #[tokio::test]
@@ -1633,7 +1637,7 @@ mod tests {
         let (core, audit) = core_with(Arc::new(FakeEngine::riftwing()));
         let e = core.run(inv("dave", "/reboot now")).await.unwrap_err();
         assert!(e.markdown().contains("/help"));
-        assert_eq!(audit.records()[0].decision, Decision::Invalid);
+        assert_eq!(audit.records()[0].decision, AuditDecision::Invalid);
     }
 
     #[tokio::test]
@@ -1733,7 +1737,7 @@ mod tests {
             md.contains("- redis -"),
             "redis is not listed as affected:\n{md}"
         );
-        assert_eq!(audit.records()[0].decision, Decision::Ran);
+        assert_eq!(audit.records()[0].decision, AuditDecision::Ran);
         assert_eq!(audit.records()[0].command, "diagnose");
     }
 
@@ -1782,7 +1786,7 @@ mod tests {
             matches!(&e, PipelineError::User(UserError::Denied { roles, .. }) if roles.is_empty()),
             "{e:?}"
         );
-        assert_eq!(audit.records()[0].decision, Decision::Denied);
+        assert_eq!(audit.records()[0].decision, AuditDecision::Denied);
         assert!(fake.calls().is_empty(), "{:?}", fake.calls());
     }
 

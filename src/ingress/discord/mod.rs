@@ -576,72 +576,59 @@ fn components(m: &render::Message) -> Vec<CreateActionRow> {
         .collect()
 }
 
-fn response_message(m: &render::Message) -> CreateInteractionResponseMessage {
-    let mut b = CreateInteractionResponseMessage::new()
-        .embeds(m.embeds.iter().map(embed).collect())
-        .ephemeral(m.ephemeral)
-        .files(files(m));
-    if let Some(c) = &m.content {
-        b = b.content(c);
-    }
-    if !m.buttons.is_empty() {
-        b = b.components(components(m));
-    }
-    b
+/// Every serenity message builder takes the same parts under the same method names: one
+/// place decides what a message carries, whichever route sends it.
+macro_rules! message_parts {
+    ($builder:expr, $m:expr) => {{
+        let m: &render::Message = $m;
+        let mut b = $builder.embeds(m.embeds.iter().map(embed).collect());
+        if let Some(c) = &m.content {
+            b = b.content(c);
+        }
+        if !m.buttons.is_empty() {
+            b = b.components(components(m));
+        }
+        b
+    }};
 }
 
+/// The first answer to an interaction.
+fn response_message(m: &render::Message) -> CreateInteractionResponseMessage {
+    message_parts!(
+        CreateInteractionResponseMessage::new()
+            .ephemeral(m.ephemeral)
+            .files(files(m)),
+        m
+    )
+}
+
+/// An edit of the first answer (after a deferral).
 fn edit_message(m: &render::Message) -> EditInteractionResponse {
-    let mut b = EditInteractionResponse::new().embeds(m.embeds.iter().map(embed).collect());
-    if let Some(c) = &m.content {
-        b = b.content(c);
-    }
+    let mut b = message_parts!(EditInteractionResponse::new(), m);
     for f in files(m) {
         b = b.new_attachment(f);
-    }
-    if !m.buttons.is_empty() {
-        b = b.components(components(m));
     }
     b
 }
 
 /// The same message as an edit through the channel route (when no interaction token is left).
 fn edit_channel_message(m: &render::Message) -> EditMessage {
-    let mut b = EditMessage::new().embeds(m.embeds.iter().map(embed).collect());
-    if let Some(c) = &m.content {
-        b = b.content(c);
-    }
-    if !m.buttons.is_empty() {
-        b = b.components(components(m));
-    }
-    b
+    message_parts!(EditMessage::new(), m)
 }
 
 /// The same message posted to a channel by the bot itself.
 fn create_message(m: &render::Message) -> CreateMessage {
-    let mut b = CreateMessage::new()
-        .embeds(m.embeds.iter().map(embed).collect())
-        .files(files(m));
-    if let Some(c) = &m.content {
-        b = b.content(c);
-    }
-    if !m.buttons.is_empty() {
-        b = b.components(components(m));
-    }
-    b
+    message_parts!(CreateMessage::new().files(files(m)), m)
 }
 
+/// A further message of the same answer.
 fn followup_message(m: &render::Message) -> CreateInteractionResponseFollowup {
-    let mut b = CreateInteractionResponseFollowup::new()
-        .embeds(m.embeds.iter().map(embed).collect())
-        .ephemeral(m.ephemeral)
-        .files(files(m));
-    if let Some(c) = &m.content {
-        b = b.content(c);
-    }
-    if !m.buttons.is_empty() {
-        b = b.components(components(m));
-    }
-    b
+    message_parts!(
+        CreateInteractionResponseFollowup::new()
+            .ephemeral(m.ephemeral)
+            .files(files(m)),
+        m
+    )
 }
 
 struct GatewayHandler {

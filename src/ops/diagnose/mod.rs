@@ -13,7 +13,7 @@ use crate::core::catalog::Operation;
 use crate::core::engine::Engine;
 use crate::core::error::{PipelineError, UserError};
 use crate::core::report::{Block, Report, Severity};
-use crate::core::types::DnsName;
+use crate::core::types::{DnsName, format_duration};
 use crate::ops::diagnose::probes::redis::KeyPattern;
 use crate::ops::diagnose::probes::{ProbeStatus, Probes};
 use report::OpsReport;
@@ -339,7 +339,7 @@ async fn health(
                     o.label(),
                     o.service.clone().unwrap_or_else(|| "-".into()),
                     o.status.to_string(),
-                    crate::ops::diagnose::probes::fmt_duration(o.duration),
+                    format_duration(o.duration),
                     o.evidence.first().cloned().unwrap_or_default(),
                 ]
             })

@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::core::platform::PlatformConfig;
-use crate::ops::diagnose::probes::engine::{ContainerFacts, bytes};
-use crate::ops::diagnose::probes::{Facts, ProbeKind, ProbeOutcome, ProbeStatus, fmt_duration};
+use crate::core::types::{format_bytes, format_duration};
+use crate::ops::diagnose::probes::engine::ContainerFacts;
+use crate::ops::diagnose::probes::{Facts, ProbeKind, ProbeOutcome, ProbeStatus};
 
 use super::report::{AffectedService, OpsReport, RootCause, Step};
 
@@ -147,7 +148,7 @@ fn container_findings(f: &ContainerFacts, out: &mut Findings, disk_checked_ok: &
     };
     if f.oom_killed {
         let limit = if f.memory_limit > 0 {
-            format!("its {} memory limit", bytes(f.memory_limit))
+            format!("its {} memory limit", format_bytes(f.memory_limit))
         } else {
             "the memory available to it".to_string()
         };
@@ -167,7 +168,7 @@ fn container_findings(f: &ContainerFacts, out: &mut Findings, disk_checked_ok: &
                     "State.OOMKilled=true, exit code {}, memory limit {}",
                     f.exit_code.map_or("?".into(), |c| c.to_string()),
                     if f.memory_limit > 0 {
-                        bytes(f.memory_limit)
+                        format_bytes(f.memory_limit)
                     } else {
                         "none".into()
                     }
@@ -319,13 +320,13 @@ fn network_finding(o: &ProbeOutcome, service: &str) -> Option<Finding> {
                 format!(
                     "not responding ({} probe timed out after {})",
                     o.probe,
-                    fmt_duration(o.deadline)
+                    format_duration(o.deadline)
                 ),
                 format!(
                     "{service} did not answer the {} probe of {} within {}.",
                     o.probe,
                     o.target,
-                    fmt_duration(o.deadline)
+                    format_duration(o.deadline)
                 ),
             )
             .with_evidence(ev),
@@ -496,7 +497,7 @@ pub fn diagnose(outcomes: &[ProbeOutcome], config: &PlatformConfig) -> OpsReport
             "{} {} ({} deadline)",
             o.probe,
             o.target,
-            fmt_duration(o.deadline)
+            format_duration(o.deadline)
         ));
     }
 
@@ -614,7 +615,7 @@ pub fn diagnose(outcomes: &[ProbeOutcome], config: &PlatformConfig) -> OpsReport
                 observations.push(format!(
                     "{}: container probe timed out after {}",
                     o.target,
-                    fmt_duration(o.deadline)
+                    format_duration(o.deadline)
                 ));
             }
             _ => {}

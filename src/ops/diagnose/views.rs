@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use crate::core::engine::Engine;
 use crate::core::platform::TemporalTarget;
-use crate::core::types::DnsName;
-use crate::ops::diagnose::probes::engine::bytes;
+use crate::core::types::{DnsName, format_bytes};
 use crate::ops::diagnose::probes::exec;
 use crate::ops::diagnose::probes::http::HttpProbe;
 use crate::ops::diagnose::probes::postgres::{self, PostgresProbe};
@@ -140,7 +139,7 @@ pub async fn db(pg: &PostgresProbe, view: DbView) -> Result<TableData, String> {
         DbView::Size => {
             let mut t = TableData::new("Postgres: database sizes", &["database", "size"]);
             for (db, size) in postgres::sizes(c).await? {
-                t.row(vec![db, bytes(size.max(0) as u64)]);
+                t.row(vec![db, format_bytes(size.max(0) as u64)]);
             }
             t
         }
@@ -219,13 +218,13 @@ pub async fn redis(r: &RedisProbe, view: RedisView) -> Result<TableData, String>
                         "no answer".into()
                     },
                 ]);
-                t.row(vec!["used_memory".into(), bytes(f.used_memory)]);
+                t.row(vec!["used_memory".into(), format_bytes(f.used_memory)]);
                 t.row(vec![
                     "maxmemory".into(),
                     if f.maxmemory == 0 {
                         "unlimited".into()
                     } else {
-                        bytes(f.maxmemory)
+                        format_bytes(f.maxmemory)
                     },
                 ]);
                 t.row(vec!["maxmemory_policy".into(), f.maxmemory_policy]);

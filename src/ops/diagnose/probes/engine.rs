@@ -8,6 +8,7 @@ use regex::Regex;
 
 use crate::core::engine::{ContainerInfo, Engine, LogLine, LogQuery};
 use crate::core::platform::PlatformConfig;
+use crate::core::types::format_bytes;
 
 use super::{Facts, Observed, ProbeKind, ProbeOutcome, ProbeSpec, ProbeStatus, run_probe};
 
@@ -287,19 +288,14 @@ pub fn judge(f: &ContainerFacts) -> (ProbeStatus, Vec<String>) {
     if let (Some(u), l) = (f.memory_usage, f.memory_limit)
         && l > 0
     {
-        evidence.push(format!("memory {} of {} limit", bytes(u), bytes(l)));
+        evidence.push(format!(
+            "memory {} of {} limit",
+            format_bytes(u),
+            format_bytes(l)
+        ));
     }
     evidence.extend(f.error_lines.iter().map(|l| format!("log: {l}")));
     (status, evidence)
-}
-
-pub fn bytes(n: u64) -> String {
-    const MIB: f64 = 1024.0 * 1024.0;
-    if n as f64 >= 1024.0 * MIB {
-        format!("{:.1} GiB", n as f64 / (1024.0 * MIB))
-    } else {
-        format!("{:.1} MiB", n as f64 / MIB)
-    }
 }
 
 /// One container's probe: logs (and memory when limited) under the container deadline.

@@ -10,7 +10,7 @@ use futures::future::{BoxFuture, Shared};
 
 use crate::core::engine::{ContainerInfo, Engine, ExecOutput};
 use crate::core::platform::PlatformConfig;
-use crate::core::types::{DnsName, MountPath};
+use crate::core::types::{DnsName, MountPath, format_duration};
 
 use super::{Facts, Observed, ProbeKind, ProbeOutcome, ProbeSpec, ProbeStatus, batch, run_probe};
 
@@ -240,29 +240,6 @@ pub async fn port_open(
             open,
         }),
     ))
-}
-
-pub async fn disk_free(
-    engine: &dyn Engine,
-    container: &ContainerInfo,
-    path: &MountPath,
-    volume: Option<String>,
-    warn_percent: u8,
-    timeout: Duration,
-) -> Result<Observed, String> {
-    let argv = ExecCheck::DiskFree(path.clone()).argv();
-    let out = engine
-        .exec(&container.id, &argv, timeout)
-        .await
-        .map_err(|e| e.to_string())?;
-    disk_verdict(
-        &container.service,
-        path,
-        volume,
-        warn_percent,
-        &out.stdout,
-        &exec_error_text(&out),
-    )
 }
 
 /// The Disk probe's verdict on `df -P` output; no usable output is the probe's own error.
@@ -507,7 +484,7 @@ fn checked(
         Some(r) if r.timed_out() => Err(CheckFailure::TimedOut(format!(
             "`{}` in {service}: no answer within its {} bound",
             check.shown(),
-            super::fmt_duration(per_check)
+            format_duration(per_check)
         ))),
         Some(r) => Ok(r),
         None => Err(CheckFailure::Error(format!(

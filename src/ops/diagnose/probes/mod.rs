@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use crate::core::engine::Engine;
 use crate::core::platform::{Deadlines, PlatformConfig};
+use crate::core::types::format_duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProbeKind {
@@ -175,7 +176,7 @@ where
             ProbeStatus::TimedOut,
             vec![format!(
                 "no answer within the {} deadline",
-                fmt_duration(spec.deadline)
+                format_duration(spec.deadline)
             )],
             Facts::None,
         ),
@@ -197,14 +198,6 @@ where
 /// deadline fires first (a clean `TimedOut`), and direct command use is still bounded.
 pub fn library_timeout(deadline: Duration) -> Duration {
     deadline + Duration::from_millis(500)
-}
-
-pub fn fmt_duration(d: Duration) -> String {
-    if d.as_millis() < 1000 {
-        format!("{} ms", d.as_millis())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
 }
 
 /// The platform's dependency clients, built once from the config and reused by every diagnosis.

@@ -7,6 +7,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo};
 
 use crate::core::platform::RedisTarget;
+use crate::core::types::format_bytes;
 
 use super::{Facts, Observed, ProbeStatus};
 
@@ -69,11 +70,11 @@ pub fn judge(f: &RedisFacts) -> (ProbeStatus, Vec<String>) {
     let mut evidence = vec![format!(
         "PING {}; used_memory {} of maxmemory {} ({})",
         if f.pong { "PONG" } else { "no PONG" },
-        super::engine::bytes(f.used_memory),
+        format_bytes(f.used_memory),
         if f.maxmemory == 0 {
             "unlimited".to_string()
         } else {
-            super::engine::bytes(f.maxmemory)
+            format_bytes(f.maxmemory)
         },
         f.maxmemory_policy
     )];
