@@ -12,7 +12,8 @@ use std::process::Command as Proc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use container_ops::app::cli::{Cli, execute, load_config};
+use container_ops::app::cli::{Cli, execute};
+use container_ops::app::wire::load_config;
 use container_ops::core::approvals::{ApprovalState, Approvals, INTERRUPTED};
 use container_ops::core::audit::StoreAudit;
 use container_ops::core::engine::Engine;

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use container_ops::app::cli::load_config;
+use container_ops::app::wire::load_config;
 use container_ops::core::audit::MemoryAudit;
 use container_ops::core::engine::Engine;
 use container_ops::core::ratelimit::RateSpec;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestPlatform;
-use container_ops::app::cli::load_config;
+use container_ops::app::wire::load_config;
 use container_ops::core::audit::MemoryAudit;
 use container_ops::core::types::{ChannelId, UserId};
 use container_ops::ingress::console::Console;

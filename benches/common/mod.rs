@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use container_ops::app::cli::load_config;
+use container_ops::app::wire::load_config;
 use container_ops::core::audit::MemoryAudit;
 use container_ops::core::ratelimit::RateSpec;
 use container_ops::core::report::{Rendered, render_markdown};

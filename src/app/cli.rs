@@ -7,19 +7,15 @@ use std::sync::Arc;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
-use crate::core::approvals::Approvals;
 use crate::core::catalog::{Catalog, Target};
-use crate::core::engine::Engine;
-use crate::core::error::ConfigError;
-use crate::core::policy::Policy;
 use crate::core::report::text_table;
 use crate::core::settings::Settings;
 use crate::core::types::{ChannelId, UserId};
-use crate::infra::docker::DockerEngine;
 use crate::infra::store::ResilientStore;
 use crate::infra::store::spill::Spill;
 use crate::ingress::console::Console;
-use crate::pipeline::{Core, LazyEngine};
+
+use super::wire::{Env, load_config, spill_path, store_backed_core, store_url};
 
 const EXIT_CODES: &str = "\
 EXIT CODES (console --command, check-config):
@@ -103,22 +99,6 @@ pub struct ConsoleArgs {
     pub history: Option<PathBuf>,
 }
 
-/// Reads and cross-checks every data file; the bot never runs with part of them.
-pub fn load_config(
-    config: Option<&Path>,
-    env: &Env,
-) -> Result<(Settings, Catalog, Policy), ConfigError> {
-    let settings = Settings::load_with_env(config, env)?;
-    let groups = settings.groups.keys().cloned().collect();
-    let catalog = Catalog::load_dir(&settings.commands_dir, &groups)?;
-    let policy = Policy::load_dir(&settings.permissions_dir)?;
-    policy.check_catalog(&catalog)?;
-    Ok((settings, catalog, policy))
-}
-
-/// The environment as a lookup, so tests need not touch the process's.
-pub type Env = dyn Fn(&str) -> Option<String>;
-
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -177,31 +157,6 @@ pub fn execute(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) ->
         CliCommand::Console(args) => console(cli.config, args, env, out, err),
         CliCommand::Audit(AuditCommand::Verify) => audit_verify(cli.config, env, out, err),
     }
-}
-
-/// The store the bot keeps its audit and approvals in: `store_url`, else an SQLite file in
-/// `$CONTAINER_OPS_DATA_DIR` (default `.container-ops/`), so two consoles on one machine share it.
-pub fn store_url(settings: &Settings, env: &Env) -> std::io::Result<String> {
-    if let Some(u) = &settings.store_url {
-        return Ok(u.expose().to_owned());
-    }
-    let dir = data_dir(env);
-    std::fs::create_dir_all(&dir)?;
-    Ok(format!("sqlite:{}", dir.join("state.db").display()))
-}
-
-/// The bot's state directory: `$CONTAINER_OPS_DATA_DIR`, default `.container-ops`.
-fn data_dir(env: &Env) -> PathBuf {
-    PathBuf::from(env("CONTAINER_OPS_DATA_DIR").unwrap_or_else(|| ".container-ops".into()))
-}
-
-/// Where audit entries wait while the store is unreachable: `$CONTAINER_OPS_AUDIT_SPILL`, else
-/// `audit-spill.jsonl` in the state directory (next to the SQLite default).
-pub fn spill_path(env: &Env) -> PathBuf {
-    env("CONTAINER_OPS_AUDIT_SPILL")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| data_dir(env).join("audit-spill.jsonl"))
 }
 
 fn runtime(err: &mut dyn Write) -> Option<tokio::runtime::Runtime> {
@@ -281,21 +236,6 @@ pub fn commands_table(c: &Catalog) -> String {
         &["command", "operation", "target", "approval", "description"].map(String::from),
         &rows,
     )
-}
-
-/// The engine for the configured project, connected on first use.
-fn lazy_engine(settings: &Settings) -> LazyEngine {
-    let host = settings.docker_host.clone();
-    let project = settings.project.clone();
-    LazyEngine::new(move || {
-        let host = host.clone();
-        let project = project.clone();
-        Box::pin(async move {
-            DockerEngine::connect(host.as_deref(), &project)
-                .await
-                .map(|e| Arc::new(e) as Arc<dyn Engine>)
-        })
-    })
 }
 
 fn serve(config: Option<PathBuf>, env: &Env, err: &mut dyn Write) -> u8 {
@@ -461,61 +401,4 @@ fn interactive(
         let _ = writeln!(err, "warning: history not saved to {}: {e}", h.display());
     }
     0
-}
-
-/// The core on the bot's store (audit, approvals). The store may be down: the bot starts
-/// anyway, says so, and reconnects on later commands; interrupted requests are recovered when
-/// the store is first reached. Errors are written to `err`.
-fn store_backed_core(
-    rt: &tokio::runtime::Runtime,
-    settings: Settings,
-    catalog: Catalog,
-    policy: Policy,
-    env: &Env,
-    err: &mut dyn Write,
-) -> Option<Core> {
-    let url = match store_url(&settings, env) {
-        Ok(u) => u,
-        Err(e) => {
-            let _ = writeln!(err, "error: cannot create the state directory: {e}");
-            return None;
-        }
-    };
-    let recovered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let found = recovered.clone();
-    let store =
-        ResilientStore::for_url(url, Spill::new(spill_path(env))).on_first_connect(move |s| {
-            let found = found.clone();
-            Box::pin(async move {
-                // A request left `executing` by a stopped bot is marked failed, never re-run.
-                let ids = Approvals::new(s)
-                    .recover_interrupted(chrono::Utc::now())
-                    .await
-                    .map_err(crate::core::store::StoreError::into_anyhow)?;
-                found.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
-                anyhow::Ok(())
-            })
-        });
-    let store = Arc::new(store);
-    match rt.block_on(store.connect_now()) {
-        Ok(()) => {
-            let ids = recovered.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if !ids.is_empty() {
-                let _ = writeln!(
-                    err,
-                    "warning: approved request(s) {} were interrupted while executing and are now `failed: interrupted`; check what they left behind",
-                    ids.join(", ")
-                );
-            }
-        }
-        Err(e) => {
-            let _ = writeln!(
-                err,
-                "warning: {e}\nwarning: starting without it: read-only commands answer (their audit entries are kept in {} and written when it is back); destructive and approval commands are refused until then. It is retried on later commands.",
-                store.spill_path().display()
-            );
-        }
-    }
-    let engine = lazy_engine(&settings);
-    Some(Core::new(settings, catalog, policy, engine, store.clone()).with_store(store))
 }

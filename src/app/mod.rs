@@ -1,3 +1,4 @@
 //! The application: the command line and the one place that wires everything from settings.
 
 pub mod cli;
+pub mod wire;
