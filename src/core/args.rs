@@ -244,7 +244,42 @@ fn check_text(opt: &OptionSpec, value: &str, cx: &ArgContext<'_>) -> Result<(), 
             opt.name
         )));
     }
+    if let Some(c) = value.chars().find(|c| is_format_char(*c)) {
+        return Err(invalid(format!(
+            "`{}` contains the invisible character U+{:04X}, which can make text read other than it is; remove it",
+            opt.name, c as u32
+        )));
+    }
     Ok(())
+}
+
+/// Unicode's format characters (category Cf): invisible, and able to reorder or hide text
+/// (U+202E turns `exe.txt` around; U+200B splits a word a filter looks for).
+pub fn is_format_char(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// A value given once more for an option that takes one is an error.
@@ -636,6 +671,33 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("no option `colour`")
+        );
+    }
+
+    #[test]
+    fn invisible_format_characters_are_refused_like_control_characters() {
+        let c = catalog();
+        let k = known();
+        let groups = BTreeMap::new();
+        let cx = ArgContext {
+            max_arg_len: 200,
+            known_services: Some(&k),
+            groups: &groups,
+        };
+        let logs = c.get("logs").unwrap();
+        for ch in [
+            '\u{202E}', '\u{200B}', '\u{200F}', '\u{2066}', '\u{2069}', '\u{FEFF}',
+        ] {
+            let text = format!("api-1 grep:err{ch}or");
+            let e = parse(logs, text.as_str(), &cx).unwrap_err();
+            assert!(e.to_string().contains("invisible character"), "{ch:?}: {e}");
+            let typed =
+                RawArgs::Options(vec![("grep".into(), OptionValue::Text(format!("a{ch}b")))]);
+            assert!(parse(logs, typed, &cx).is_err(), "{ch:?} as an option");
+        }
+        assert!(
+            parse(logs, "api-1 grep:naïve€", &cx).is_ok(),
+            "other non-ASCII text is fine"
         );
     }
 

@@ -41,13 +41,28 @@ fn file_name(name: &str) -> String {
 }
 
 /// Writes attachments whole into `dir` (created if needed) and returns their paths.
+/// Writes the attachments into `dir`, readable by this user only (0700 directory, 0600 files):
+/// they are redacted, but they are still the platform's logs and configuration.
 pub fn write_attachments(dir: &Path, attachments: &[Attachment]) -> std::io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     attachments
         .iter()
         .map(|a| {
             let path = dir.join(file_name(&a.name));
-            std::fs::write(&path, &a.body)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            f.write_all(a.body.as_bytes())?;
             Ok(path)
         })
         .collect()
@@ -97,9 +112,12 @@ impl Console<'_> {
 /// then values where they are known without Docker (choices, booleans, groups).
 /// Returns the byte offset where the completed word starts and the candidates.
 pub fn complete(catalog: &Catalog, groups: &[String], before_cursor: &str) -> (usize, Vec<String>) {
+    // The word starts after the last whitespace character, whatever its width in bytes.
     let start = before_cursor
-        .rfind(char::is_whitespace)
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|(_, c)| c.is_whitespace())
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let word = &before_cursor[start..];
     if start == 0 {
         let w = word.trim_start_matches('/');
@@ -189,6 +207,37 @@ mod tests {
             (6, vec!["service:infra".into()])
         );
         assert_eq!(complete(&c, &groups, "/nosuch x"), (8, vec![]));
+    }
+
+    #[test]
+    fn completion_after_wide_whitespace_starts_at_the_next_character() {
+        let c = catalog();
+        let groups = vec!["app".to_owned()];
+        // U+3000 is three bytes wide: the word starts after all of them.
+        let line = "/logs\u{3000}a";
+        assert_eq!(complete(&c, &groups, line), ("/logs\u{3000}".len(), vec![]));
+        let (start, found) = complete(&c, &groups, "/logs\u{2003}t");
+        assert_eq!(start, "/logs\u{2003}".len());
+        assert_eq!(found, ["tail:", "timestamps:"]);
+    }
+
+    #[test]
+    fn attachments_are_private_to_the_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("out");
+        let written = write_attachments(
+            &dir,
+            &[Attachment {
+                name: "logs-api-1.txt".into(),
+                content_type: "text/plain".into(),
+                body: "line".into(),
+            }],
+        )
+        .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&written[0]), 0o600);
     }
     use crate::core::report::{Block, Severity};
 

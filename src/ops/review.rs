@@ -196,7 +196,8 @@ async fn audit(store: &dyn Store, p: &AuditParams) -> Result<Report, PipelineErr
         since: p
             .since
             .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| Utc::now() - d),
+            // Further back than the calendar goes means "everything".
+            .and_then(|d| Utc::now().checked_sub_signed(d)),
         limit: p.limit,
         ..Default::default()
     };

@@ -442,7 +442,7 @@ impl Core {
                 let limits = &self.settings.limits;
                 let mut deadline = limits.operation_timeout;
                 if let containers::Request::Mutate { timeout, .. } = c {
-                    deadline += timeout.unwrap_or(limits.stop_timeout);
+                    deadline = deadline.saturating_add(timeout.unwrap_or(limits.stop_timeout));
                 }
                 let cx = containers::Context {
                     project: &self.settings.project,
@@ -1448,6 +1448,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn user_durations_past_the_calendar_mean_everything_never_a_panic() {
+        let (core, _) = core_with_store(Arc::new(FakeEngine::riftwing())).await;
+        let r = core
+            .run(inv("carol", "/audit since:99999999999d"))
+            .await
+            .unwrap()
+            .report;
+        assert!(r.title.contains("audit entr"), "{}", r.title);
+        let r = core
+            .run(inv("dave", "/logs api-1 since:99999999999d"))
+            .await
+            .unwrap()
+            .report;
+        assert!(r.title.starts_with("Logs of api-1"), "{}", r.title);
+    }
+
+    #[tokio::test]
     async fn pending_and_audit_list_what_happened() {
         let (core, _) = core_with_store(Arc::new(FakeEngine::riftwing())).await;
         let id = pending_id(&core.run(inv("alice", "/backup")).await.unwrap().report);
@@ -1803,5 +1820,26 @@ mod tests {
             matches!(&e, PipelineError::User(UserError::InvalidArgument(_))),
             "{e:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_object_key_that_climbs_out_of_the_bucket_is_not_a_valid_key() {
+        let (core, _) = engine_only_core(Arc::new(FakeEngine::riftwing()));
+        for key in [
+            "../rewst-artifacts/.keep",
+            "a/../../b",
+            "./x",
+            "/etc/passwd",
+        ] {
+            let e = core
+                .run(inv("dave", &format!("/storage view:check key:{key}")))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, PipelineError::User(UserError::InvalidArgument(m)) if m.contains("not a valid object key")),
+                "{key}: {e:?}"
+            );
+            assert!(!e.markdown().contains("Docker"), "{}", e.markdown());
+        }
     }
 }

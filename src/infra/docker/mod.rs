@@ -385,7 +385,7 @@ impl Engine for DockerEngine {
         let opts = RestartContainerOptionsBuilder::default()
             .t(secs(timeout))
             .build();
-        within(timeout + STOP_SLACK, async {
+        within(timeout.saturating_add(STOP_SLACK), async {
             self.docker
                 .restart_container(&full, Some(opts))
                 .await
@@ -400,7 +400,7 @@ impl Engine for DockerEngine {
         let opts = StopContainerOptionsBuilder::default()
             .t(secs(timeout))
             .build();
-        within(timeout + STOP_SLACK, async {
+        within(timeout.saturating_add(STOP_SLACK), async {
             // An already stopped container answers 304, which bollard treats as success.
             self.docker
                 .stop_container(&full, Some(opts))

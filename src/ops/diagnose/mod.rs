@@ -15,6 +15,7 @@ use crate::core::error::{PipelineError, UserError};
 use crate::core::report::{Block, Report, Severity};
 use crate::core::types::{DnsName, format_duration};
 use crate::ops::diagnose::probes::redis::KeyPattern;
+use crate::ops::diagnose::probes::s3::parse_key;
 use crate::ops::diagnose::probes::{ProbeStatus, Probes};
 use report::OpsReport;
 use views::{DbView, NetworkView, RedisView, StorageView, TableData};
@@ -86,11 +87,10 @@ impl Request {
                 "buckets" => StorageView::Buckets,
                 "stat" => StorageView::Stat,
                 "check" => StorageView::Check(
-                    args.string("key")
-                        .ok_or_else(|| {
-                            invalid("`/storage view:check` needs `key:<object key>`".into())
-                        })?
-                        .to_owned(),
+                    parse_key(args.string("key").ok_or_else(|| {
+                        invalid("`/storage view:check` needs `key:<object key>`".into())
+                    })?)
+                    .map_err(invalid)?,
                 ),
                 v => {
                     return Err(invalid(format!(

@@ -270,10 +270,18 @@ where
 }
 
 /// An object key from a user: bounded, printable, not starting with `/`.
+/// An object key of the configured bucket: no leading `/` and no `.` or `..` segment, which a
+/// path-style request would resolve to another bucket or object.
 pub fn parse_key(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.len() > 1024 || s.starts_with('/') || s.chars().any(char::is_control) {
+    let dot_segment = s.split('/').any(|seg| seg == "." || seg == "..");
+    if s.is_empty()
+        || s.len() > 1024
+        || s.starts_with('/')
+        || dot_segment
+        || s.chars().any(char::is_control)
+    {
         return Err(format!(
-            "`{s}` is not an object key: 1 to 1024 printable characters, not starting with `/`"
+            "`{s}` is not a valid object key: 1 to 1024 printable characters, not starting with `/`, no `.` or `..` segment"
         ));
     }
     Ok(s.to_string())
