@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::core::catalog::{Command, OptionSpec, OptionType, ParamValue};
 use crate::core::error::UserError;
+use crate::core::report::code;
 use crate::core::types::{GroupName, ServiceName, parse_duration};
 
 /// A typed argument value.
@@ -306,9 +307,9 @@ fn given_as_options<'c>(
     for (name, value) in opts {
         let Some(opt) = cmd.option(&name) else {
             return Err(invalid(format!(
-                "`/{}` has no option `{}`; its options: {}",
+                "`/{}` has no option {}; its options: {}",
                 cmd.name,
-                name.chars().take(40).collect::<String>(),
+                code(&name.chars().take(40).collect::<String>()),
                 option_list(cmd)
             )));
         };
@@ -465,7 +466,11 @@ fn typed(
         OptionType::Integer => {
             let v = single();
             let i: i64 = v.parse().map_err(|_| {
-                invalid(format!("`{}` must be a whole number, not `{v}`", opt.name))
+                invalid(format!(
+                    "`{}` must be a whole number, not {}",
+                    opt.name,
+                    code(&v)
+                ))
             })?;
             integer(opt, i)?
         }
@@ -476,8 +481,9 @@ fn typed(
                 "false" | "no" | "off" | "0" => false,
                 _ => {
                     return Err(invalid(format!(
-                        "`{}` must be true or false, not `{v}`",
-                        opt.name
+                        "`{}` must be true or false, not {}",
+                        opt.name,
+                        code(&v)
                     )));
                 }
             })
@@ -495,7 +501,8 @@ fn typed(
                 .filter(|g| cx.groups.contains_key(g))
                 .ok_or_else(|| {
                     UserError::NotFound(format!(
-                        "unknown group `{v}`; known: {}",
+                        "unknown group {}; known: {}",
+                        code(&v),
                         cx.groups
                             .keys()
                             .map(|g| format!("`{g}`"))

@@ -186,7 +186,7 @@ fn render_block(b: &Block) -> String {
         }
         Block::Table { headers, rows } => s.push_str(&table(headers, rows)),
         Block::Code { lang, text, .. } => {
-            let fence = if text.contains("```") { "~~~~" } else { "```" };
+            let fence = fence_for(text);
             let _ = writeln!(s, "{fence}{lang}\n{}\n{fence}", text.trim_end_matches('\n'));
         }
         Block::List { ordered, items } => {
@@ -205,7 +205,52 @@ fn render_block(b: &Block) -> String {
 
 /// A table as an aligned monospace block: chat clients render Markdown tables poorly.
 fn table(headers: &[String], rows: &[Vec<String>]) -> String {
-    format!("```\n{}```\n", text_table(headers, rows))
+    let body = text_table(headers, rows);
+    let fence = fence_for(&body);
+    format!("{fence}\n{body}{fence}\n")
+}
+
+/// A code fence no line of `text` can close: more backticks than any run in it, at least three.
+fn fence_for(text: &str) -> String {
+    "`".repeat(longest_backtick_run(text).max(2) + 1)
+}
+
+fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
+/// A value a person typed, as an inline code span nothing in it can end (fenced with more
+/// backticks than any run inside, line breaks flattened): chat clients render no link, mention
+/// or emphasis in it.
+pub fn code(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    let fence = "`".repeat(longest_backtick_run(&flat) + 1);
+    // A span that starts or ends with a backtick needs a space between it and the fence.
+    if flat.starts_with('`') || flat.ends_with('`') || flat.is_empty() {
+        format!("{fence} {flat} {fence}")
+    } else {
+        format!("{fence}{flat}{fence}")
+    }
+}
+
+/// Prose a person typed (an incident title, a reason), with Markdown's special characters
+/// escaped so that it reads as typed and links nothing.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '~' | '|' | '>' | '<' | '[' | ']' | '(' | ')' | '@' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Columns aligned with spaces, one line per row, for terminals and code blocks.
@@ -412,6 +457,45 @@ mod tests {
             .find(|a| a.name == "report.md")
             .unwrap();
         assert!(full.body.contains(&"x".repeat(5000)) && full.body.contains("body"));
+    }
+
+    #[test]
+    fn typed_values_become_code_spans_nothing_inside_can_end() {
+        assert_eq!(code("api-1"), "`api-1`");
+        assert_eq!(
+            code("[Approve request here](https://evil.example)"),
+            "`[Approve request here](https://evil.example)`"
+        );
+        assert_eq!(code("a`b"), "``a`b``");
+        assert_eq!(code("``x``"), "``` ``x`` ```");
+        assert_eq!(code("two\nlines"), "`two lines`");
+        assert_eq!(code(""), "`  `");
+    }
+
+    #[test]
+    fn typed_prose_is_escaped_so_it_links_and_styles_nothing() {
+        assert_eq!(
+            escape("[Approve](https://evil.example) **now** @everyone"),
+            "\\[Approve\\]\\(https://evil.example\\) \\*\\*now\\*\\* \\@everyone"
+        );
+        assert_eq!(escape("API 502s since 14:05"), "API 502s since 14:05");
+    }
+
+    #[test]
+    fn code_blocks_and_tables_are_fenced_longer_than_any_backticks_inside() {
+        let r = Report::new("t", Severity::Info)
+            .with(Block::Table {
+                headers: vec!["k".into()],
+                rows: vec![vec!["```\n[x](https://e)".into()]],
+            })
+            .with(Block::Code {
+                name: "a.txt".into(),
+                lang: String::new(),
+                text: "````".into(),
+            });
+        let md = render_markdown(&r, 4000).text;
+        assert!(md.contains("````\nk"), "{md}");
+        assert!(md.contains("`````\n````\n`````"), "{md}");
     }
 
     #[test]

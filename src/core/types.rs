@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::report::code;
+
 /// Why a name was refused; the message is safe to show to users.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -222,19 +224,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86_400,
-            _ => return Err(format!("`{s}` is not a duration (use e.g. 30s, 15m, 2h)")),
+            _ => {
+                return Err(format!(
+                    "{} is not a duration (use e.g. 30s, 15m, 2h)",
+                    code(s)
+                ));
+            }
         };
         let n: u64 = num
             .parse()
-            .map_err(|_| format!("`{s}` is not a duration (use e.g. 30s, 15m, 2h)"))?;
+            .map_err(|_| format!("{} is not a duration (use e.g. 30s, 15m, 2h)", code(s)))?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("duration `{s}` is too large"))?;
+            .ok_or_else(|| format!("duration {} is too large", code(s)))?;
         num.clear();
     }
     if !num.is_empty() {
-        return Err(format!("`{s}` needs a unit (s, m, h or d)"));
+        return Err(format!("{} needs a unit (s, m, h or d)", code(s)));
     }
     Ok(Duration::from_secs(total))
 }

@@ -12,7 +12,7 @@ use crate::core::engine::{ContainerInfo, Engine, EngineError, LogQuery};
 use crate::core::error::PipelineError;
 use crate::core::policy::Policy;
 use crate::core::redact::Redactor;
-use crate::core::report::{Block, Report, Severity};
+use crate::core::report::{Block, Report, Severity, code};
 use crate::core::types::{ChannelId, RoleId, ServiceName, format_bytes, format_duration};
 
 /// Containers an operation acts on, plus services that were asked for but have no container.
@@ -333,7 +333,7 @@ pub async fn logs(
         summary.push_str(&format!(", since {} ago", format_duration(s)));
     }
     if let Some(g) = &p.grep {
-        summary.push_str(&format!("; {} of {read} matched `{g}`", lines.len()));
+        summary.push_str(&format!("; {} of {read} matched {}", lines.len(), code(g)));
     } else {
         summary.push_str(&format!("; {read} line(s)"));
     }
@@ -665,8 +665,11 @@ pub fn help(
         let name = name.trim_start_matches('/');
         return match catalog.get(name) {
             Some(c) => command_help(c, policy.may_run(roles, name, channel)),
-            None => Report::new(format!("No command `/{name}`"), Severity::Warning)
-                .with(Block::Text("Run `/help` to list the commands.".into())),
+            None => Report::new(
+                format!("No command {}", code(&format!("/{name}"))),
+                Severity::Warning,
+            )
+            .with(Block::Text("Run `/help` to list the commands.".into())),
         };
     }
     let rows: Vec<Vec<String>> = catalog

@@ -14,7 +14,7 @@ use crate::core::catalog::{Command, Operation};
 use crate::core::engine::{ContainerInfo, Engine, ExecOutput, VolumeInfo};
 use crate::core::error::{PipelineError, UserError};
 use crate::core::platform::{BackupConfig, PlatformConfig};
-use crate::core::report::{Block, Report, Severity};
+use crate::core::report::{Block, Report, Severity, code};
 use crate::core::types::ServiceName;
 use crate::ops::containers::{self, Mutation, Targets};
 use crate::ops::temporal::{self, TemporalError, WorkflowId};
@@ -199,8 +199,11 @@ pub fn bind(
             let backup = section(platform.backup.as_ref(), "backup")?;
             if !valid_backup_name(file, backup) {
                 return Err(invalid(format!(
-                    "`{file}` is not a dump name: it must look like `{}2026-11-30_04-00-00{}` (a file in {}, no path)",
-                    backup.file_prefix, backup.file_suffix, backup.dir
+                    "{} is not a dump name: it must look like `{}2026-11-30_04-00-00{}` (a file in {}, no path)",
+                    code(file),
+                    backup.file_prefix,
+                    backup.file_suffix,
+                    backup.dir
                 )));
             }
             wanted.push(
@@ -575,7 +578,7 @@ async fn restore(
     let pg_cfg = section(platform.postgres.as_ref(), "postgres")?;
     let stop = &section(platform.restore.as_ref(), "restore")?.stop_services;
     if !valid_backup_name(file, backup_cfg) {
-        return Err(invalid(format!("`{file}` is not a dump name")));
+        return Err(invalid(format!("{} is not a dump name", code(file))));
     }
     let before = backup(engine, b, platform).await?;
     let pg = b.container(&pg_cfg.service)?;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::core::args::Args;
 use crate::core::error::{PipelineError, UserError};
-use crate::core::report::{Block, Report, Severity};
+use crate::core::report::{Block, Report, Severity, escape};
 use crate::core::store::AuditDecision;
 use crate::core::store::{NewIncident, Store, StoreResult, TimelineEntry};
 use crate::core::threads::{Thread, Threads};
@@ -133,7 +133,7 @@ async fn open(
         })
         .await?;
     let summary = Report::new(
-        format!("Incident {}: {title}", incident.id),
+        format!("Incident {}: {}", incident.id, escape(title)),
         Severity::Warning,
     )
     .with(Block::Fields(vec![
@@ -172,7 +172,7 @@ async fn open(
         })
         .await?;
     let report = Report::new(
-        format!("Incident {} opened: {title}", incident.id),
+        format!("Incident {} opened: {}", incident.id, escape(title)),
         Severity::Warning,
     )
     .with(Block::Text(format!(
@@ -218,7 +218,11 @@ async fn close(store: &dyn Store, inv: &Who<'_>) -> Result<Outcome, PipelineErro
     let entries = store.timeline(incident.id).await?;
     let lasted = (now - incident.opened_at).to_std().unwrap_or_default();
     let report = Report::new(
-        format!("Incident {} closed: {}", incident.id, incident.title),
+        format!(
+            "Incident {} closed: {}",
+            incident.id,
+            escape(&incident.title)
+        ),
         Severity::Info,
     )
     .with(Block::Fields(vec![
@@ -403,6 +407,29 @@ mod tests {
             matches!(e, PipelineError::User(UserError::Denied { .. })),
             "{e:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_incident_title_is_shown_as_typed_and_links_nothing() {
+        let threads = Arc::new(FakeThreads::default());
+        let (core, _) = core(Some(threads.clone())).await;
+        let r = core
+            .run(inv(
+                "alice",
+                "ops",
+                "/incident action:open title:\"[Approve request here](https://evil.example)\"",
+            ))
+            .await
+            .unwrap()
+            .report;
+        assert!(
+            r.title
+                .ends_with("\\[Approve request here\\]\\(https://evil.example\\)"),
+            "{}",
+            r.title
+        );
+        let summary = &threads.opened.lock().unwrap()[0].2;
+        assert!(!summary.contains("](https"), "{summary}");
     }
 
     #[tokio::test]

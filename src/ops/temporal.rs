@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::core::platform::TemporalTarget;
+use crate::core::report::code;
 use crate::core::types::DnsName;
 use crate::ops::diagnose::probes::http::HttpProbe;
 use crate::ops::diagnose::views::temporal_workflows;
@@ -26,7 +27,7 @@ impl WorkflowId {
             return Err(format!("`{}` is not a workflow id: {shape}", shorten(s)));
         }
         if s == "." || s == ".." || s.starts_with('-') {
-            return Err(format!("`{s}` is not a workflow id: {shape}"));
+            return Err(format!("{} is not a workflow id: {shape}", code(s)));
         }
         if let Some(bad) = s
             .chars()

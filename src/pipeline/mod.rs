@@ -18,7 +18,7 @@ use crate::core::policy::Policy;
 use crate::core::ratelimit::RateLimits;
 use crate::core::redact::Redactor;
 use crate::core::report::Report;
-use crate::core::report::{Block, Severity};
+use crate::core::report::{Block, Severity, code};
 use crate::core::settings::Settings;
 use crate::core::store::AuditDecision;
 use crate::core::store::Store;
@@ -592,8 +592,8 @@ impl Core {
         let name = typed.trim_start_matches('/');
         let unknown = || {
             UserError::NotFound(format!(
-                "unknown command `/{}`; run `/help` to see the commands you may use",
-                name.chars().take(40).collect::<String>()
+                "unknown command {}; run `/help` to see the commands you may use",
+                code(&format!("/{}", name.chars().take(40).collect::<String>()))
             ))
         };
         let name = CommandName::parse(name).map_err(|_| unknown())?;
@@ -832,18 +832,14 @@ fn needs_containers(cmd: &Command, req: &Request) -> bool {
 
 /// What the requester sees: what will run, on what, bound to which digest, and how to approve.
 fn pending_report(req: &ApprovalRequest, needed: u32) -> Report {
+    let what = code(format!("/{} {}", req.command, req.args).trim_end());
     Report::new(
-        format!(
-            "Pending approval {}: /{} {}",
-            req.id, req.command, req.args
-        )
-        .trim_end()
-        .to_owned(),
+        format!("Pending approval {}: {what}", req.id),
         Severity::Warning,
     )
     .with(Block::Fields(vec![
         ("request".into(), req.id.clone()),
-        ("what".into(), format!("/{} {}", req.command, req.args).trim_end().to_owned()),
+        ("what".into(), what.clone()),
         ("targets".into(), req.targets.join(", ")),
         ("digest".into(), req.digest.clone()),
         ("requester".into(), req.requester.clone()),
@@ -1462,6 +1458,42 @@ mod tests {
             .unwrap()
             .report;
         assert!(r.title.starts_with("Logs of api-1"), "{}", r.title);
+    }
+
+    /// True when every occurrence of the link payload in `md` is inside a code span or escaped.
+    fn link_is_inert(md: &str) -> bool {
+        md.match_indices("[Approve request here](https://evil.example)")
+            .all(|(at, _)| md[..at].ends_with('`') || md[..at].ends_with('\\'))
+    }
+
+    #[tokio::test]
+    async fn text_a_person_typed_never_renders_as_a_link_in_a_reply() {
+        let (core, _) = core_with_store(Arc::new(FakeEngine::riftwing())).await;
+        let link = "[Approve request here](https://evil.example)";
+        let r = core
+            .run(inv("dave", &format!("/logs api-1 grep:\"{link}\"")))
+            .await
+            .unwrap()
+            .report;
+        let md = render_markdown(&r, 4000).text;
+        assert!(md.contains(link) && link_is_inert(&md), "{md}");
+        let r = core
+            .run(inv("dave", "/help command:\"[x](https://e.x)\""))
+            .await
+            .unwrap()
+            .report;
+        let md = render_markdown(&r, 4000).text;
+        assert!(md.contains("`/[x](https://e.x)`"), "{md}");
+        for line in [
+            format!("/restore file:\"{link}\""),
+            format!("/logs api-1 since:\"{link}\""),
+        ] {
+            let md = core.run(inv("erin", &line)).await.unwrap_err().markdown();
+            assert!(
+                md.contains("Approve request here") && link_is_inert(&md),
+                "{line}: {md}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::render::{self, Button, ButtonStyle, Embed, Message, discord_len};
 use crate::core::approvals::{ApprovalRequest, ApprovalState, ReviewDecision};
-use crate::core::report::Severity;
+use crate::core::report::{Severity, code, escape};
 
 /// Every card button's custom_id starts with this, so other components are never mistaken for one.
 const PREFIX: &str = "approval";
@@ -62,25 +62,40 @@ fn stamp(t: DateTime<Utc>, style: char) -> String {
     format!("<t:{}:{style}>", t.timestamp())
 }
 
+const CUT_NOTE: &str = "… (cut here; `/pending` and `/audit` have it whole)";
+
 /// Cuts a field value to `max` UTF-16 units, saying so and where the whole text is.
 fn fit(s: &str, max: usize) -> String {
+    fit_with(s, max, str::to_owned)
+}
+
+/// [`fit`] for text a person typed: shown as inline code, the cut note outside it.
+fn fit_code(s: &str, max: usize) -> String {
+    fit_with(s, max, code)
+}
+
+fn fit_with(s: &str, max: usize, show: impl Fn(&str) -> String) -> String {
     let s = s.trim();
     if s.is_empty() {
         return "-".into();
     }
-    if discord_len(s) <= max {
-        return s.to_owned();
+    if discord_len(&show(s)) <= max {
+        return show(s);
     }
-    const NOTE: &str = "… (cut here; `/pending` and `/audit` have it whole)";
+    // What `show` adds (fences, and the spaces a backtick at either end needs) is at most
+    // what it adds to the whole text, plus those two spaces.
+    let overhead = discord_len(&show(s)).saturating_sub(discord_len(s)) + 2;
+    let budget = max.saturating_sub(overhead + discord_len(CUT_NOTE));
     let mut out = String::new();
+    let mut len = 0;
     for c in s.chars() {
-        if discord_len(&out) + c.len_utf16() + discord_len(NOTE) > max {
+        if len + c.len_utf16() > budget {
             break;
         }
+        len += c.len_utf16();
         out.push(c);
     }
-    out.push_str(NOTE);
-    out
+    format!("{}{CUT_NOTE}", show(&out))
 }
 
 fn roles(req: &ApprovalRequest) -> String {
@@ -94,6 +109,7 @@ fn roles(req: &ApprovalRequest) -> String {
 /// The card for a request in its current state. Buttons are live only while it is pending.
 pub fn card(req: &ApprovalRequest) -> Message {
     let what = format!("/{} {}", req.command, req.args);
+    let what = what.trim_end();
     let (title, severity, description) = match req.state {
         ApprovalState::Pending => (
             format!("Approval needed: /{}", req.command),
@@ -139,7 +155,7 @@ pub fn card(req: &ApprovalRequest) -> Message {
     };
     let mut fields = vec![
         ("request".to_owned(), format!("`{}`", req.id)),
-        ("what".to_owned(), fit(what.trim_end(), WHAT)),
+        ("what".to_owned(), fit_code(what, WHAT)),
         ("targets".to_owned(), fit(&req.targets.join(", "), TARGETS)),
         ("digest".to_owned(), format!("`{}`", req.digest)),
         ("requester".to_owned(), who(&req.requester)),
@@ -174,7 +190,7 @@ pub fn card(req: &ApprovalRequest) -> Message {
                 let reason = if r.reason.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", r.reason)
+                    format!(": {}", escape(&r.reason))
                 };
                 format!("{} {}{reason}", who(&r.reviewer), stamp(r.at, 'T'))
             })

@@ -12,7 +12,7 @@ use crate::core::args::Args;
 use crate::core::catalog::Operation;
 use crate::core::engine::Engine;
 use crate::core::error::{PipelineError, UserError};
-use crate::core::report::{Block, Report, Severity};
+use crate::core::report::{Block, Report, Severity, code};
 use crate::core::types::{DnsName, format_duration};
 use crate::ops::diagnose::probes::redis::KeyPattern;
 use crate::ops::diagnose::probes::s3::parse_key;
@@ -79,7 +79,8 @@ impl Request {
                 ),
                 v => {
                     return Err(invalid(format!(
-                        "`{v}` is not a redis view: use info, memory, persistence or keys"
+                        "{} is not a redis view: use info, memory, persistence or keys",
+                        code(v)
                     )));
                 }
             }),
@@ -94,7 +95,8 @@ impl Request {
                 ),
                 v => {
                     return Err(invalid(format!(
-                        "`{v}` is not a storage view: use buckets, stat or check"
+                        "{} is not a storage view: use buckets, stat or check",
+                        code(v)
                     )));
                 }
             }),
@@ -129,7 +131,8 @@ impl Request {
                     }
                     v => {
                         return Err(invalid(format!(
-                            "`{v}` is not a network-check view: use dns, port or inspect"
+                            "{} is not a network-check view: use dns, port or inspect",
+                            code(v)
                         )));
                     }
                 })

@@ -93,7 +93,8 @@ impl DbView {
             "cache" => Self::Cache,
             _ => {
                 return Err(format!(
-                    "`{s}` is not a db view: use activity, locks, size, slow, connections or cache"
+                    "{} is not a db view: use activity, locks, size, slow, connections or cache",
+                    crate::core::report::code(s)
                 ));
             }
         })
@@ -342,7 +343,10 @@ pub async fn storage(s3: &S3Probe, view: StorageView) -> Result<TableData, Strin
         StorageView::Check(key) => {
             let key = parse_key(&key)?;
             let o = s3.stat(&key).await?;
-            let mut t = TableData::new(format!("S3: {}/{}", s3.bucket, key), &["field", "value"]);
+            let mut t = TableData::new(
+                format!("S3: {}/{}", s3.bucket, crate::core::report::code(&key)),
+                &["field", "value"],
+            );
             t.row(vec!["status".into(), o.status.to_string()]);
             t.row(vec![
                 "size".into(),

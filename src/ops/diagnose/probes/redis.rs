@@ -200,7 +200,8 @@ impl KeyPattern {
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() || s.len() > 100 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!(
-                "`{s}` is not a key pattern: 1 to 100 printable characters without spaces, e.g. `ai:*`"
+                "{} is not a key pattern: 1 to 100 printable characters without spaces, e.g. `ai:*`",
+                crate::core::report::code(s)
             ));
         }
         Ok(Self(s.to_string()))

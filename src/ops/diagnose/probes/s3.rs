@@ -281,7 +281,8 @@ pub fn parse_key(s: &str) -> Result<String, String> {
         || s.chars().any(char::is_control)
     {
         return Err(format!(
-            "`{s}` is not a valid object key: 1 to 1024 printable characters, not starting with `/`, no `.` or `..` segment"
+            "{} is not a valid object key: 1 to 1024 printable characters, not starting with `/`, no `.` or `..` segment",
+            crate::core::report::code(s)
         ));
     }
     Ok(s.to_string())
