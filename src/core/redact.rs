@@ -16,6 +16,45 @@ pub const MASK: &str = "****";
 /// Learned values shorter than this are ignored: they would mask ordinary words.
 const MIN_LEARNED_LEN: usize = 6;
 
+/// `S3_ACCESS_KEY`, `AWS_ACCESS_KEY_ID`, `accessKeyId`: the identifier that goes with a
+/// secret key.
+fn is_key_id_name(name: &str) -> bool {
+    let words = split_name(name);
+    let n = words.len();
+    let ends = |tail: &[&str]| n >= tail.len() && words[n - tail.len()..] == *tail;
+    // `AWS_SECRET_ACCESS_KEY` is the secret itself.
+    if words.iter().any(|w| w.contains("SECRET")) {
+        return false;
+    }
+    ends(&["ACCESS", "KEY"])
+        || ends(&["ACCESS", "KEY", "ID"])
+        || ends(&["KEY", "ID"])
+        || ends(&["ACCESSKEY"])
+        || ends(&["ACCESSKEY", "ID"])
+        || ends(&["ACCESSKEYID"])
+}
+
+/// A value worth masking wherever it recurs: long, or mixing kinds of characters. An ordinary
+/// word (`riftwing`, `postgres`) would mask every mention of a name that happens to be used
+/// as a password; a secret-named variable still has its own value masked in `/config`.
+fn looks_like_secret(v: &str) -> bool {
+    let v = v.trim();
+    let n = v.chars().count();
+    if n < MIN_LEARNED_LEN {
+        return false;
+    }
+    if n >= 16 {
+        return true;
+    }
+    let kinds = [
+        v.chars().any(|c| c.is_lowercase()),
+        v.chars().any(|c| c.is_uppercase()),
+        v.chars().any(|c| c.is_ascii_digit()),
+        v.chars().any(|c| !c.is_alphanumeric()),
+    ];
+    kinds.iter().filter(|k| **k).count() >= 2
+}
+
 /// True for env var names (or free-text keys) that look secret.
 ///
 /// The name is split into words on `_`, `-`, `.` and camelCase humps, so `API_KEY`,
@@ -452,6 +491,9 @@ fn is_base64_snowflake(segment: &str) -> bool {
 pub struct Redactor {
     /// Learned values, longest first so a value never leaks the tail of a longer one.
     literals: Vec<String>,
+    /// Variable names whose values are learned whatever they look like (the settings'
+    /// `secret_names`), upper-cased.
+    always: Vec<String>,
     /// One alternation over `literals`; `None` when empty or too large to compile.
     literal_re: Option<Regex>,
 }
@@ -469,6 +511,13 @@ impl Redactor {
     /// Built-in patterns only.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Values of these variables are learned whatever they look like (a short or plain
+    /// password the team names in the settings).
+    pub fn with_secret_names(mut self, names: &[String]) -> Self {
+        self.always = names.iter().map(|n| n.to_ascii_uppercase()).collect();
+        self
     }
 
     /// Masks this exact value wherever it appears. Values shorter than 6 characters
@@ -502,12 +551,19 @@ impl Redactor {
                 .expect("built-in URL pattern compiles")
         });
         for (name, value) in pairs {
-            if is_secret_name(name) {
+            if self.always.iter().any(|a| a.eq_ignore_ascii_case(name)) {
                 self.learn_secret(value);
+            } else if is_secret_name(name) {
+                // An access key id is masked where it is shown, but it is an account's name:
+                // learned, it would mask that name everywhere (`S3_ACCESS_KEY=riftwing`).
+                if !is_key_id_name(name) && looks_like_secret(value) {
+                    self.learn_secret(value);
+                }
             } else {
                 let found: Vec<String> = URL_PASSWORD
                     .captures_iter(value)
                     .map(|c| c[1].to_string())
+                    .filter(|p| looks_like_secret(p))
                     .collect();
                 for password in found {
                     self.learn_secret(&password);
@@ -700,6 +756,35 @@ mod tests {
             r.redact("database application ready"),
             "database application ready"
         );
+    }
+
+    #[test]
+    fn access_key_ids_and_ordinary_words_are_not_learned_as_secrets() {
+        let mut r = Redactor::new();
+        r.learn_env(&[
+            ("S3_ACCESS_KEY".into(), "riftwing".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "AKIAIOSFODNN7EXAMPLE".into()),
+            ("MINIO_SECRET_KEY".into(), "riftwing-s3-secret-key".into()),
+            ("POSTGRES_PASSWORD".into(), "postgres".into()),
+        ]);
+        assert_eq!(
+            r.redact("project riftwing on postgres, bucket key riftwing-s3-secret-key"),
+            "project riftwing on postgres, bucket key ****"
+        );
+        for id in [
+            "S3_ACCESS_KEY",
+            "AWS_ACCESS_KEY_ID",
+            "accessKeyId",
+            "MINIO_ACCESS_KEY",
+        ] {
+            assert!(is_key_id_name(id), "{id}");
+        }
+        for secret in ["MINIO_SECRET_KEY", "API_KEY", "AWS_SECRET_ACCESS_KEY"] {
+            assert!(!is_key_id_name(secret), "{secret}");
+        }
+        let mut named = Redactor::new().with_secret_names(&["POSTGRES_PASSWORD".into()]);
+        named.learn_env(&[("postgres_password".into(), "postgres".into())]);
+        assert_eq!(named.redact("user postgres"), "user ****");
     }
 
     #[test]

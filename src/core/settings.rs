@@ -47,6 +47,18 @@ struct RawSettings {
     limits: Limits,
     #[serde(default)]
     groups: BTreeMap<GroupName, Vec<ServiceName>>,
+    #[serde(default)]
+    redaction: Redaction,
+}
+
+/// What the redactor learns beyond its own rules.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redaction {
+    /// Environment variables whose values are masked wherever they recur, whatever they look
+    /// like (a plain or short password the bot would otherwise take for an ordinary word).
+    #[serde(default)]
+    pub secret_names: Vec<String>,
 }
 
 /// Limits the core enforces; every one has a default so a settings file may omit them.
@@ -101,6 +113,7 @@ pub struct Settings {
     pub platform: PlatformConfig,
     pub limits: Limits,
     pub groups: BTreeMap<GroupName, Vec<ServiceName>>,
+    pub redaction: Redaction,
 }
 
 impl Settings {
@@ -141,6 +154,7 @@ impl Settings {
             platform: PlatformConfig::embedded()?,
             limits: raw.limits,
             groups: raw.groups,
+            redaction: raw.redaction,
         };
         s.check().map_err(|m| ConfigError::new(path, m))?;
         Ok(s)

@@ -1047,6 +1047,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_access_key_id_or_a_plain_word_password_does_not_mask_the_word_everywhere() {
+        let f = FakeEngine::riftwing();
+        f.set_env(
+            "minio",
+            &[
+                ("S3_ACCESS_KEY", "riftwing"),
+                ("S3_SECRET_KEY", "riftwing-s3-secret-key"),
+                ("COMPOSE_PROJECT", "riftwing"),
+            ],
+        );
+        let mut red = Redactor::new();
+        let mut r = config(&f, &targets(&f, &["minio"]), &mut red)
+            .await
+            .unwrap();
+        r.redact(&red);
+        let all = r.all_text();
+        assert!(all.contains("COMPOSE_PROJECT=riftwing"), "{all}");
+        assert!(all.contains("S3_SECRET_KEY=****"), "{all}");
+        assert!(!all.contains("riftwing-s3-secret-key"), "{all}");
+    }
+
+    #[tokio::test]
     async fn stats_skip_stopped_containers_and_run_in_parallel() {
         let f = FakeEngine::riftwing().with_delay(Duration::from_millis(200));
         f.update("console", |c| c.state = "exited".into());

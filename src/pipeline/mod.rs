@@ -186,7 +186,7 @@ impl Core {
                 .iter()
                 .filter_map(|c| c.rate_limit.map(|r| (c.name.clone(), r))),
         );
-        let mut redactor = Redactor::new();
+        let mut redactor = Redactor::new().with_secret_names(&settings.redaction.secret_names);
         if let Some(s) = &settings.store_url {
             redactor.learn_secret(s.expose());
         }
