@@ -307,6 +307,11 @@ async fn a_database_reset_backs_up_with_the_platforms_tool_and_reruns_its_own_in
                 p.backup().script.join(" ")
             ),
             format!(
+                "exec {} test -s {}",
+                p.container(&p.backup().service),
+                p.fresh_dump()
+            ),
+            format!(
                 "recreate {} {}",
                 p.container(db),
                 p.volume(&format!("{db}-data"))

@@ -15,7 +15,7 @@ use crate::core::engine::{ContainerInfo, Engine, ExecOutput, VolumeInfo};
 use crate::core::error::{PipelineError, UserError};
 use crate::core::platform::{BackupConfig, PlatformConfig};
 use crate::core::report::{Block, Report, Severity, code};
-use crate::core::types::ServiceName;
+use crate::core::types::{MountPath, ServiceName};
 use crate::ops::containers::{self, Mutation, Targets};
 use crate::ops::temporal::{self, TemporalError, WorkflowId};
 
@@ -442,7 +442,8 @@ async fn backup(
     if out.exit_code != Some(0) {
         return Err(failed("the backup", &out));
     }
-    out.stdout
+    let file = out
+        .stdout
         .lines()
         .find_map(|l| l.strip_prefix(cfg.written_prefix.as_str()))
         .and_then(|l| l.split_whitespace().next())
@@ -453,7 +454,28 @@ async fn backup(
                 cfg.script.join(" "),
                 out.stdout
             ))
-        })
+        })?;
+    // A report that says "backup taken" must name a file that is there and not empty.
+    let path = MountPath::parse(&file).map_err(|e| {
+        PipelineError::internal(anyhow::anyhow!(
+            "the backup script named {file}, which is not a plain path: {e}"
+        ))
+    })?;
+    let there = engine
+        .exec(
+            &c.id,
+            &argv(&["test", "-s", path.as_str()]),
+            Duration::from_secs(10),
+        )
+        .await?;
+    if there.exit_code != Some(0) {
+        return Err(UserError::Unavailable(format!(
+            "the backup script said it wrote {file}, but no such non-empty file is in `{}`; nothing else was done",
+            cfg.service
+        ))
+        .into());
+    }
+    Ok(file)
 }
 
 async fn wait_healthy(engine: &dyn Engine, service: &str) -> Result<ContainerInfo, PipelineError> {
@@ -1170,6 +1192,33 @@ mod tests {
         assert!(
             calls.iter().all(|c| c.starts_with("exec ")),
             "only the backup ran: {calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_backup_the_script_names_but_that_is_not_there_stops_the_reset_before_anything_else()
+    {
+        let f = project();
+        f.script_exec(&backup_script(), backup_ok());
+        f.script_exec(
+            "test",
+            ExecOutput {
+                exit_code: Some(1),
+                stdout: String::new(),
+                stderr: String::new(),
+            },
+        );
+        let b = bind_reset(&f).await.unwrap();
+        let e = run_reset(&f, &b).await.unwrap_err();
+        assert!(e.to_string().contains("no such non-empty file"), "{e}");
+        let calls = f.calls();
+        assert!(
+            calls.iter().all(|c| c.starts_with("exec ")),
+            "nothing but the backup and its check ran: {calls:?}"
+        );
+        assert!(
+            calls.iter().any(|c| c.contains(" test -s /backups/")),
+            "{calls:?}"
         );
     }
 

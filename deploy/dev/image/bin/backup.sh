@@ -1,8 +1,10 @@
 #!/bin/sh
 # db-backup: one pg_dump -F c into /backups, keeping the newest $BACKUP_RETENTION dumps.
 set -eu
-stamp=$(date -u +%Y-%m-%d_%H-%M-%S)
-file="/backups/backup_${stamp}.dump"
+# Nanoseconds and the pid keep two backups of the same second apart (and in time order).
+stamp=$(date -u +%Y-%m-%d_%H-%M-%S-%N)
+file="/backups/backup_${stamp}-$$.dump"
+if [ -e "$file" ]; then echo "backup: $file already exists" >&2; exit 1; fi
 pg_dump -h "${PGHOST:-postgres}" -U "${PGUSER:-app}" -d "${PGDATABASE:-app}" -F c -f "$file.part"
 mv "$file.part" "$file"
 echo "backup written: $file ($(wc -c <"$file") bytes)"
