@@ -246,7 +246,19 @@ fn a_bot_started_after_its_predecessor_died_mid_execution_marks_the_request_inte
             .approve(&r.id, "bob", &["approver".into()], now())
             .await
             .unwrap();
-        assert!(before.claim_for_execution(&r.id, now()).await.unwrap());
+        assert!(
+            before
+                .claim_for_execution(
+                    &r.id,
+                    &container_ops::core::approvals::Runner {
+                        actor: "bob",
+                        roles: &[],
+                    },
+                    now(),
+                )
+                .await
+                .unwrap()
+        );
         r.id
     });
 

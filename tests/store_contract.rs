@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use container_ops::core::approvals::{
-    ApprovalState, Approvals, BoundOperation, INTERRUPTED, NewRequest, Outcome, Refusal,
+    ApprovalState, Approvals, BoundOperation, INTERRUPTED, NewRequest, Outcome, Refusal, Runner,
 };
 use container_ops::core::replica::ReplicaId;
 use container_ops::core::store::{
@@ -20,6 +20,12 @@ use container_ops::core::store::{
 };
 use container_ops::infra::store::postgres::PostgresOptions;
 use container_ops::infra::store::{PostgresStore, SqliteStore};
+
+/// The approver whose approval completes a request, in these tests.
+const RUNNER: Runner<'static> = Runner {
+    actor: "bob",
+    roles: &[],
+};
 
 const DEFAULT_PG_URL: &str = "postgres://app:container-ops-dev@127.0.0.1:55432/app";
 
@@ -544,7 +550,7 @@ async fn the_requester_cannot_approve_their_own_request_even_holding_the_approve
     let got = a.get(&r.id).await.unwrap().unwrap();
     assert_eq!(got.state, ApprovalState::Pending);
     assert!(got.reviews.is_empty());
-    assert!(!a.claim_for_execution(&r.id, t(2)).await.unwrap());
+    assert!(!a.claim_for_execution(&r.id, &RUNNER, t(2)).await.unwrap());
     let refused = audit_of(&*f.store, AuditDecision::Refused).await;
     assert!(refused[0].contains("own request"), "{refused:?}");
 }
@@ -593,7 +599,7 @@ async fn an_expired_request_cannot_be_approved_and_is_marked_expired(f: Fixture)
     let got = a.get(&r.id).await.unwrap().unwrap();
     assert_eq!(got.state, ApprovalState::Expired);
     assert!(got.reviews.is_empty());
-    assert!(!a.claim_for_execution(&r.id, t(61)).await.unwrap());
+    assert!(!a.claim_for_execution(&r.id, &RUNNER, t(61)).await.unwrap());
     assert_eq!(audit_of(&*f.store, AuditDecision::Expired).await.len(), 1);
 }
 
@@ -621,11 +627,12 @@ async fn one_approval_makes_the_request_ready_and_it_can_be_claimed_only_once(f:
         Outcome::Refused(Refusal::NotPending(ApprovalState::Approved)),
         "a retried click does not approve twice"
     );
-    assert!(a.claim_for_execution(&r.id, t(12)).await.unwrap());
-    assert!(!a.claim_for_execution(&r.id, t(12)).await.unwrap());
+    assert!(a.claim_for_execution(&r.id, &RUNNER, t(12)).await.unwrap());
+    assert!(!a.claim_for_execution(&r.id, &RUNNER, t(12)).await.unwrap());
     assert!(
         a.finish(
             &r.id,
+            &RUNNER,
             Ok("database reset".into()),
             Duration::from_secs(3),
             t(15)
@@ -634,7 +641,7 @@ async fn one_approval_makes_the_request_ready_and_it_can_be_claimed_only_once(f:
         .unwrap()
     );
     assert!(
-        !a.finish(&r.id, Err("late".into()), Duration::ZERO, t(16))
+        !a.finish(&r.id, &RUNNER, Err("late".into()), Duration::ZERO, t(16))
             .await
             .unwrap(),
         "a finished request stays finished"
@@ -666,8 +673,9 @@ async fn one_approval_makes_the_request_ready_and_it_can_be_claimed_only_once(f:
             d(AuditDecision::Approved, "bob"),
             d(AuditDecision::Approved, "bob"),
             d(AuditDecision::Refused, "bob"),
-            d(AuditDecision::Executing, "alice"),
-            d(AuditDecision::Ran, "alice"),
+            // The approver whose approval completed it ran it (the text names the requester).
+            d(AuditDecision::Executing, "bob"),
+            d(AuditDecision::Ran, "bob"),
         ]
     );
     assert!(verify_audit(&*f.store).await.unwrap().is_ok());
@@ -686,7 +694,7 @@ async fn two_approvals_are_needed_when_the_rule_says_two(f: Fixture) {
             needed: 2
         }
     );
-    assert!(!a.claim_for_execution(&r.id, t(2)).await.unwrap());
+    assert!(!a.claim_for_execution(&r.id, &RUNNER, t(2)).await.unwrap());
     let same = a.approve(&r.id, "bob", &approver, t(3)).await.unwrap();
     assert_eq!(same, Outcome::Refused(Refusal::AlreadyReviewed));
     let own = a.approve(&r.id, "alice", &approver, t(4)).await.unwrap();
@@ -700,7 +708,7 @@ async fn two_approvals_are_needed_when_the_rule_says_two(f: Fixture) {
             needed: 2
         }
     );
-    assert!(a.claim_for_execution(&r.id, t(6)).await.unwrap());
+    assert!(a.claim_for_execution(&r.id, &RUNNER, t(6)).await.unwrap());
 }
 
 async fn two_hundred_concurrent_approve_and_claim_calls_yield_exactly_one_claim(f: Fixture) {
@@ -724,7 +732,7 @@ async fn two_hundred_concurrent_approve_and_claim_calls_yield_exactly_one_claim(
                 .approve(&id, &who, &roles(&["approver"]), t(1))
                 .await
                 .unwrap();
-            let claimed = a.claim_for_execution(&id, t(2)).await.unwrap();
+            let claimed = a.claim_for_execution(&id, &RUNNER, t(2)).await.unwrap();
             (out, claimed)
         }));
     }
@@ -765,7 +773,12 @@ async fn a_request_executing_at_a_crash_is_marked_failed_interrupted_at_start_up
         .approve(&r.id, "bob", &roles(&["approver"]), t(1))
         .await
         .unwrap();
-    assert!(before.claim_for_execution(&r.id, t(2)).await.unwrap());
+    assert!(
+        before
+            .claim_for_execution(&r.id, &RUNNER, t(2))
+            .await
+            .unwrap()
+    );
     drop(before);
 
     // The bot comes back after its lease ran out: a new store instance over the same data.
@@ -782,7 +795,10 @@ async fn a_request_executing_at_a_crash_is_marked_failed_interrupted_at_start_up
         got.result
     );
     assert!(
-        !after.claim_for_execution(&r.id, t(101)).await.unwrap(),
+        !after
+            .claim_for_execution(&r.id, &RUNNER, t(101))
+            .await
+            .unwrap(),
         "never re-run"
     );
     assert_eq!(
@@ -820,7 +836,7 @@ async fn a_denied_request_can_be_neither_approved_nor_claimed(f: Fixture) {
         late,
         Outcome::Refused(Refusal::NotPending(ApprovalState::Denied))
     );
-    assert!(!a.claim_for_execution(&r.id, t(5)).await.unwrap());
+    assert!(!a.claim_for_execution(&r.id, &RUNNER, t(5)).await.unwrap());
     let got = a.get(&r.id).await.unwrap().unwrap();
     assert_eq!(got.state, ApprovalState::Denied);
     assert_eq!(
@@ -850,15 +866,25 @@ async fn only_the_requester_can_cancel_and_only_before_execution(f: Fixture) {
     a.approve(&running.id, "bob", &roles(&["approver"]), t(1))
         .await
         .unwrap();
-    assert!(a.claim_for_execution(&running.id, t(2)).await.unwrap());
+    assert!(
+        a.claim_for_execution(&running.id, &RUNNER, t(2))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         a.cancel(&running.id, "alice", t(3)).await.unwrap(),
         Outcome::Refused(Refusal::NotPending(ApprovalState::Executing))
     );
     assert!(
-        a.finish(&running.id, Err("exit code 1".into()), Duration::ZERO, t(4))
-            .await
-            .unwrap()
+        a.finish(
+            &running.id,
+            &RUNNER,
+            Err("exit code 1".into()),
+            Duration::ZERO,
+            t(4)
+        )
+        .await
+        .unwrap()
     );
     let got = a.get(&running.id).await.unwrap().unwrap();
     assert_eq!(got.state, ApprovalState::Failed);
@@ -887,7 +913,7 @@ async fn expire_due_expires_only_requests_whose_time_is_up(f: Fixture) {
         "an approval not claimed in time expires too"
     );
     assert!(
-        !a.claim_for_execution(&approved_late.id, t(201))
+        !a.claim_for_execution(&approved_late.id, &RUNNER, t(201))
             .await
             .unwrap()
     );
@@ -909,7 +935,11 @@ async fn approving_an_unknown_request_is_refused_as_not_found(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(out, Outcome::Refused(Refusal::NotFound));
-    assert!(!a.claim_for_execution("zzzzzzzz", t(0)).await.unwrap());
+    assert!(
+        !a.claim_for_execution("zzzzzzzz", &RUNNER, t(0))
+            .await
+            .unwrap()
+    );
     assert!(a.get("zzzzzzzz").await.unwrap().is_none());
 }
 
@@ -1047,7 +1077,7 @@ async fn executing(a: &Approvals) -> String {
     a.approve(&r.id, "bob", &roles(&["approver"]), t(1))
         .await
         .unwrap();
-    assert!(a.claim_for_execution(&r.id, t(2)).await.unwrap());
+    assert!(a.claim_for_execution(&r.id, &RUNNER, t(2)).await.unwrap());
     r.id
 }
 
@@ -1091,7 +1121,7 @@ async fn a_live_lease_is_left_alone_and_an_expired_one_is_recovered_exactly_once
         Some("interrupted (replica a@host-a/pid=4242 stopped)")
     );
     assert!(!a.renew_lease(&id, t(222)).await.unwrap());
-    assert!(!a.claim_for_execution(&id, t(222)).await.unwrap());
+    assert!(!a.claim_for_execution(&id, &RUNNER, t(222)).await.unwrap());
     let failed = audit_of(&*f.store, AuditDecision::Failed).await;
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(failed[0].contains("lease ended"), "{failed:?}");

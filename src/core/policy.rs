@@ -251,6 +251,33 @@ impl Policy {
         })
     }
 
+    /// Does `user` still hold `role`: it exists and lists the user, or it is bound to chat
+    /// roles (which only the chat platform can confirm at the moment of a click)?
+    pub fn still_holds(&self, user: &UserId, role: &RoleId) -> bool {
+        self.roles
+            .get(role)
+            .is_some_and(|d| d.users.contains(user) || !d.discord_roles.is_empty())
+    }
+
+    /// Do these roles reach the command on every one of these services, through grants in
+    /// any channel? (The channel was checked when the request was made.)
+    pub fn may_run_somewhere(
+        &self,
+        roles: &BTreeSet<RoleId>,
+        command: &str,
+        services: &[ServiceName],
+    ) -> bool {
+        let grants: Vec<&Grant> = self
+            .grants
+            .iter()
+            .filter(|g| !g.roles.is_disjoint(roles) && g.commands.is_match(command))
+            .collect();
+        !grants.is_empty()
+            && services
+                .iter()
+                .all(|s| grants.iter().any(|g| g.services.is_match(s.as_str())))
+    }
+
     /// May these roles run the command in this channel at all (on some service)?
     pub fn may_run(&self, roles: &BTreeSet<RoleId>, command: &str, channel: &ChannelId) -> bool {
         self.grants_for(roles, command, channel).next().is_some()

@@ -8,7 +8,7 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use tracing::{Instrument, info_span};
 
-use crate::core::approvals::{ApprovalRequest, Approvals, NewRequest};
+use crate::core::approvals::{ApprovalRequest, Approvals, NewRequest, ReviewDecision, Runner};
 use crate::core::args::{self, ArgContext, RawArgs};
 use crate::core::audit::{AuditRecord, AuditSink};
 use crate::core::catalog::{Catalog, Command, Target};
@@ -645,15 +645,25 @@ impl Core {
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
         match review::run(req, a, store.as_ref(), actor.as_str(), &roles).await? {
             review::Reviewed::Answer(report) => Ok(Reply::answer(report)),
-            review::Reviewed::ReadyToRun(id) => self.execute_approved(&id).await.map(Reply::answer),
+            review::Reviewed::ReadyToRun(id) => {
+                let runner = Runner {
+                    actor: actor.as_str(),
+                    roles: &roles,
+                };
+                self.execute_approved(&id, &runner).await.map(Reply::answer)
+            }
         }
     }
 
     /// Claims the request (one caller ever wins), binds it again, checks the binding against
     /// the approved digest, runs it and records how it ended.
-    pub async fn execute_approved(&self, id: &str) -> Result<Report, PipelineError> {
+    pub async fn execute_approved(
+        &self,
+        id: &str,
+        runner: &Runner<'_>,
+    ) -> Result<Report, PipelineError> {
         let (a, _) = self.store_or_refuse()?;
-        if !a.claim_for_execution(id, Utc::now()).await? {
+        if !a.claim_for_execution(id, runner, Utc::now()).await? {
             let state = a
                 .get(id)
                 .await?
@@ -686,7 +696,10 @@ impl Core {
             Err(PipelineError::User(u)) => Err(self.redactor.redact(&u.to_string())),
             Err(e) => Err(e.to_string()),
         };
-        if let Err(e) = a.finish(id, summary, started.elapsed(), Utc::now()).await {
+        if let Err(e) = a
+            .finish(id, runner, summary, started.elapsed(), Utc::now())
+            .await
+        {
             tracing::error!(
                 approval = id,
                 "could not record the end of an approved run: {e:#}"
@@ -703,6 +716,59 @@ impl Core {
             })),
             Err(e) => Err(e),
         }
+    }
+
+    /// Permissions change while a request waits: at execution the requester must still hold a
+    /// role that grants the command on its services, and every approver a role that may
+    /// approve it. Roles bound to chat roles are taken as held (only the chat platform can
+    /// tell, and the approver who clicks has just been checked with theirs).
+    fn reauthorize(
+        &self,
+        req: &ApprovalRequest,
+        cmd: &Command,
+        services: &[ServiceName],
+    ) -> Result<(), PipelineError> {
+        let refuse = |why: String| -> PipelineError {
+            UserError::Refused(format!("re-checked before running: {why}; nothing ran")).into()
+        };
+        let requester = UserId::parse(&req.requester)
+            .map_err(|e| PipelineError::internal(anyhow::anyhow!("stored requester: {e}")))?;
+        let held: BTreeSet<RoleId> = req
+            .requester_roles
+            .iter()
+            .filter_map(|r| RoleId::parse(r).ok())
+            .filter(|r| self.policy.still_holds(&requester, r))
+            .collect();
+        if !self
+            .policy
+            .may_run_somewhere(&held, cmd.name.as_str(), services)
+        {
+            return Err(refuse(format!(
+                "{} no longer holds a role that grants {}",
+                code(requester.as_str()),
+                code(&format!("/{}", cmd.name))
+            )));
+        }
+        let approver_roles = cmd.approval.as_ref().map_or(&[][..], |a| &a.approvers[..]);
+        for r in req
+            .reviews
+            .iter()
+            .filter(|r| r.decision == ReviewDecision::Approve)
+        {
+            let still = UserId::parse(&r.reviewer).is_ok_and(|u| {
+                approver_roles
+                    .iter()
+                    .any(|role| self.policy.still_holds(&u, role))
+            });
+            if !still {
+                return Err(refuse(format!(
+                    "approver {} no longer holds an approver role for {}",
+                    code(&r.reviewer),
+                    code(&format!("/{}", cmd.name))
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn run_approved(&self, req: &ApprovalRequest) -> Result<Report, PipelineError> {
@@ -737,6 +803,7 @@ impl Core {
             Some(&known),
             &self.settings.groups,
         );
+        self.reauthorize(req, cmd, &services)?;
         let engine = self.engine.get().await?;
         let bound = destructive::bind_live(
             engine.as_ref(),
@@ -957,6 +1024,12 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::core::approvals::Runner;
+
+    const RUNNER: Runner<'static> = Runner {
+        actor: "bob",
+        roles: &[],
+    };
     use crate::core::audit::MemoryAudit;
     use crate::core::report::{Block, render_markdown};
     use crate::infra::fake::FakeEngine;
@@ -1207,6 +1280,132 @@ mod tests {
         (core, store)
     }
 
+    /// The same store and engine under another team file (people gained or lost roles).
+    fn with_team(core: &Core, team: &str) -> Core {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("team.toml"), team).unwrap();
+        let policy = Policy::load_dir(dir.path()).unwrap();
+        let (fresh, _) = core_with(Arc::new(FakeEngine::new()));
+        Core {
+            policy,
+            engine: LazyEngine::ready(core.engine.cell.get().unwrap().clone()),
+            audit: core.audit.clone(),
+            ..fresh
+        }
+        .with_store(core.store.clone().unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_run_of_an_approved_request_names_who_ran_it_and_who_asked() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.update("redis", |c| c.volumes = vec!["riftwing_redis-data".into()]);
+        let (core, store) = core_with_store(fake).await;
+        let id = pending_id(&core.run(inv("alice", "/reset redis")).await.unwrap().report);
+        core.run(inv("bob", &format!("/approve {id}")))
+            .await
+            .unwrap();
+        let q = crate::core::store::AuditQuery {
+            limit: 50,
+            ..Default::default()
+        };
+        let entries = store.query_audit(&q).await.unwrap();
+        for d in [AuditDecision::Executing, AuditDecision::Ran] {
+            let e = entries
+                .iter()
+                .find(|e| e.entry.decision == d && e.entry.result.starts_with("approval"))
+                .unwrap_or_else(|| panic!("no {d} entry"));
+            assert_eq!(e.entry.actor, "bob", "{d}: {:?}", e.entry);
+            assert!(
+                e.entry.result.contains("requested by alice"),
+                "{d}: {}",
+                e.entry.result
+            );
+            assert_eq!(e.entry.roles, ["approver", "operator", "viewer"], "{d}: bob's roles");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_requester_who_lost_their_roles_before_the_approval_has_nothing_run() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        fake.update("redis", |c| c.volumes = vec!["riftwing_redis-data".into()]);
+        let (core, _) = core_with_store(fake.clone()).await;
+        let id = pending_id(&core.run(inv("alice", "/reset redis")).await.unwrap().report);
+        let team = std::fs::read_to_string(repo("permissions/team.toml")).unwrap();
+        let without_alice = team.replace("\"alice\", ", "");
+        assert!(
+            !without_alice.contains("\"alice\""),
+            "alice is in no role any more"
+        );
+        let later = with_team(&core, &without_alice);
+        let md = refusal(&later, "bob", &format!("/approve {id}")).await;
+        assert!(
+            md.contains("re-checked before running") && md.contains("`alice` no longer holds"),
+            "{md}"
+        );
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        let req = later.approvals().unwrap().get(&id).await.unwrap().unwrap();
+        assert_eq!(req.state, crate::core::approvals::ApprovalState::Failed);
+    }
+
+    #[tokio::test]
+    async fn an_earlier_approver_who_lost_the_approver_role_stops_the_run() {
+        // /backup needing two approvals: carol approves, then loses the approver role, and
+        // erin's approval completes the quorum.
+        let commands = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(repo("commands")).unwrap() {
+            let p = e.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            let text = if p.ends_with("backup.toml") {
+                text.replace("min_approvals = 1", "min_approvals = 2")
+            } else {
+                text
+            };
+            std::fs::write(commands.path().join(p.file_name().unwrap()), text).unwrap();
+        }
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, _) = core_with_store(fake.clone()).await;
+        let groups = core.settings.groups.keys().cloned().collect();
+        let catalog = Catalog::load_dir(commands.path(), &groups).unwrap();
+        assert_eq!(
+            catalog
+                .get("backup")
+                .unwrap()
+                .approval
+                .as_ref()
+                .unwrap()
+                .min_approvals,
+            2
+        );
+        let core = Core { catalog, ..core };
+        let id = pending_id(&core.run(inv("alice", "/backup")).await.unwrap().report);
+        let first = core
+            .run(inv("carol", &format!("/approve {id}")))
+            .await
+            .unwrap();
+        assert!(
+            first.report.title.contains("1 of 2"),
+            "{}",
+            first.report.title
+        );
+        let team = std::fs::read_to_string(repo("permissions/team.toml")).unwrap();
+        let carol_out = team.replacen(
+            "users = [\"bob\", \"carol\", \"erin\"]",
+            "users = [\"bob\", \"erin\"]",
+            1,
+        );
+        assert_ne!(carol_out, team, "carol was an approver");
+        let later = Core {
+            catalog: core.catalog.clone(),
+            ..with_team(&core, &carol_out)
+        };
+        let md = refusal(&later, "erin", &format!("/approve {id}")).await;
+        assert!(
+            md.contains("approver `carol` no longer holds an approver role"),
+            "{md}"
+        );
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    }
+
     /// The refusal's Markdown, for a line that must be refused.
     async fn refusal(core: &Core, who: &str, line: &str) -> String {
         core.run(inv(who, line)).await.unwrap_err().markdown()
@@ -1386,7 +1585,11 @@ mod tests {
         a.approve(&r.id, "bob", &["approver".into()], Utc::now())
             .await
             .unwrap();
-        assert!(a.claim_for_execution(&r.id, Utc::now()).await.unwrap());
+        assert!(
+            a.claim_for_execution(&r.id, &RUNNER, Utc::now())
+                .await
+                .unwrap()
+        );
         let first = a.get(&r.id).await.unwrap().unwrap().lease_until.unwrap();
         // Three lease lengths: without renewal it would have run out twice over.
         with_lease_renewed(&a, &r.id, tokio::time::sleep(lease * 3)).await;

@@ -45,6 +45,13 @@ pub enum Outcome {
     Refused(Refusal),
 }
 
+/// Who runs an approved request: the approver whose approval completed it.
+#[derive(Debug, Clone, Copy)]
+pub struct Runner<'a> {
+    pub actor: &'a str,
+    pub roles: &'a [String],
+}
+
 /// The state machine over a store. Cheap to clone.
 #[derive(Clone)]
 pub struct Approvals {
@@ -346,7 +353,12 @@ impl Approvals {
     /// Claims an approved, unexpired request for execution. Exactly one caller ever gets
     /// `true` for a request; only that caller may run the operation.
     #[tracing::instrument(level = "debug", skip(self), err)]
-    pub async fn claim_for_execution(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    pub async fn claim_for_execution(
+        &self,
+        id: &str,
+        runner: &Runner<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let now = to_micros(now);
         let Some(req) = self.store.get_approval(id).await? else {
             return Ok(false);
@@ -370,11 +382,13 @@ impl Approvals {
                 at: now,
                 audit: self.audit(
                     &req,
-                    &req.requester,
-                    &req.requester_roles,
+                    runner.actor,
+                    runner.roles,
                     AuditDecision::Executing,
                     format!(
-                        "approval {id}: claimed for execution by replica {}",
+                        "approval {id}: claimed for execution by {} (requested by {}) on replica {}",
+                        runner.actor,
+                        req.requester,
                         self.replica.short()
                     ),
                     now,
@@ -399,6 +413,7 @@ impl Approvals {
     pub async fn finish(
         &self,
         id: &str,
+        runner: &Runner<'_>,
         result: Result<String, String>,
         duration: Duration,
         now: DateTime<Utc>,
@@ -413,10 +428,13 @@ impl Approvals {
         };
         let mut audit = self.audit(
             &req,
-            &req.requester,
-            &req.requester_roles,
+            runner.actor,
+            runner.roles,
             decision,
-            format!("approval {id}: {to}: {text}"),
+            format!(
+                "approval {id}: {to} (run by {}, requested by {}): {text}",
+                runner.actor, req.requester
+            ),
             now,
         );
         audit.duration_ms = duration.as_millis() as u64;
