@@ -79,6 +79,35 @@ fn check_config_refuses_a_destructive_operation_without_approvals_naming_file_an
 }
 
 #[test]
+fn check_config_warns_of_a_service_pattern_that_reaches_past_the_group_it_means() {
+    let (code, out, err) = run(&["check-config"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !out.contains("warning"),
+        "the shipped files name their services: {out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let team = std::fs::read_to_string("permissions/team.toml")
+        .unwrap()
+        .replace(
+            "services = [\"api-1\", \"api-2\", \"worker-1\", \"worker-2\", \"console\"]",
+            "services = [\"api-*\", \"worker-*\", \"console\"]",
+        );
+    std::fs::write(dir.path().join("team.toml"), &team).unwrap();
+    let perms = dir.path().display().to_string();
+    let (code, out, err) = run(
+        &["check-config"],
+        &[("CONTAINER_OPS_PERMISSIONS_DIR", &perms)],
+    );
+    assert_eq!(code, 0, "a warning, not an error: {out}{err}");
+    let line = team.lines().position(|l| l.contains("\"api-*\"")).unwrap() + 1;
+    assert!(
+        out.contains(&format!("team.toml:{line}: service pattern `api-*` matches `api-1`, `api-2` of group `app` and also `api-gateway`")),
+        "{out}"
+    );
+}
+
+#[test]
 fn check_config_refuses_a_bad_permissions_file() {
     let (code, _, err) = run(
         &["check-config"],

@@ -164,6 +164,8 @@ fn config(sim: &Sim, token: &str) -> DiscordConfig {
         application_id: Some(ApplicationId::new(APP_ID)),
         public_key: None,
         interactions_addr: None,
+        allowed_guilds: vec![GuildId::new(GUILD_ID)],
+        allow_dms: false,
     }
 }
 
@@ -540,6 +542,50 @@ async fn a_denial_is_ephemeral_says_what_to_do_and_touches_nothing() {
     assert!(fin.content.starts_with("**Denied.**"), "{}", fin.content);
     assert!(fin.content.contains("Ask an admin"), "{}", fin.content);
     assert!(fake.calls().is_empty());
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_from_direct_messages_and_other_servers_are_refused_and_nothing_runs() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    team_permissions(
+        dir.path(),
+        r#"
+[[grants]]
+roles = ["viewer"]
+commands = ["status"]
+services = ["*"]
+channels = ["*"]
+"#,
+    );
+    let fake = Arc::new(FakeEngine::riftwing());
+    let bot = start_bot(&sim, core(dir.path(), fake.clone())).await;
+
+    // A direct message: no server, no member, the user alone.
+    let (id, dm) = ids();
+    let mut d = interaction(2, id, &dm, VIEWER, &[], "status", json!([]));
+    let member = d.as_object_mut().unwrap().remove("member").unwrap();
+    d.as_object_mut().unwrap().remove("guild_id");
+    d["user"] = member["user"].clone();
+    d["context"] = json!(1);
+    sim.dispatch_interaction(d);
+    // Another server the bot was invited to.
+    let (id, other) = ids();
+    let mut d = interaction(2, id, &other, VIEWER, &[], "status", json!([]));
+    d["guild_id"] = json!("1400000000000000099");
+    sim.dispatch_interaction(d);
+
+    for (token, place) in [(dm, "direct messages"), (other, "not in server")] {
+        let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
+        assert!(fin.ephemeral, "{fin:?}");
+        assert!(
+            fin.content.starts_with("**Denied.**") && fin.content.contains(place),
+            "{}",
+            fin.content
+        );
+    }
     bot.abort();
     sim.assert_no_violations();
 }

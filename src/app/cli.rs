@@ -41,7 +41,9 @@ DISCORD (serve):
   DISCORD_GUILD_ID          register guild commands there (instant); global commands otherwise
   DISCORD_APPLICATION_ID    application id (needed by the HTTP interactions endpoint)
   DISCORD_PUBLIC_KEY        application public key (hex) for Ed25519 request verification
-  DISCORD_INTERACTIONS_ADDR host:port of the HTTP interactions endpoint (with DISCORD_PUBLIC_KEY)";
+  DISCORD_INTERACTIONS_ADDR host:port of the HTTP interactions endpoint (with DISCORD_PUBLIC_KEY)
+  DISCORD_ALLOWED_GUILDS    servers whose commands are taken (comma-separated; default DISCORD_GUILD_ID)
+  DISCORD_ALLOW_DMS         true to take commands in direct messages (default false)";
 
 /// container-ops: run on-call operations (status, logs, stats, restarts, ...) on a Docker
 /// Compose platform through slash commands, with role-based permissions, rate limits,
@@ -137,6 +139,12 @@ pub fn execute(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) ->
                     p.role_names().count(),
                     s.permissions_dir.display()
                 );
+                let mut services = s.platform.long_running();
+                services.extend(s.platform.one_shot.iter().cloned());
+                services.extend(s.groups.values().flatten().map(|m| m.to_string()));
+                for w in p.service_pattern_warnings(&services, &s.groups) {
+                    let _ = writeln!(out, "warning: {w}");
+                }
                 0
             }
             Err(e) => {

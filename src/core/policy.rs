@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use crate::core::catalog::Catalog;
 use crate::core::error::{ConfigError, line_of};
-use crate::core::types::{ChannelId, RoleId, ServiceName, UserId};
+use crate::core::types::{ChannelId, GroupName, RoleId, ServiceName, UserId};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +63,8 @@ struct Grant {
     channels: GlobSet,
     /// Command names without glob characters, with file and line, checked against the catalog.
     literal_commands: Vec<(String, PathBuf, usize)>,
+    /// Service patterns with a wildcard (other than `*`), with file and line, for check-config.
+    service_globs: Vec<(String, PathBuf, usize)>,
 }
 
 /// Who holds which role and what each role may do. Built only from files that all validated.
@@ -183,15 +185,85 @@ impl Policy {
                     )
                 })
                 .collect();
+            let service_globs = g
+                .services
+                .iter()
+                .filter(|s| s.get_ref() != "*" && s.get_ref().contains(['*', '?', '[', '{']))
+                .map(|s| {
+                    (
+                        s.get_ref().clone(),
+                        path.clone(),
+                        line_of(text, s.span().start),
+                    )
+                })
+                .collect();
             policy.grants.push(Grant {
                 roles,
                 commands: globs(path, text, &g.commands, true)?,
                 services: globs(path, text, &g.services, false)?,
                 channels: globs(path, text, &g.channels, false)?,
                 literal_commands,
+                service_globs,
             });
         }
         Ok(policy)
+    }
+
+    /// Service patterns that reach further than the groups they seem to mean: a pattern that
+    /// matches some members of a settings group and also services in no such group (`api-*`
+    /// meaning the API instances, and also matching `api-gateway`). Warnings, with file and
+    /// line, that check-config prints; naming the services (or a group's members) fixes them.
+    pub fn service_pattern_warnings(
+        &self,
+        services: &BTreeSet<String>,
+        groups: &BTreeMap<GroupName, Vec<ServiceName>>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for g in &self.grants {
+            for (pattern, path, line) in &g.service_globs {
+                let Ok(glob) = globset::Glob::new(pattern) else {
+                    continue;
+                };
+                let m = glob.compile_matcher();
+                let matched: BTreeSet<&str> = services
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|s| m.is_match(s))
+                    .collect();
+                let meant: Vec<(&GroupName, BTreeSet<&str>)> = groups
+                    .iter()
+                    .map(|(name, members)| {
+                        let inside: BTreeSet<&str> = members
+                            .iter()
+                            .map(ServiceName::as_str)
+                            .filter(|s| matched.contains(s))
+                            .collect();
+                        (name, inside)
+                    })
+                    .filter(|(_, inside)| !inside.is_empty())
+                    .collect();
+                if meant.is_empty() {
+                    continue;
+                }
+                let in_groups: BTreeSet<&str> = meant
+                    .iter()
+                    .flat_map(|(_, inside)| inside.iter().copied())
+                    .collect();
+                let outside: Vec<&str> = matched.difference(&in_groups).copied().collect();
+                if outside.is_empty() {
+                    continue;
+                }
+                let names: Vec<String> = meant.iter().map(|(n, _)| format!("`{n}`")).collect();
+                out.push(format!(
+                    "{}:{line}: service pattern `{pattern}` matches {} of group {} and also {}, which is in no group: name the services the grant means",
+                    path.display(),
+                    in_groups.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                    names.join(", "),
+                    outside.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                ));
+            }
+        }
+        out
     }
 
     /// Cross-checks against the catalog: approver roles exist, granted command names exist.

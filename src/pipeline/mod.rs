@@ -1320,7 +1320,11 @@ mod tests {
                 "{d}: {}",
                 e.entry.result
             );
-            assert_eq!(e.entry.roles, ["approver", "operator", "viewer"], "{d}: bob's roles");
+            assert_eq!(
+                e.entry.roles,
+                ["approver", "operator", "viewer"],
+                "{d}: bob's roles"
+            );
         }
     }
 

@@ -48,6 +48,11 @@ pub struct DiscordConfig {
     /// endpoint; the endpoint runs only when both are set.
     pub public_key: Option<String>,
     pub interactions_addr: Option<SocketAddr>,
+    /// The servers the bot takes commands in (`DISCORD_ALLOWED_GUILDS`, else the registration
+    /// guild); empty: every server it was invited to.
+    pub allowed_guilds: Vec<GuildId>,
+    /// Direct messages to the bot run commands only when set (`DISCORD_ALLOW_DMS=true`).
+    pub allow_dms: bool,
 }
 
 impl fmt::Debug for DiscordConfig {
@@ -87,9 +92,34 @@ impl DiscordConfig {
             ),
             None => None,
         };
+        let guild = snowflake("DISCORD_GUILD_ID")?.map(GuildId::new);
+        let mut allowed_guilds = Vec::new();
+        for g in env("DISCORD_ALLOWED_GUILDS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+        {
+            let id = g
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n != 0)
+                .ok_or_else(|| format!("DISCORD_ALLOWED_GUILDS: `{g}` is not a snowflake"))?;
+            allowed_guilds.push(GuildId::new(id));
+        }
+        if allowed_guilds.is_empty() {
+            allowed_guilds.extend(guild);
+        }
+        let allow_dms = match env("DISCORD_ALLOW_DMS").as_deref().map(str::trim) {
+            None | Some("") | Some("false") | Some("0") | Some("no") => false,
+            Some("true") | Some("1") | Some("yes") => true,
+            Some(v) => return Err(format!("DISCORD_ALLOW_DMS `{v}` is not true or false")),
+        };
         Ok(Self {
             token: Secret::new(token.trim()),
-            guild: snowflake("DISCORD_GUILD_ID")?.map(GuildId::new),
+            guild,
+            allowed_guilds,
+            allow_dms,
             api_base: env("DISCORD_API_BASE").filter(|b| !b.is_empty()),
             ack_budget: Duration::from_millis(1500),
             application_id: snowflake("DISCORD_APPLICATION_ID")?.map(ApplicationId::new),
@@ -192,6 +222,36 @@ impl Bot {
 
     /// Answers one interaction to its end; never panics and never leaves it unanswered.
     pub async fn handle(self: Arc<Self>, interaction: Interaction, ack: Ack) {
+        let guild = match &interaction {
+            Interaction::Command(c) | Interaction::Autocomplete(c) => Some(c.guild_id),
+            Interaction::Component(c) => Some(c.guild_id),
+            _ => None,
+        };
+        if let Some(guild) = guild
+            && let Some(why) = self.refused_place(guild)
+        {
+            tracing::warn!(guild = ?guild, "interaction refused: {why}");
+            let resp = match &interaction {
+                Interaction::Autocomplete(_) => {
+                    CreateInteractionResponse::Autocomplete(CreateAutocompleteResponse::new())
+                }
+                _ => CreateInteractionResponse::Message(
+                    CreateInteractionResponseMessage::new()
+                        .content(format!("**Denied.** {why}"))
+                        .ephemeral(true),
+                ),
+            };
+            let key = match &interaction {
+                Interaction::Command(c) | Interaction::Autocomplete(c) => Some(key(c)),
+                Interaction::Component(c) => Some(Key {
+                    id: c.id,
+                    token: &c.token,
+                }),
+                _ => None,
+            };
+            send_ack(&self.http, key, ack, resp).await;
+            return;
+        }
         match interaction {
             Interaction::Command(c) => self.command(c, ack).await,
             Interaction::Component(c) => approval::click(self, c, ack).await,
@@ -202,6 +262,26 @@ impl Bot {
             other => {
                 tracing::debug!(kind = ?other.kind(), "interaction type not handled");
             }
+        }
+    }
+
+    /// Why an interaction from this place is not taken, if it is not: a direct message (unless
+    /// allowed), or a server other than the team's.
+    fn refused_place(&self, guild: Option<GuildId>) -> Option<String> {
+        match guild {
+            None if self.config.allow_dms => None,
+            None => {
+                Some("this bot takes commands in its team's server, not in direct messages".into())
+            }
+            Some(g)
+                if !self.config.allowed_guilds.is_empty()
+                    && !self.config.allowed_guilds.contains(&g) =>
+            {
+                Some(format!(
+                    "this bot takes commands only in its team's server, not in server {g}"
+                ))
+            }
+            Some(_) => None,
         }
     }
 
@@ -710,6 +790,32 @@ pub async fn serve(core: Arc<Core>, config: DiscordConfig) -> anyhow::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_allowed_servers_are_the_registration_guild_unless_named_and_dms_are_off() {
+        let env = |extra: &'static [(&'static str, &'static str)]| {
+            move |k: &str| match k {
+                "DISCORD_TOKEN" => Some("t".to_owned()),
+                "DISCORD_GUILD_ID" => Some("123".to_owned()),
+                _ => extra
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned()),
+            }
+        };
+        let cfg = DiscordConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(cfg.allowed_guilds, [GuildId::new(123)]);
+        assert!(!cfg.allow_dms);
+        let cfg = DiscordConfig::from_env(&env(&[
+            ("DISCORD_ALLOWED_GUILDS", "5, 6"),
+            ("DISCORD_ALLOW_DMS", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.allowed_guilds, [GuildId::new(5), GuildId::new(6)]);
+        assert!(cfg.allow_dms);
+        let e = DiscordConfig::from_env(&env(&[("DISCORD_ALLOWED_GUILDS", "ops")])).unwrap_err();
+        assert!(e.contains("DISCORD_ALLOWED_GUILDS"), "{e}");
+    }
 
     #[test]
     fn the_token_never_prints_and_a_missing_token_says_what_to_set() {
