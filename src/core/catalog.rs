@@ -160,7 +160,6 @@ impl Operation {
             Operation::Storage => &[("view", ParamKind::String), ("key", ParamKind::String)],
             Operation::NetworkCheck => &[
                 ("view", ParamKind::String),
-                ("from", ParamKind::String),
                 ("name", ParamKind::String),
                 ("host", ParamKind::String),
                 ("port", ParamKind::Integer),
@@ -196,8 +195,9 @@ impl Operation {
             | Operation::Redis
             | Operation::Storage
             | Operation::Temporal
-            | Operation::NetworkCheck
             | Operation::Incident => &[None],
+            // `from` names the service the check runs in.
+            Operation::NetworkCheck => &[Service, None],
             Operation::Reset => &[Service],
         }
     }

@@ -243,6 +243,10 @@ pub struct PlatformConfig {
     pub reset: BTreeMap<String, ResetTarget>,
     #[serde(default)]
     pub project_reset: ProjectResetConfig,
+    /// Hosts `/network-check` may reach besides the platform's services and the hosts of its
+    /// targets (a managed database outside Compose, say).
+    #[serde(default)]
+    pub network_hosts: Vec<String>,
 }
 
 fn default_admin_user() -> String {
@@ -324,6 +328,36 @@ impl PlatformConfig {
             }
         }
         Ok(())
+    }
+
+    /// Every name `/network-check` may resolve or connect to: the services the file names,
+    /// the hosts of its targets, and `network_hosts`.
+    pub fn network_hosts(&self) -> BTreeSet<String> {
+        let mut all = self.long_running();
+        all.extend(self.one_shot.iter().cloned());
+        all.extend(self.network_hosts.iter().cloned());
+        let host_of = |url: &str| {
+            url.split_once("://")
+                .map(|(_, rest)| rest)
+                .and_then(|rest| rest.split(['/', '?']).next())
+                .map(|auth| auth.rsplit_once(':').map_or(auth, |(h, _)| h).to_owned())
+        };
+        if let Some(p) = &self.postgres {
+            all.insert(p.host.clone());
+        }
+        let urls = [
+            self.redis.as_ref().map(|r| r.url.as_str()),
+            self.s3.as_ref().map(|s| s.endpoint.as_str()),
+            self.temporal.as_ref().map(|t| t.url.as_str()),
+        ];
+        for u in urls
+            .into_iter()
+            .flatten()
+            .chain(self.http.iter().map(|h| h.url.as_str()))
+        {
+            all.extend(host_of(u));
+        }
+        all
     }
 
     /// The services that keep running (every service the file names, init jobs excluded).
@@ -445,6 +479,9 @@ impl PlatformConfig {
                     format!("reset.{svc}.backup_first needs a [backup] section"),
                 ));
             }
+        }
+        for h in &self.network_hosts {
+            check("network_hosts", "network_hosts", h)?;
         }
         if let Some(j) = self.s3.as_ref().and_then(|s| s.init_job.as_ref()) {
             check("init_job", "s3.init_job", j)?;

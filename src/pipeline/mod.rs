@@ -2062,6 +2062,61 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn network_checks_reach_only_the_platform_and_run_only_from_granted_services() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, _) = core_with_store(fake.clone()).await;
+        for target in ["169.254.169.254 port:80", "example.com port:443"] {
+            let md = refusal(
+                &core,
+                "dave",
+                &format!("/network-check view:port from:api-1 host:{target}"),
+            )
+            .await;
+            assert!(
+                md.contains("is not a service or a host of the platform"),
+                "{md}"
+            );
+        }
+        let md = refusal(
+            &core,
+            "dave",
+            "/network-check view:dns from:api-1 name:metadata.google.internal",
+        )
+        .await;
+        assert!(
+            md.contains("is not a service or a host of the platform"),
+            "{md}"
+        );
+        assert!(
+            fake.calls().is_empty(),
+            "nothing ran in a container: {:?}",
+            fake.calls()
+        );
+        let team = r#"
+[roles.viewer]
+description = "Read-only"
+users = ["dave"]
+
+[[grants]]
+roles = ["viewer"]
+commands = ["network-check"]
+services = ["api-1", "api-2"]
+channels = ["*"]
+"#;
+        let narrow = with_team(&core, team);
+        let md = refusal(
+            &narrow,
+            "dave",
+            "/network-check view:dns from:postgres name:redis",
+        )
+        .await;
+        assert!(
+            md.starts_with("**Denied.**") && md.contains("`postgres`"),
+            "{md}"
+        );
+    }
+
+    #[tokio::test]
     async fn an_object_key_that_climbs_out_of_the_bucket_is_not_a_valid_key() {
         let (core, _) = engine_only_core(Arc::new(FakeEngine::riftwing()));
         for key in [

@@ -102,6 +102,15 @@ impl Request {
             }),
             Operation::Temporal => Request::Temporal,
             Operation::NetworkCheck => {
+                let from = || -> Result<DnsName, UserError> {
+                    let s = args
+                        .services("from")
+                        .and_then(|s| s.first())
+                        .ok_or_else(|| {
+                            invalid("this view of `/network-check` needs `from:<service>`".into())
+                        })?;
+                    DnsName::parse(s.as_str()).map_err(invalid)
+                };
                 let name = |key: &str| -> Result<DnsName, UserError> {
                     let v = args.string(key).ok_or_else(|| {
                         invalid(format!(
@@ -113,7 +122,7 @@ impl Request {
                 Request::NetworkCheck(match args.string("view").unwrap_or("inspect") {
                     "inspect" => NetworkView::Inspect,
                     "dns" => NetworkView::Dns {
-                        from: name("from")?,
+                        from: from()?,
                         name: name("name")?,
                     },
                     "port" => {
@@ -124,7 +133,7 @@ impl Request {
                                 invalid("`/network-check view:port` needs `port:<1-65535>`".into())
                             })?;
                         NetworkView::Port {
-                            from: name("from")?,
+                            from: from()?,
                             host: name("host")?,
                             port,
                         }
@@ -184,12 +193,37 @@ pub async fn run(
                     .map_err(unavailable)?,
             ))
         }
-        Request::NetworkCheck(view) => Ok(table(
-            views::network(engine.as_ref(), view.clone(), EXEC_TIMEOUT)
-                .await
-                .map_err(unavailable)?,
-        )),
+        Request::NetworkCheck(view) => {
+            // Only the platform's own services and hosts: not the cloud metadata address, not
+            // the internet, not another project's containers.
+            let target = match view {
+                NetworkView::Dns { name, .. } => Some(name),
+                NetworkView::Port { host, .. } => Some(host),
+                NetworkView::Inspect => None,
+            };
+            if let Some(t) = target
+                && !probes.config.network_hosts().contains(t.as_str())
+            {
+                return Err(UserError::Refused(format!(
+                    "{} is not a service or a host of the platform; `/network-check` reaches only those (a host the platform file lists in `network_hosts` is allowed too)",
+                    code(t.as_str())
+                ))
+                .into());
+            }
+            network_check(view, engine).await
+        }
     }
+}
+
+async fn network_check(
+    view: &NetworkView,
+    engine: Arc<dyn Engine>,
+) -> Result<Report, PipelineError> {
+    Ok(table(
+        views::network(engine.as_ref(), view.clone(), EXEC_TIMEOUT)
+            .await
+            .map_err(unavailable)?,
+    ))
 }
 
 /// The report as blocks with the seed's headings, for every renderer to show its own way.
