@@ -1038,6 +1038,25 @@ async fn the_interactions_endpoint_runs_only_correctly_signed_fresh_requests() {
             .contains("api-1")
     );
     assert_eq!(fake.calls(), ["restart riftwing-api-1-1"]);
+
+    // The same signed request again, two seconds later: a replay, refused, nothing runs twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (st, _) = post(addr, &signed(&key, now, &body), &body).await;
+    assert_eq!(st, 409, "a replay");
+    assert_eq!(fake.calls(), ["restart riftwing-api-1-1"], "ran once");
+
+    // A forgery that a weak key would accept (R = identity, s = 0) does not verify.
+    let mut forged = vec![0u8; 64];
+    forged[0] = 1;
+    let hex: String = forged.iter().map(|b| format!("{b:02x}")).collect();
+    let (id, token) = ids();
+    let other_body = restart(&token, id);
+    let h = vec![
+        ("X-Signature-Ed25519", hex),
+        ("X-Signature-Timestamp", now.to_string()),
+    ];
+    let (st, _) = post(addr, &h, &other_body).await;
+    assert_eq!(st, 401, "degenerate signature");
     server.abort();
     sim.assert_no_violations();
 }

@@ -1,6 +1,7 @@
 //! The HTTP interactions endpoint (axum): every request's Ed25519 signature is checked before anything runs.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -9,8 +10,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use ed25519_dalek::{Signature, VerifyingKey};
 use serenity::all::{CreateInteractionResponse, CreateInteractionResponseMessage, Interaction};
-use serenity::interactions_endpoint::Verifier;
 use tokio::sync::oneshot;
 
 use super::{Ack, Bot};
@@ -20,31 +21,104 @@ pub const MAX_AGE: Duration = Duration::from_secs(300);
 /// Longest the endpoint waits for the handler's first answer before deferring itself.
 const ANSWER_WITHIN: Duration = Duration::from_millis(2500);
 
+/// Interaction ids remembered against replays; past this many, the oldest is forgotten (it is
+/// long outside the signature window by then at any rate Discord sends).
+const REMEMBERED: usize = 100_000;
+
 #[derive(Clone)]
 struct EndpointState {
     bot: Arc<Bot>,
     verifier: Verifier,
+    seen: Arc<Mutex<Seen>>,
+}
+
+/// The application's public key, checked strictly: a weak (small-order) key is refused at
+/// start-up, and only canonical signatures verify (`verify_strict`), so no request can be
+/// forged with a degenerate key or signature.
+#[derive(Clone)]
+pub struct Verifier {
+    key: VerifyingKey,
+}
+
+impl Verifier {
+    /// True when `sig_hex` (128 hex digits) signs `timestamp` followed by `body`.
+    fn verify(&self, sig_hex: &str, timestamp: &str, body: &[u8]) -> bool {
+        let Some(sig) = hex_bytes::<64>(sig_hex) else {
+            return false;
+        };
+        let msg = [timestamp.as_bytes(), body].concat();
+        self.key
+            .verify_strict(&msg, &Signature::from_bytes(&sig))
+            .is_ok()
+    }
+}
+
+fn hex_bytes<const N: usize>(hex: &str) -> Option<[u8; N]> {
+    let hex = hex.trim();
+    if hex.len() != 2 * N || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Parses the application's public key (64 hex digits, from the developer portal).
 pub fn verifier(public_key_hex: &str) -> Result<Verifier, String> {
-    let hex = public_key_hex.trim();
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err("the Discord public key must be 64 hex digits".into());
+    let bytes =
+        hex_bytes::<32>(public_key_hex).ok_or("the Discord public key must be 64 hex digits")?;
+    let key = VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| "the Discord public key is not a valid Ed25519 key")?;
+    if key.is_weak() {
+        return Err(
+            "the Discord public key is a weak (small-order) Ed25519 key, which anyone can sign for; it cannot be the application's"
+                .into(),
+        );
     }
-    let mut key = [0u8; 32];
-    for (i, b) in key.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    Ok(Verifier { key })
+}
+
+/// Interaction ids already handled, within the signature window: a replayed request (the same
+/// signed body again) is refused instead of run twice.
+#[derive(Default)]
+struct Seen {
+    at: HashMap<String, i64>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl Seen {
+    /// Records `id` at `now`; false when it was already seen within the window.
+    fn first_time(&mut self, id: &str, now: i64) -> bool {
+        let window = MAX_AGE.as_secs() as i64 * 2;
+        while let Some((t, old)) = self.order.front() {
+            if now - *t <= window && self.order.len() < REMEMBERED {
+                break;
+            }
+            if self.at.get(old) == Some(t) {
+                self.at.remove(old);
+            }
+            self.order.pop_front();
+        }
+        if self.at.contains_key(id) {
+            return false;
+        }
+        self.at.insert(id.to_owned(), now);
+        self.order.push_back((now, id.to_owned()));
+        true
     }
-    Verifier::try_new(key).map_err(|_| "the Discord public key is not a valid Ed25519 key".into())
 }
 
 /// The router: `POST /interactions`.
 pub fn router(bot: Arc<Bot>, verifier: Verifier) -> Router {
     Router::new()
         .route("/interactions", post(interactions))
-        .with_state(EndpointState { bot, verifier })
+        .with_state(EndpointState {
+            bot,
+            verifier,
+            seen: Arc::new(Mutex::new(Seen::default())),
+        })
 }
 
 fn unauthorized(why: &'static str) -> Response {
@@ -71,7 +145,11 @@ fn check(
     if (now - at).unsigned_abs() > MAX_AGE.as_secs() {
         return Err("timestamp too old");
     }
-    verifier.verify(sig, ts, body).map_err(|()| "bad signature")
+    if verifier.verify(sig, ts, body) {
+        Ok(())
+    } else {
+        Err("bad signature")
+    }
 }
 
 async fn interactions(
@@ -94,6 +172,16 @@ async fn interactions(
             return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
         }
     };
+    let id = interaction.id().to_string();
+    let first = st
+        .seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .first_time(&id, chrono::Utc::now().timestamp());
+    if !first {
+        tracing::warn!(interaction = %id, "interactions endpoint refused a replay");
+        return (StatusCode::CONFLICT, "interaction already handled").into_response();
+    }
     let (tx, rx) = oneshot::channel();
     tokio::spawn(st.bot.clone().handle(interaction, Ack::Reply(tx)));
     // The handler answers well within its ack budget; if it ever does not, defer here so
@@ -120,6 +208,29 @@ mod tests {
     fn a_malformed_public_key_is_refused_not_panicked_on() {
         assert!(verifier("abc").is_err());
         assert!(verifier(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn a_weak_public_key_is_refused_at_start_up() {
+        // The identity point, and another small-order point (order 4): anyone can sign for them.
+        let identity = format!("01{}", "00".repeat(31));
+        let order_four = format!("{}00", "00".repeat(31));
+        for weak in [identity, order_four] {
+            let e = verifier(&weak)
+                .err()
+                .unwrap_or_else(|| panic!("{weak} accepted"));
+            assert!(e.contains("weak") || e.contains("not a valid"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_replayed_interaction_id_is_seen_once_within_the_window() {
+        let mut seen = Seen::default();
+        assert!(seen.first_time("1300", 1000));
+        assert!(!seen.first_time("1300", 1002));
+        assert!(seen.first_time("1301", 1002));
+        // Long after the signature window the id is forgotten (its timestamp is refused anyway).
+        assert!(seen.first_time("1300", 1000 + 2 * MAX_AGE.as_secs() as i64 + 1));
     }
 
     #[test]
