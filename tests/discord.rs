@@ -1046,7 +1046,7 @@ async fn the_interactions_endpoint_runs_only_correctly_signed_fresh_requests() {
     assert_eq!(fake.calls(), ["restart riftwing-api-1-1"], "ran once");
 
     // A forgery that a weak key would accept (R = identity, s = 0) does not verify.
-    let mut forged = vec![0u8; 64];
+    let mut forged = [0u8; 64];
     forged[0] = 1;
     let hex: String = forged.iter().map(|b| format!("{b:02x}")).collect();
     let (id, token) = ids();
