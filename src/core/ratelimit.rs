@@ -1,4 +1,4 @@
-//! Rate limits (governor): per user, per user × command, and per service × mutating operation.
+//! Rate limits (GCRA): per user, per user × command, and per service × mutating operation.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -6,10 +6,6 @@ use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
 use serde::Deserialize;
 
 use crate::core::error::UserError;
@@ -52,14 +48,6 @@ impl RateSpec {
         }
         Ok(Self { count, per })
     }
-
-    fn quota(&self) -> Quota {
-        // Replenish one cell every per/count, with a burst of count: `count` calls fit in a window.
-        let cell = self.per / self.count.get();
-        Quota::with_period(cell.max(Duration::from_nanos(1)))
-            .expect("period is positive")
-            .allow_burst(self.count)
-    }
 }
 
 impl TryFrom<String> for RateSpec {
@@ -80,27 +68,94 @@ impl fmt::Display for RateSpec {
     }
 }
 
-type Keyed<K, C> =
-    RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
-
-fn keyed<K: Hash + Eq + Clone, C: Clock + Clone>(spec: &RateSpec, clock: &C) -> Keyed<K, C> {
-    RateLimiter::new(
-        spec.quota(),
-        DefaultKeyedStateStore::default(),
-        clock.clone(),
-    )
+/// Where the limits read the time: monotonic, and movable in tests.
+pub trait Clock: Send + Sync {
+    /// Time since some fixed origin.
+    fn now(&self) -> Duration;
 }
 
-/// All the limiters of one bot process. Generic over the clock so tests can move time.
-pub struct RateLimits<C: Clock + Clone = DefaultClock> {
+/// The process's monotonic clock.
+pub struct MonotonicClock(std::time::Instant);
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self(std::time::Instant::now())
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// A clock that moves only when told, shared by its clones.
+#[derive(Clone, Default)]
+pub struct FakeClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl FakeClock {
+    pub fn advance(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(nanos, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// One limit over many keys, by the generic cell rate algorithm: a key's "theoretical arrival
+/// time" moves one emission interval (period / count) per allowed call; a call is allowed while
+/// that time is no further ahead than the burst allows. Checking and counting are separate, so
+/// a call refused by any limit counts against none.
+struct Gcra<K> {
+    interval: Duration,
+    tolerance: Duration,
+    tat: HashMap<K, Duration>,
+}
+
+impl<K: Hash + Eq + Clone> Gcra<K> {
+    fn new(spec: &RateSpec) -> Self {
+        let interval = (spec.per / spec.count.get()).max(Duration::from_nanos(1));
+        Self {
+            interval,
+            tolerance: interval.saturating_mul(spec.count.get() - 1),
+            tat: HashMap::new(),
+        }
+    }
+
+    /// How long `key` must wait at `now`; zero when a call is allowed.
+    fn wait(&self, key: &K, now: Duration) -> Duration {
+        let tat = self.tat.get(key).copied().unwrap_or(now);
+        tat.saturating_sub(self.tolerance).saturating_sub(now)
+    }
+
+    fn count(&mut self, key: K, now: Duration) {
+        let tat = self.tat.get(&key).copied().unwrap_or(now).max(now);
+        self.tat.insert(key, tat.saturating_add(self.interval));
+        if self.tat.len() > 10_000 {
+            // A key whose time has come is the same as a fresh one.
+            self.tat.retain(|_, t| *t > now);
+        }
+    }
+}
+
+struct State {
+    per_user: Gcra<UserId>,
+    per_user_command: Gcra<(UserId, CommandName)>,
+    per_command: HashMap<CommandName, Gcra<UserId>>,
+    per_service_operation: Gcra<(ServiceName, &'static str)>,
+}
+
+/// All the limits of one bot process. Generic over the clock so tests can move time.
+pub struct RateLimits<C: Clock = MonotonicClock> {
     clock: C,
-    per_user: Keyed<UserId, C>,
-    per_user_command: Keyed<(UserId, CommandName), C>,
-    per_command: HashMap<CommandName, Keyed<UserId, C>>,
-    per_service_operation: Keyed<(ServiceName, &'static str), C>,
+    state: std::sync::Mutex<State>,
 }
 
-impl RateLimits<DefaultClock> {
+impl RateLimits<MonotonicClock> {
     pub fn new(
         per_user: &RateSpec,
         per_user_command: &RateSpec,
@@ -112,12 +167,12 @@ impl RateLimits<DefaultClock> {
             per_user_command,
             per_service_operation,
             overrides,
-            DefaultClock::default(),
+            MonotonicClock::default(),
         )
     }
 }
 
-impl<C: Clock + Clone> RateLimits<C> {
+impl<C: Clock> RateLimits<C> {
     pub fn with_clock(
         per_user: &RateSpec,
         per_user_command: &RateSpec,
@@ -126,61 +181,72 @@ impl<C: Clock + Clone> RateLimits<C> {
         clock: C,
     ) -> Self {
         Self {
-            per_user: keyed(per_user, &clock),
-            per_user_command: keyed(per_user_command, &clock),
-            per_command: overrides
-                .into_iter()
-                .map(|(c, s)| (c, keyed(&s, &clock)))
-                .collect(),
-            per_service_operation: keyed(per_service_operation, &clock),
+            state: std::sync::Mutex::new(State {
+                per_user: Gcra::new(per_user),
+                per_user_command: Gcra::new(per_user_command),
+                per_command: overrides
+                    .into_iter()
+                    .map(|(c, s)| (c, Gcra::new(&s)))
+                    .collect(),
+                per_service_operation: Gcra::new(per_service_operation),
+            }),
             clock,
         }
     }
 
-    /// Checks (and counts) one call. `mutations` are the (service, operation) pairs the call
-    /// would change; they share one budget whoever asks, which is what stops restart storms.
-    /// The narrowest limits are checked first so a refusal costs as little budget as possible.
+    /// Checks one call against every limit it falls under and counts it only when all allow
+    /// it: a refused call uses up nobody's budget. `mutations` are the (service, operation)
+    /// pairs the call would change; they share one budget whoever asks, which is what stops
+    /// restart storms.
     pub fn check(
         &self,
         user: &UserId,
         command: &CommandName,
         mutations: &[(ServiceName, &'static str)],
     ) -> Result<(), UserError> {
+        let now = self.clock.now();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         for (service, op) in mutations {
-            self.per_service_operation
-                .check_key(&(service.clone(), *op))
-                .map_err(|n| {
-                    self.refusal(
-                        format!("{op} of `{service}` was done too often recently, by anyone"),
-                        n,
-                    )
-                })?;
+            let wait = s.per_service_operation.wait(&(service.clone(), *op), now);
+            if !wait.is_zero() {
+                return Err(refusal(
+                    format!("{op} of `{service}` was done too often recently, by anyone"),
+                    wait,
+                ));
+            }
         }
-        match self.per_command.get(command) {
-            Some(l) => l.check_key(user),
-            None => self
-                .per_user_command
-                .check_key(&(user.clone(), command.clone())),
+        let user_command = (user.clone(), command.clone());
+        let wait = match s.per_command.get(command) {
+            Some(l) => l.wait(user, now),
+            None => s.per_user_command.wait(&user_command, now),
+        };
+        if !wait.is_zero() {
+            return Err(refusal(format!("your `/{command}` calls"), wait));
         }
-        .map_err(|n| self.refusal(format!("your `/{command}` calls"), n))?;
-        self.per_user
-            .check_key(user)
-            .map_err(|n| self.refusal("all your commands".to_owned(), n))?;
+        let wait = s.per_user.wait(user, now);
+        if !wait.is_zero() {
+            return Err(refusal("all your commands".to_owned(), wait));
+        }
+        for (service, op) in mutations {
+            s.per_service_operation.count((service.clone(), *op), now);
+        }
+        match s.per_command.get_mut(command) {
+            Some(l) => l.count(user.clone(), now),
+            None => s.per_user_command.count(user_command, now),
+        }
+        s.per_user.count(user.clone(), now);
         Ok(())
     }
+}
 
-    fn refusal(&self, scope: String, n: governor::NotUntil<C::Instant>) -> UserError {
-        let wait = n.wait_time_from(self.clock.now());
-        // Round up so "retry in 0s" never happens.
-        let retry_after = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
-        UserError::RateLimited { scope, retry_after }
-    }
+fn refusal(scope: String, wait: Duration) -> UserError {
+    // Round up so "retry in 0s" never happens.
+    let retry_after = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+    UserError::RateLimited { scope, retry_after }
 }
 
 #[cfg(test)]
 mod tests {
-    use governor::clock::FakeRelativeClock;
-
     use super::*;
 
     fn u(s: &str) -> UserId {
@@ -210,7 +276,7 @@ mod tests {
 
     #[test]
     fn restart_storm_on_one_service_is_stopped_whoever_asks() {
-        let clock = FakeRelativeClock::default();
+        let clock = FakeClock::default();
         let l = RateLimits::with_clock(
             &generous(),
             &generous(),
@@ -242,7 +308,7 @@ mod tests {
 
     #[test]
     fn per_user_limit_applies_across_commands() {
-        let clock = FakeRelativeClock::default();
+        let clock = FakeClock::default();
         let l = RateLimits::with_clock(
             &RateSpec::new(2, Duration::from_secs(60)),
             &generous(),
@@ -260,8 +326,54 @@ mod tests {
     }
 
     #[test]
+    fn a_call_refused_by_one_limit_counts_against_none() {
+        let clock = FakeClock::default();
+        let l = RateLimits::with_clock(
+            &generous(),
+            &RateSpec::new(1, Duration::from_secs(600)),
+            &RateSpec::new(3, Duration::from_secs(600)),
+            [],
+            clock,
+        );
+        let both = [(svc("api-1"), "restart"), (svc("api-2"), "restart")];
+        assert!(l.check(&u("alice"), &c("restart"), &both).is_ok());
+        // Alice is over her own /restart limit: refused, and the shared budget is untouched.
+        for _ in 0..5 {
+            let e = l.check(&u("alice"), &c("restart"), &both).unwrap_err();
+            assert!(e.to_string().contains("your `/restart` calls"), "{e}");
+        }
+        assert!(l.check(&u("bob"), &c("restart"), &both).is_ok());
+        assert!(l.check(&u("carol"), &c("restart"), &both).is_ok());
+        // Three restarts of each in all: api-2 refuses the fourth, and api-1 is not spent by it.
+        let e = l
+            .check(&u("dave"), &c("restart"), &[(svc("api-1"), "restart")])
+            .unwrap_err();
+        assert!(e.to_string().contains("api-1"), "{e}");
+        let l = RateLimits::with_clock(
+            &generous(),
+            &generous(),
+            &RateSpec::new(1, Duration::from_secs(600)),
+            [],
+            FakeClock::default(),
+        );
+        assert!(
+            l.check(&u("erin"), &c("restart"), &[(svc("api-2"), "restart")])
+                .is_ok()
+        );
+        assert!(
+            l.check(&u("erin"), &c("restart-app"), &both).is_err(),
+            "api-2 is spent"
+        );
+        assert!(
+            l.check(&u("erin"), &c("restart"), &[(svc("api-1"), "restart")])
+                .is_ok(),
+            "the refused group restart did not spend api-1"
+        );
+    }
+
+    #[test]
     fn a_command_override_replaces_the_default_per_command_limit() {
-        let clock = FakeRelativeClock::default();
+        let clock = FakeClock::default();
         let l = RateLimits::with_clock(
             &generous(),
             &generous(),
