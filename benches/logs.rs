@@ -175,6 +175,7 @@ fn main() {
         tail: 1000,
         since: None,
         timestamps: false,
+        max_bytes: usize::MAX,
     };
     let adapter = time_runs(n, || {
         let lines = rt.block_on(engine.logs(&log.id, &q)).expect("logs");

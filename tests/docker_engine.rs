@@ -116,6 +116,7 @@ async fn worker_1_logs_show_that_it_registered() {
         tail: 10_000,
         since: None,
         timestamps: false,
+        max_bytes: usize::MAX,
     };
     let lines = e.logs(&w.id, &q).await.unwrap();
     assert!(
@@ -135,6 +136,7 @@ async fn a_log_tail_returns_at_most_the_lines_asked_for_with_their_times() {
         tail: 5,
         since: None,
         timestamps: false,
+        max_bytes: usize::MAX,
     };
     let lines = e.logs(&w.id, &q).await.unwrap();
     assert_eq!(lines.len(), 5, "worker-1 has written far more than 5 lines");
@@ -156,6 +158,7 @@ async fn a_log_tail_returns_at_most_the_lines_asked_for_with_their_times() {
         tail: 2,
         since: None,
         timestamps: true,
+        max_bytes: usize::MAX,
     };
     let with_ts = e.logs(&w.id, &q).await.unwrap();
     assert!(with_ts.len() <= 2);
@@ -176,6 +179,7 @@ async fn logs_since_a_time_hold_no_older_line() {
         tail: 1000,
         since: Some(since),
         timestamps: false,
+        max_bytes: usize::MAX,
     };
     let lines = e.logs(&w.id, &q).await.unwrap();
     assert!(!lines.is_empty(), "worker-1 logs every couple of seconds");
@@ -473,6 +477,7 @@ async fn another_projects_container_is_neither_listed_nor_touched() {
             tail: 10,
             since: None,
             timestamps: false,
+            max_bytes: usize::MAX,
         };
         assert!(
             matches!(e.logs(r, &q).await, Err(EngineError::NoSuchContainer(_))),

@@ -56,6 +56,9 @@ pub struct LogQuery {
     /// `false` it strips them from the text. The core passes `false` and, for `/logs
     /// timestamps:true`, prints its own timestamp from `at`, so a line never shows two.
     pub timestamps: bool,
+    /// Most bytes of line text kept: past it the oldest lines go, so a tail of long lines
+    /// cannot take the bot's memory.
+    pub max_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,8 @@ struct State {
     log_queries: Vec<(String, LogQuery)>,
     /// What `exec` answers per container id; unset: exit 0 with no output.
     exec_output: HashMap<String, ExecOutput>,
+    /// `verb container-name` pairs that fail (`stop riftwing-worker-1-1`).
+    failing: Vec<String>,
 }
 
 /// An in-memory project. Containers are `riftwing-<service>-1` with id `id-<service>`.
@@ -210,9 +212,24 @@ impl FakeEngine {
             .ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))
     }
 
+    /// Makes `verb` on this service's container fail from now on (a stuck stop, say).
+    pub fn fail(&self, verb: &str, service: &str) {
+        let name = self
+            .lock()
+            .containers
+            .iter()
+            .find(|c| c.service == service)
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        self.lock().failing.push(format!("{verb} {name}"));
+    }
+
     async fn act(&self, verb: &str, id: &str, new_state: &str) -> Result<(), EngineError> {
         self.up()?;
         let c = self.find(id)?;
+        if self.lock().failing.contains(&format!("{verb} {}", c.name)) {
+            return Err(EngineError::Other(format!("{verb} of {} failed", c.name)));
+        }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }

@@ -159,6 +159,10 @@ async fn learn_env(
     Ok(())
 }
 
+/// Most bytes of log text one `/logs` holds, across all its services (each gets its share;
+/// the newest lines are kept). 13 services × 2,000 lines × 16 KiB lines would be 416 MiB.
+pub const LOGS_BUDGET: usize = 32 * 1024 * 1024;
+
 /// What `/logs` reads and how it shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogsParams {
@@ -276,13 +280,15 @@ pub async fn logs(
     let show_ts = p.timestamps;
     // `timestamps` asks the adapter to keep the Engine's timestamp inside the text; the core
     // renders its own from `at` (which the adapter always parses and which orders the merge).
+    let cs = by_service(t.containers.clone());
     let q = LogQuery {
         tail,
         since,
         timestamps: false,
+        // However many services and however long their lines, one /logs holds a bounded amount.
+        max_bytes: LOGS_BUDGET / cs.len().max(1),
     };
     learn_env(engine, &t.containers, redactor).await?;
-    let cs = by_service(t.containers.clone());
     let results = join_all(cs.iter().map(|c| engine.logs(&c.id, &q))).await;
     let several = cs.len() > 1;
     let mut lines = Vec::new();
@@ -894,6 +900,31 @@ mod tests {
             r.blocks
                 .iter()
                 .any(|b| matches!(b, Block::Text(t) if t.contains("2 of 5 matched `error`")))
+        );
+    }
+
+    #[tokio::test]
+    async fn one_logs_call_shares_a_bounded_budget_among_its_services() {
+        let f = FakeEngine::riftwing();
+        let all: Vec<&str> = crate::infra::fake::RIFTWING.to_vec();
+        let t = targets(&f, &all);
+        logs(
+            &f,
+            &t,
+            &LogsParams::parse(&Args::default()),
+            2000,
+            &mut Redactor::new(),
+        )
+        .await
+        .unwrap();
+        let asked = f.log_queries();
+        assert_eq!(asked.len(), all.len());
+        let total: usize = asked.iter().map(|(_, q)| q.max_bytes).sum();
+        assert!(total <= LOGS_BUDGET, "{total}");
+        assert!(
+            asked
+                .iter()
+                .all(|(_, q)| q.max_bytes == LOGS_BUDGET / all.len())
         );
     }
 

@@ -609,8 +609,27 @@ async fn restore(
         .iter()
         .filter(|c| stop.contains(&c.service))
         .collect();
-    for c in &apps {
-        engine.stop(&c.id, stop_timeout).await?;
+    for (n, c) in apps.iter().enumerate() {
+        if let Err(e) = engine.stop(&c.id, stop_timeout).await {
+            // Nothing is restored half-stopped: what was stopped starts again, and we say so.
+            let mut restarted = Vec::new();
+            for s in &apps[..n] {
+                match engine.start(&s.id).await {
+                    Ok(()) => restarted.push(format!("`{}`", s.service)),
+                    Err(se) => restarted.push(format!("`{}` (could not start: {se})", s.service)),
+                }
+            }
+            return Err(UserError::Unavailable(format!(
+                "stopping `{}` before the restore failed ({e}); nothing was restored, the backup taken first is {before}, and the services stopped so far were started again: {}",
+                c.service,
+                if restarted.is_empty() {
+                    "none".to_owned()
+                } else {
+                    restarted.join(", ")
+                }
+            ))
+            .into());
+        }
     }
     let path = format!("{}/{file}", backup_cfg.dir.trim_end_matches('/'));
     let restored = engine
@@ -1219,6 +1238,46 @@ mod tests {
         assert!(
             calls.iter().any(|c| c.contains(" test -s /backups/")),
             "{calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stop_that_fails_before_a_restore_starts_the_others_again_and_restores_nothing() {
+        let f = project();
+        f.script_exec(&backup_script(), backup_ok());
+        f.fail("stop", "worker-1");
+        let cat = catalog();
+        let (args, req) = gated(&cat, "restore", "file:backup_2026-12-01.dump").unwrap();
+        let p = PlatformConfig::embedded().unwrap();
+        let all = f.containers().await.unwrap();
+        let b = bind_live(&f, cat.get("restore").unwrap(), &req, &args, &[], &all, &p)
+            .await
+            .unwrap();
+        let e = execute(&f, &req, &b, &p, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("stopping `worker-1` before the restore failed"),
+            "{e}"
+        );
+        let calls = f.calls();
+        assert!(!calls.iter().any(|c| c.contains("pg_restore")), "{calls:?}");
+        let stopped: Vec<&String> = calls.iter().filter(|c| c.starts_with("stop ")).collect();
+        assert!(!stopped.is_empty(), "{calls:?}");
+        for s in stopped {
+            let started = s.replacen("stop ", "start ", 1);
+            assert!(
+                calls.contains(&started),
+                "{s} was not started again: {calls:?}"
+            );
+        }
+        let now = f.containers().await.unwrap();
+        assert!(
+            now.iter()
+                .filter(|c| ["api-1", "api-2", "worker-2"].contains(&c.service.as_str()))
+                .all(|c| c.state == "running"),
+            "{now:?}"
         );
     }
 

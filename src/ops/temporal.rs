@@ -131,7 +131,9 @@ pub async fn terminate(t: &TemporalTarget, id: &WorkflowId) -> Result<String, Te
         .await
         .map_err(|e| TemporalError::Unavailable(format!("POST {url}: {e}")))?;
     let status = resp.status().as_u16();
-    let body = resp.text().await.unwrap_or_default();
+    let body = crate::ops::diagnose::probes::http::body_within(resp, 64 * 1024)
+        .await
+        .unwrap_or_default();
     match status {
         200..=299 => Ok(serde_json::from_str::<serde_json::Value>(&body)
             .ok()

@@ -296,6 +296,8 @@ pub fn split_timestamp(line: &str) -> (Option<DateTime<Utc>>, &str) {
 /// memory stays bounded whatever the log size.
 pub struct LogAssembler {
     tail: usize,
+    max_bytes: usize,
+    bytes: usize,
     keep_timestamps: bool,
     since: Option<DateTime<Utc>>,
     lines: VecDeque<LogLine>,
@@ -333,6 +335,8 @@ impl LogAssembler {
         let tail = tail.min(MAX_LOG_LINES);
         Self {
             tail,
+            max_bytes: usize::MAX,
+            bytes: 0,
             keep_timestamps,
             since,
             lines: VecDeque::with_capacity(tail.min(1024)),
@@ -359,6 +363,12 @@ impl LogAssembler {
         if !rest.is_empty() {
             self.partial(stream).push(rest);
         }
+    }
+
+    /// Keeps at most `max` bytes of line text, the newest lines.
+    pub fn max_bytes(mut self, max: usize) -> Self {
+        self.max_bytes = max;
+        self
     }
 
     /// Flushes lines that ended without a newline and returns the kept lines, oldest first.
@@ -395,10 +405,14 @@ impl LogAssembler {
         if cut {
             text.push_str(" …[line cut]");
         }
-        if self.lines.len() == self.tail {
-            self.lines.pop_front();
-        }
+        self.bytes += text.len();
         self.lines.push_back(LogLine { at, stream, text });
+        while self.lines.len() > self.tail || (self.bytes > self.max_bytes && self.lines.len() > 1)
+        {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= old.text.len();
+            }
+        }
     }
 }
 
@@ -678,6 +692,22 @@ mod tests {
         }
         let texts: Vec<_> = a.finish().into_iter().map(|l| l.text).collect();
         assert_eq!(texts, vec!["line 997", "line 998", "line 999"]);
+    }
+
+    #[test]
+    fn the_kept_lines_stay_within_the_byte_budget_newest_first() {
+        let mut a = LogAssembler::new(2000, false, None).max_bytes(10 * 1024);
+        for i in 0..2000 {
+            let line = format!("{i:04} {}\n", "y".repeat(1019));
+            a.push(LogOutput::StdOut {
+                message: line.into(),
+            });
+        }
+        let lines = a.finish();
+        let bytes: usize = lines.iter().map(|l| l.text.len()).sum();
+        assert!(bytes <= 10 * 1024, "{bytes}");
+        assert_eq!(lines.len(), 10);
+        assert!(lines.last().unwrap().text.starts_with("1999 "));
     }
 
     #[test]

@@ -356,7 +356,8 @@ impl Engine for DockerEngine {
         }
         let opts = opts.build();
         within(CALL_DEADLINE, async {
-            let mut asm = LogAssembler::new(tail, query.timestamps, query.since);
+            let mut asm =
+                LogAssembler::new(tail, query.timestamps, query.since).max_bytes(query.max_bytes);
             let mut frames = self.docker.logs(&full, Some(opts));
             while let Some(frame) = frames.next().await {
                 asm.push(frame.map_err(|e| container_error(container_id, e))?);
@@ -767,6 +768,7 @@ impl Engine for DockerEngine {
                     tail: 20,
                     since: None,
                     timestamps: false,
+                    max_bytes: 64 * 1024,
                 },
             )
             .await

@@ -323,6 +323,7 @@ pub async fn container_probe(
             since,
             // The adapter parses each line's time either way; `true` would also keep it in the text.
             timestamps: false,
+            max_bytes: 1024 * 1024,
         };
         let logs = engine.logs(&c.id, &query);
         // The daemon answers a stats call only at its next sample (up to ~1 s, more under

@@ -19,6 +19,24 @@ pub struct HttpFacts {
     pub body_snippet: String,
 }
 
+/// Most of a response body the bot reads: a health payload or a page of workflows is far
+/// smaller, and a service that answers with gigabytes must not take the bot's memory.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The body as text, reading no more than `max` bytes (the rest is left unread).
+pub async fn body_within(mut resp: reqwest::Response, max: usize) -> reqwest::Result<String> {
+    let mut body = Vec::new();
+    while body.len() < max {
+        let Some(chunk) = resp.chunk().await? else {
+            break;
+        };
+        let room = max - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The HTTP client of the health probes and the Temporal views.
 pub struct HttpProbe {
     client: reqwest::Client,
 }
@@ -47,7 +65,9 @@ impl HttpProbe {
             .map_err(|e| describe(url, &e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.text().await.map_err(|e| describe(url, &e))?;
+        let body = body_within(resp, MAX_BODY)
+            .await
+            .map_err(|e| describe(url, &e))?;
         Ok((status, headers, body))
     }
 
@@ -114,4 +134,35 @@ fn describe(url: &str, e: &reqwest::Error) -> String {
         msg.push_str(&format!(" ({l})"));
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_huge_body_is_read_only_up_to_the_bound() {
+        // 64 MiB of body, streamed: the probe keeps the first MiB and stops reading.
+        let chunk = axum::body::Bytes::from(vec![b'x'; 1024 * 1024]);
+        let app = axum::Router::new().route(
+            "/health",
+            axum::routing::get(move || {
+                let chunk = chunk.clone();
+                async move {
+                    let stream = futures::stream::iter(
+                        (0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+                    );
+                    axum::body::Body::from_stream(stream)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let probe = HttpProbe::new().unwrap();
+        let (status, _, body) = probe.get(&format!("http://{addr}/health")).await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body.len(), MAX_BODY);
+        server.abort();
+    }
 }
