@@ -245,7 +245,7 @@ fn a_bot_started_after_its_predecessor_died_mid_execution_marks_the_request_inte
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = rt
-        .block_on(container_ops::infra::store::open(&url))
+        .block_on(container_ops::infra::store::open(&url, None))
         .unwrap();
     let before = Approvals::new(store.clone()).as_replica(gone, Duration::from_secs(3600));
     let now = chrono::Utc::now;

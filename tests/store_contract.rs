@@ -272,6 +272,7 @@ fn entry(actor: &str, command: &str, target: &[&str], at: DateTime<Utc>) -> NewA
         result: format!("{command} done"),
         duration_ms: 12,
         correlation_id: uuid::Uuid::new_v4().to_string(),
+        via: "discord".into(),
     }
 }
 
@@ -349,7 +350,7 @@ async fn an_audit_row_updated_with_a_recomputed_hash_breaks_the_chain_at_the_nex
     five_entries(&*f.store).await;
     let mut third = f.store.audit_page(2, 1).await.unwrap().remove(0);
     third.entry.actor = "mallory".into();
-    let forged = entry_hash(&third.prev_hash, 3, &third.entry);
+    let forged = entry_hash(&third.prev_hash, 3, &third.entry, None);
     f.raw(&format!(
         "UPDATE audit_log SET actor = 'mallory', hash = '{forged}' WHERE id = 3"
     ))

@@ -333,6 +333,7 @@ fn a_running_bot_whose_store_stops_keeps_entries_aside_and_writes_them_when_it_i
     let bot = ResilientStore::for_url(
         store.url.clone(),
         Spill::new(dir.path().join("audit-spill.jsonl")),
+        None,
     )
     .with_backoff(
         std::time::Duration::from_millis(200),
@@ -350,6 +351,7 @@ fn a_running_bot_whose_store_stops_keeps_entries_aside_and_writes_them_when_it_i
         result: "ok".into(),
         duration_ms: n,
         correlation_id: format!("c{n}"),
+        via: "console:ops".into(),
     };
     rt.block_on(async {
         bot.connect_now().await.unwrap();

@@ -11,11 +11,13 @@ use crate::core::catalog::{Catalog, Target};
 use crate::core::report::text_table;
 use crate::core::settings::Settings;
 use crate::core::types::{ChannelId, UserId};
-use crate::infra::store::ResilientStore;
 use crate::infra::store::spill::Spill;
 use crate::ingress::console::Console;
+use anyhow::Context;
 
-use super::wire::{Env, load_config, spill_path, store_backed_core, store_url};
+use super::wire::{
+    Env, audit_key, load_config, resilient_store, spill_path, store_backed_core, store_url,
+};
 
 const EXIT_CODES: &str = "\
 EXIT CODES (console --command, check-config):
@@ -180,6 +182,10 @@ fn runtime(err: &mut dyn Write) -> Option<tokio::runtime::Runtime> {
     }
 }
 
+fn spill_anchor(env: &Env) -> PathBuf {
+    Spill::new(spill_path(env)).anchor_path()
+}
+
 fn audit_verify(
     config: Option<PathBuf>,
     env: &Env,
@@ -196,16 +202,33 @@ fn audit_verify(
     let Some(rt) = runtime(err) else { return 1 };
     let checked = rt.block_on(async {
         // Entries kept while the store was down are part of the log: written first.
-        let store =
-            ResilientStore::for_url(store_url(&settings, env)?, Spill::new(spill_path(env)));
+        let store = resilient_store(store_url(&settings, env)?, env).map_err(anyhow::Error::msg)?;
         store.connect_now().await?;
-        crate::core::store::verify_audit(&store)
+        let anchor = store.read_anchor().with_context(|| {
+            format!(
+                "the audit anchor {} cannot be read",
+                spill_anchor(env).display()
+            )
+        })?;
+        let with = crate::core::store::VerifyWith {
+            key: audit_key(env).map_err(anyhow::Error::msg)?,
+            anchor: anchor.clone(),
+        };
+        let report = crate::core::store::verify_audit_with(&store, &with)
             .await
-            .map_err(crate::core::store::StoreError::into_anyhow)
+            .map_err(crate::core::store::StoreError::into_anyhow)?;
+        anyhow::Ok((report, anchor.is_some()))
     });
     match checked {
-        Ok(report) => {
+        Ok((report, anchored)) => {
             let _ = writeln!(out, "{report}");
+            if !anchored {
+                let _ = writeln!(
+                    out,
+                    "note: no audit anchor at {}: entries cut off the end of the log are only noticed through the store's own head",
+                    spill_anchor(env).display()
+                );
+            }
             if report.is_ok() { 0 } else { 1 }
         }
         Err(e) => {
@@ -296,6 +319,11 @@ fn console(
             return 2;
         }
     };
+    let os_user = crate::ingress::console::os_user();
+    if let Err(e) = settings.console.may_act_as(os_user, user.as_str()) {
+        let _ = writeln!(err, "error: {e}");
+        return 2;
+    }
     let Some(rt) = runtime(err) else { return 1 };
     let Some(core) = store_backed_core(&rt, settings, catalog, policy, env, err) else {
         return 1;

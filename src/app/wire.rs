@@ -10,6 +10,7 @@ use crate::core::engine::Engine;
 use crate::core::error::ConfigError;
 use crate::core::policy::Policy;
 use crate::core::settings::Settings;
+use crate::core::store::AuditKey;
 use crate::infra::docker::DockerEngine;
 use crate::infra::store::ResilientStore;
 use crate::infra::store::spill::Spill;
@@ -56,6 +57,30 @@ pub fn spill_path(env: &Env) -> PathBuf {
         .unwrap_or_else(|| data_dir(env).join("audit-spill.jsonl"))
 }
 
+/// The key of the audit chain, the spill and the anchor: the file named by
+/// `$CONTAINER_OPS_AUDIT_KEY_FILE` (at least 32 bytes, e.g. `head -c 32 /dev/urandom | base64`),
+/// kept where someone who can write the store cannot read it. Unset: a plain hash chain.
+pub fn audit_key(env: &Env) -> Result<Option<AuditKey>, String> {
+    let Some(path) = env("CONTAINER_OPS_AUDIT_KEY_FILE").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        format!("cannot read the audit key file {path} (CONTAINER_OPS_AUDIT_KEY_FILE): {e}")
+    })?;
+    AuditKey::from_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| format!("{e} (in {path}, CONTAINER_OPS_AUDIT_KEY_FILE)"))
+}
+
+/// The bot's store handle: the store at `url`, its spill, anchor and key.
+pub fn resilient_store(url: String, env: &Env) -> Result<ResilientStore, String> {
+    Ok(ResilientStore::for_url(
+        url,
+        Spill::new(spill_path(env)),
+        audit_key(env)?,
+    ))
+}
+
 /// The engine for the configured project, connected on first use.
 pub fn lazy_engine(settings: &Settings) -> LazyEngine {
     let host = settings.docker_host.clone();
@@ -91,19 +116,25 @@ pub fn store_backed_core(
     };
     let recovered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let found = recovered.clone();
-    let store =
-        ResilientStore::for_url(url, Spill::new(spill_path(env))).on_first_connect(move |s| {
-            let found = found.clone();
-            Box::pin(async move {
-                // A request left `executing` by a stopped bot is marked failed, never re-run.
-                let ids = Approvals::new(s)
-                    .recover_interrupted(chrono::Utc::now())
-                    .await
-                    .map_err(crate::core::store::StoreError::into_anyhow)?;
-                found.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
-                anyhow::Ok(())
-            })
-        });
+    let store = match resilient_store(url, env) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return None;
+        }
+    };
+    let store = store.on_first_connect(move |s| {
+        let found = found.clone();
+        Box::pin(async move {
+            // A request left `executing` by a stopped bot is marked failed, never re-run.
+            let ids = Approvals::new(s)
+                .recover_interrupted(chrono::Utc::now())
+                .await
+                .map_err(crate::core::store::StoreError::into_anyhow)?;
+            found.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
+            anyhow::Ok(())
+        })
+    });
     let store = Arc::new(store);
     match rt.block_on(store.connect_now()) {
         Ok(()) => {

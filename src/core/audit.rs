@@ -26,6 +26,8 @@ pub struct AuditRecord {
     /// Short outcome: the report title, the user error, or the internal error reference.
     pub result: String,
     pub duration: Duration,
+    /// How the invocation came in (`discord`, `console:<os user>`).
+    pub via: String,
 }
 
 /// Where audit records go: the bot's [`crate::infra::store::ResilientStore`], [`StoreAudit`] on a
@@ -104,6 +106,7 @@ impl From<AuditRecord> for crate::core::store::NewAuditEntry {
             result: r.result,
             duration_ms: r.duration.as_millis() as u64,
             correlation_id: r.correlation_id,
+            via: r.via,
         }
     }
 }
@@ -144,6 +147,7 @@ mod tests {
                 decision: d,
                 result: String::new(),
                 duration: Duration::ZERO,
+                via: "console".into(),
             })
             .await
             .unwrap();
@@ -176,6 +180,7 @@ mod tests {
                 decision: AuditDecision::Pending,
                 result: "pending approval".into(),
                 duration: Duration::from_millis(7),
+                via: "discord".into(),
             })
             .await
             .unwrap();
@@ -185,6 +190,7 @@ mod tests {
             .unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].entry.actor, "alice");
+        assert_eq!(got[0].entry.via, "discord");
         assert_eq!(
             got[0].entry.decision,
             crate::core::store::AuditDecision::Pending

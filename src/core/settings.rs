@@ -49,6 +49,42 @@ struct RawSettings {
     groups: BTreeMap<GroupName, Vec<ServiceName>>,
     #[serde(default)]
     redaction: Redaction,
+    #[serde(default)]
+    console: ConsoleSettings,
+}
+
+/// Who may use the local console as whom. The console's `--as` is self-asserted: on a shared
+/// host, this is what stops one OS user from acting (and being audited) as another person.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// OS user → the chat identities they may act as (`*`: anyone). Empty: no restriction
+    /// (the embedded default, for one person on their own machine).
+    #[serde(default)]
+    pub os_users: BTreeMap<String, Vec<String>>,
+}
+
+impl ConsoleSettings {
+    /// `Err` with the reason when `os_user` may not act as `actor`.
+    pub fn may_act_as(&self, os_user: &str, actor: &str) -> Result<(), String> {
+        if self.os_users.is_empty() {
+            return Ok(());
+        }
+        match self.os_users.get(os_user) {
+            None => Err(format!(
+                "OS user `{os_user}` may not use the console: the settings' [console] os_users does not list it"
+            )),
+            Some(allowed) if allowed.iter().any(|a| a == "*" || a == actor) => Ok(()),
+            Some(allowed) => Err(format!(
+                "OS user `{os_user}` may act only as {} on the console, not as `{actor}` ([console] os_users)",
+                allowed
+                    .iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
 }
 
 /// What the redactor learns beyond its own rules.
@@ -114,6 +150,7 @@ pub struct Settings {
     pub limits: Limits,
     pub groups: BTreeMap<GroupName, Vec<ServiceName>>,
     pub redaction: Redaction,
+    pub console: ConsoleSettings,
 }
 
 impl Settings {
@@ -155,6 +192,7 @@ impl Settings {
             limits: raw.limits,
             groups: raw.groups,
             redaction: raw.redaction,
+            console: raw.console,
         };
         s.check().map_err(|m| ConfigError::new(path, m))?;
         Ok(s)

@@ -104,6 +104,9 @@ pub struct NewAuditEntry {
     pub result: String,
     pub duration_ms: u64,
     pub correlation_id: String,
+    /// How the event came in: `discord`, `console:<os user>`, `approvals`; empty in entries
+    /// written before this was recorded (they keep their original hash form).
+    pub via: String,
 }
 
 impl NewAuditEntry {
@@ -124,6 +127,7 @@ impl NewAuditEntry {
             &mut self.args,
             &mut self.result,
             &mut self.correlation_id,
+            &mut self.via,
         ] {
             clean(s);
         }
@@ -378,6 +382,10 @@ pub struct VerifyReport {
     pub checked: u64,
     /// Id and hash of the last entry; record them elsewhere to detect later truncation.
     pub last: Option<(i64, String)>,
+    /// The first entry hashed with the audit key (earlier ones predate it).
+    pub keyed_from: Option<i64>,
+    /// The anchored entry that was found with its recorded hash.
+    pub anchored: Option<i64>,
     pub problem: Option<ChainBreak>,
 }
 
@@ -394,55 +402,128 @@ impl fmt::Display for VerifyReport {
                 f,
                 "audit log BROKEN at entry {}: {} ({} entries checked)",
                 p.id, p.reason, self.checked
-            ),
+            )?,
             (None, Some((id, hash))) => write!(
                 f,
                 "audit log OK: {} entries, last {id} {hash}",
                 self.checked
-            ),
-            (None, None) => f.write_str("audit log OK: empty"),
+            )?,
+            (None, None) => f.write_str("audit log OK: empty")?,
         }
+        if self.problem.is_none() && self.last.is_some() {
+            match self.keyed_from {
+                Some(k) => write!(f, "; keyed with the audit key from entry {k}")?,
+                None => f.write_str(
+                    "; not keyed (detects damage, not rewriting by someone with write access to the store)",
+                )?,
+            }
+            if let Some(a) = self.anchored {
+                write!(f, "; anchor at entry {a} matches")?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// What a verification checks against besides the store itself.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyWith {
+    /// Checks keyed entries; with a key, an unkeyed entry after a keyed one is a break.
+    pub key: Option<AuditKey>,
+    /// The record of an entry the bot appended (see [`AuditAnchor`]).
+    pub anchor: Option<AuditAnchor>,
 }
 
 /// Walks the whole audit log and checks every link: ids without gaps, `prev_hash` equal to
 /// the previous entry's hash, and each hash recomputed from the entry's fields. Also checks
 /// the store's head record so entries cut off the end are noticed.
 pub async fn verify_audit(store: &dyn Store) -> StoreResult<VerifyReport> {
-    verify_audit_paged(store, 1000).await
+    verify_audit_with(store, &VerifyWith::default()).await
+}
+
+/// [`verify_audit`] with the audit key and the anchor: someone who can write the store can
+/// recompute a plain chain and move its head, but not a keyed one, nor the anchor kept
+/// outside the store.
+pub async fn verify_audit_with(store: &dyn Store, with: &VerifyWith) -> StoreResult<VerifyReport> {
+    verify_audit_paged(store, with, 1000).await
 }
 
 pub(crate) async fn verify_audit_paged(
     store: &dyn Store,
+    with: &VerifyWith,
     page_size: u32,
 ) -> StoreResult<VerifyReport> {
-    let mut checked = 0u64;
+    let key = with.key.as_ref();
+    let mut report = VerifyReport {
+        checked: 0,
+        last: None,
+        keyed_from: None,
+        anchored: None,
+        problem: None,
+    };
     let mut prev_id = 0i64;
     let mut prev_hash = GENESIS_HASH.to_owned();
-    let broken = |checked, prev_id, prev_hash: &str, id, reason: String| VerifyReport {
-        checked,
-        last: (prev_id > 0).then(|| (prev_id, prev_hash.to_owned())),
-        problem: Some(ChainBreak { id, reason }),
+    let broken = |mut report: VerifyReport, prev_id, prev_hash: &str, id, reason: String| {
+        report.last = (prev_id > 0).then(|| (prev_id, prev_hash.to_owned()));
+        report.problem = Some(ChainBreak { id, reason });
+        Ok(report)
     };
+    if let Some(a) = &with.anchor
+        && !a.is_genuine(key)
+    {
+        let reason = "the anchor file was not sealed with this audit key (changed or forged)";
+        return broken(report, 0, GENESIS_HASH, a.last_id, reason.into());
+    }
     loop {
         let page = store.audit_page(prev_id, page_size).await?;
         let full = page.len() as u32 == page_size;
         for e in page {
             if e.id != prev_id + 1 {
                 let reason = format!("entries {} to {} are missing", prev_id + 1, e.id - 1);
-                return Ok(broken(checked, prev_id, &prev_hash, e.id, reason));
+                return broken(report, prev_id, &prev_hash, e.id, reason);
             }
             if e.prev_hash != prev_hash {
                 let reason = format!(
                     "prev_hash does not match the hash of entry {prev_id} (changed or deleted)"
                 );
-                return Ok(broken(checked, prev_id, &prev_hash, e.id, reason));
+                return broken(report, prev_id, &prev_hash, e.id, reason);
             }
-            if entry_hash(&e.prev_hash, e.id, &e.entry) != e.hash {
-                let reason = "its fields do not match its hash (changed)".to_owned();
-                return Ok(broken(checked, prev_id, &prev_hash, e.id, reason));
+            let keyed = e.hash.starts_with(KEYED_PREFIX);
+            if keyed && key.is_none() {
+                return Err(StoreError::Failed(anyhow::anyhow!(
+                    "entry {} is keyed with the audit key: verifying the log needs it (CONTAINER_OPS_AUDIT_KEY_FILE)",
+                    e.id
+                )));
             }
-            checked += 1;
+            if !keyed && report.keyed_from.is_some() {
+                let reason = "not keyed, after keyed entries (rewritten without the audit key)";
+                return broken(report, prev_id, &prev_hash, e.id, reason.into());
+            }
+            let expected = entry_hash(&e.prev_hash, e.id, &e.entry, keyed.then_some(key).flatten());
+            if expected != e.hash {
+                let reason = if keyed {
+                    "its fields do not match its keyed hash (changed, or a different audit key)"
+                } else {
+                    "its fields do not match its hash (changed)"
+                };
+                return broken(report, prev_id, &prev_hash, e.id, reason.into());
+            }
+            if keyed && report.keyed_from.is_none() {
+                report.keyed_from = Some(e.id);
+            }
+            if let Some(a) = &with.anchor
+                && a.last_id == e.id
+            {
+                if a.last_hash != e.hash {
+                    let reason = format!(
+                        "the anchor recorded a different hash for it ({}): the log was rewritten and re-chained",
+                        a.last_hash
+                    );
+                    return broken(report, prev_id, &prev_hash, e.id, reason);
+                }
+                report.anchored = Some(e.id);
+            }
+            report.checked += 1;
             prev_id = e.id;
             prev_hash = e.hash;
         }
@@ -450,19 +531,25 @@ pub(crate) async fn verify_audit_paged(
             break;
         }
     }
+    if let Some(a) = &with.anchor
+        && a.last_id > prev_id
+    {
+        let reason = format!(
+            "the anchor records entry {} (hash {}) but the log ends at {prev_id}: entries were cut off the end",
+            a.last_id, a.last_hash
+        );
+        return broken(report, prev_id, &prev_hash, prev_id + 1, reason);
+    }
     let head = store.audit_head().await?;
     if head.last_id != prev_id || head.last_hash != prev_hash {
         let reason = format!(
             "the store's head says the last entry is {} but the log ends at {prev_id} (entries cut off the end, or the head was changed)",
             head.last_id
         );
-        return Ok(broken(checked, prev_id, &prev_hash, prev_id + 1, reason));
+        return broken(report, prev_id, &prev_hash, prev_id + 1, reason);
     }
-    Ok(VerifyReport {
-        checked,
-        last: (prev_id > 0).then_some((prev_id, prev_hash)),
-        problem: None,
-    })
+    report.last = (prev_id > 0).then_some((prev_id, prev_hash));
+    Ok(report)
 }
 
 /// Microsecond precision is what both databases keep; hashing a finer instant would make
@@ -471,10 +558,53 @@ pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-/// `hash` of an entry: sha256 over the previous hash and the entry's canonical fields
-/// (a JSON array in a fixed order, instants in RFC 3339 with microseconds).
-pub fn entry_hash(prev_hash: &str, id: i64, e: &NewAuditEntry) -> String {
-    let canonical = serde_json::json!([
+/// The secret that keys the audit chain (HMAC-SHA256), read from a file outside the store so
+/// that someone who can write the store cannot recompute hashes after changing an entry.
+#[derive(Clone)]
+pub struct AuditKey(Vec<u8>);
+
+/// Keyed hashes carry this prefix, so a verifier knows which entries a key must check.
+pub const KEYED_PREFIX: &str = "k1:";
+
+impl AuditKey {
+    /// At least 32 bytes of the file's content (trailing newline ignored).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let trimmed = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+        if trimmed.len() < 32 {
+            return Err(format!(
+                "the audit key must be at least 32 bytes, it has {}",
+                trimmed.len()
+            ));
+        }
+        Ok(Self(trimmed.to_vec()))
+    }
+
+    /// HMAC-SHA256 of `parts`, each followed by a newline, in hex.
+    pub fn mac(&self, parts: &[&str]) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .expect("HMAC takes a key of any length");
+        for p in parts {
+            m.update(p.as_bytes());
+            m.update(b"\n");
+        }
+        hex(&m.finalize().into_bytes())
+    }
+}
+
+impl fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(crate::core::redact::MASK)
+    }
+}
+
+/// `hash` of an entry over the previous hash and the entry's canonical fields (a JSON array
+/// in a fixed order, instants in RFC 3339 with microseconds): SHA-256 without a key, and
+/// `k1:` + HMAC-SHA256 with one. Entries without `via` keep the v1 field list, so logs written
+/// before it existed still verify.
+pub fn entry_hash(prev_hash: &str, id: i64, e: &NewAuditEntry, key: Option<&AuditKey>) -> String {
+    let mut fields = serde_json::json!([
         "v1",
         id,
         e.at.to_rfc3339_opts(SecondsFormat::Micros, true),
@@ -489,11 +619,60 @@ pub fn entry_hash(prev_hash: &str, id: i64, e: &NewAuditEntry) -> String {
         e.duration_ms,
         e.correlation_id,
     ]);
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    h.update(canonical.to_string().as_bytes());
-    hex(&h.finalize())
+    if !e.via.is_empty()
+        && let Some(list) = fields.as_array_mut()
+    {
+        list[0] = "v2".into();
+        list.push(e.via.clone().into());
+    }
+    let canonical = fields.to_string();
+    match key {
+        Some(k) => format!("{KEYED_PREFIX}{}", k.mac(&[prev_hash, &canonical])),
+        None => {
+            let mut h = Sha256::new();
+            h.update(prev_hash.as_bytes());
+            h.update(b"\n");
+            h.update(canonical.as_bytes());
+            hex(&h.finalize())
+        }
+    }
+}
+
+/// A record, kept outside the store, of an entry the bot appended: the chain must still hold
+/// that entry with that hash. Someone who can write the store but not this file cannot cut
+/// entries off the end or rewrite the chain up to it unnoticed; with a key, `mac` binds the
+/// record so the file cannot be edited either.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditAnchor {
+    pub last_id: i64,
+    pub last_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+impl AuditAnchor {
+    pub fn new(last_id: i64, last_hash: String, key: Option<&AuditKey>) -> Self {
+        let mut a = Self {
+            last_id,
+            last_hash,
+            mac: None,
+        };
+        a.mac = key.map(|k| a.expected_mac(k));
+        a
+    }
+
+    fn expected_mac(&self, key: &AuditKey) -> String {
+        key.mac(&["audit-anchor", &self.last_id.to_string(), &self.last_hash])
+    }
+
+    /// Without a key any anchor is taken as written; with one, only an anchor it sealed.
+    pub fn is_genuine(&self, key: Option<&AuditKey>) -> bool {
+        match key {
+            None => true,
+            Some(k) => self.mac.as_deref() == Some(self.expected_mac(k).as_str()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -513,22 +692,23 @@ pub(crate) mod tests {
             result: "restarted".into(),
             duration_ms: 42,
             correlation_id: "c1".into(),
+            via: String::new(),
         }
     }
 
     #[test]
     fn entry_hash_changes_with_any_field_and_with_the_previous_hash() {
-        let base = entry_hash(GENESIS_HASH, 1, &entry());
+        let base = entry_hash(GENESIS_HASH, 1, &entry(), None);
         assert_eq!(base.len(), 64);
-        assert_eq!(base, entry_hash(GENESIS_HASH, 1, &entry()));
-        assert_ne!(base, entry_hash(&base, 1, &entry()));
-        assert_ne!(base, entry_hash(GENESIS_HASH, 2, &entry()));
+        assert_eq!(base, entry_hash(GENESIS_HASH, 1, &entry(), None));
+        assert_ne!(base, entry_hash(&base, 1, &entry(), None));
+        assert_ne!(base, entry_hash(GENESIS_HASH, 2, &entry(), None));
         let mut e = entry();
         e.roles.push("admin".into());
-        assert_ne!(base, entry_hash(GENESIS_HASH, 1, &e));
+        assert_ne!(base, entry_hash(GENESIS_HASH, 1, &e, None));
         let mut e = entry();
         e.duration_ms = 43;
-        assert_ne!(base, entry_hash(GENESIS_HASH, 1, &e));
+        assert_ne!(base, entry_hash(GENESIS_HASH, 1, &e, None));
     }
 
     #[test]
@@ -540,8 +720,8 @@ pub(crate) mod tests {
         b.actor = "dave".into();
         b.channel = ",ops".into();
         assert_ne!(
-            entry_hash(GENESIS_HASH, 1, &a),
-            entry_hash(GENESIS_HASH, 1, &b)
+            entry_hash(GENESIS_HASH, 1, &a, None),
+            entry_hash(GENESIS_HASH, 1, &b, None)
         );
     }
 

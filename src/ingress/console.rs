@@ -68,6 +68,34 @@ pub fn write_attachments(dir: &Path, attachments: &[Attachment]) -> std::io::Res
         .collect()
 }
 
+/// The OS user running this process: its name from `/etc/passwd`, else `uid <n>`, else
+/// `$USER`. Read once.
+pub fn os_user() -> &'static str {
+    static USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    USER.get_or_init(|| {
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
+            });
+        let Some(uid) = uid else {
+            return std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        };
+        std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|p| {
+                p.lines().find_map(|l| {
+                    let mut f = l.split(':');
+                    let name = f.next()?;
+                    (f.nth(1)? == uid).then(|| name.to_owned())
+                })
+            })
+            .unwrap_or_else(|| format!("uid {uid}"))
+    })
+}
+
 /// Where attachments go when no directory was given: a fresh directory under the system temp dir.
 pub fn default_attachments_dir(correlation_id: &str) -> PathBuf {
     std::env::temp_dir().join(format!("container-ops-{correlation_id}"))
@@ -84,7 +112,10 @@ pub struct Console<'a> {
 impl Console<'_> {
     /// Runs one line and prints the reply; returns the exit status for scripts.
     pub async fn run_line(&self, line: &str, out: &mut dyn Write) -> std::io::Result<u8> {
-        let inv = Invocation::from_line(self.user.clone(), self.channel.clone(), line);
+        let mut inv = Invocation::from_line(self.user.clone(), self.channel.clone(), line);
+        // `--as` is self-asserted: the audit says it came from this host's console and who
+        // was logged in.
+        inv.via = format!("console:{}", os_user());
         let cid = inv.correlation_id.clone();
         let result = self.core.run(inv).await;
         let code = exit_code(&result);

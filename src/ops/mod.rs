@@ -27,6 +27,17 @@ pub enum Request {
 }
 
 impl Request {
+    /// Free text a person typed that the store keeps (a deny reason, an incident title) is
+    /// redacted before it gets there, like the arguments in the audit: a password pasted
+    /// into a reason must not sit in the approvals table.
+    pub fn redact_free_text(&mut self, r: &crate::core::redact::Redactor) {
+        match self {
+            Request::Review(review::Request::Deny { reason, .. }) => *reason = r.redact(reason),
+            Request::Incident(incidents::Action::Open { title }) => *title = r.redact(title),
+            _ => {}
+        }
+    }
+
     /// Parses the command's arguments into its operation's parameters.
     pub fn parse(cmd: &Command, args: &Args) -> Result<Self, UserError> {
         let op = cmd.operation;

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::future::BoxFuture;
@@ -41,6 +41,8 @@ pub struct Invocation {
     pub command: String,
     pub args: RawArgs,
     pub correlation_id: String,
+    /// How it came in, for the audit: `discord`, `console:<os user>`…
+    pub via: String,
 }
 
 impl Invocation {
@@ -58,6 +60,7 @@ impl Invocation {
             command: command.into(),
             args: args.into(),
             correlation_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            via: "console".into(),
         }
     }
 
@@ -252,19 +255,8 @@ impl Core {
                 Err(PipelineError::User(u)) => (u.decision(), u.to_string()),
                 Err(e @ PipelineError::Internal(_)) => (AuditDecision::Failed, e.to_string()),
             };
-            let record = AuditRecord {
-                at: Utc::now(),
-                correlation_id: inv.correlation_id.clone(),
-                actor: inv.actor.clone(),
-                roles: trail.roles.into_iter().collect(),
-                channel: inv.channel.clone(),
-                command: bounded(inv.command.trim_start_matches('/'), 64),
-                args: bounded(&redactor.redact(&inv.args.display()), 2048),
-                target: trail.target,
-                decision,
-                result: redactor.redact(&outcome),
-                duration: started.elapsed(),
-            };
+            let record =
+                audit_record(&inv, &trail, decision, &outcome, started.elapsed(), &redactor);
             let result = match self.audit.record(record).await {
                 Ok(None) => result,
                 Ok(Some(notice)) => with_notice(result, notice),
@@ -322,7 +314,8 @@ impl Core {
             })
         };
         let mut args = parse(None)?;
-        let request = Request::parse(cmd, &args)?;
+        let mut request = Request::parse(cmd, &args)?;
+        request.redact_free_text(redactor);
         let mut containers = None;
         let mut known = None;
         if needs_service_list(cmd, &request) {
@@ -449,6 +442,9 @@ impl Core {
                     stop_timeout: limits.stop_timeout,
                     log_line_cap: limits.log_line_cap,
                 };
+                if matches!(c, containers::Request::Mutate { .. }) {
+                    self.record_start(inv, trail, redactor).await?;
+                }
                 let op = async {
                     let engine = self.engine.get().await?;
                     containers::run(c, engine.as_ref(), &targets, &cx, redactor).await
@@ -459,6 +455,33 @@ impl Core {
                     .map(Reply::answer)
             }
         }
+    }
+
+    /// Records that a mutation is about to start; it does not start unless that entry is kept
+    /// (in the store or the spill file), so a crash mid-operation still leaves its trace.
+    async fn record_start(
+        &self,
+        inv: &Invocation,
+        trail: &Trail,
+        redactor: &Redactor,
+    ) -> Result<(), PipelineError> {
+        let record = audit_record(
+            inv,
+            trail,
+            AuditDecision::Executing,
+            &format!(
+                "starting {} on {}",
+                inv.command.trim_start_matches('/'),
+                trail.target.join(", ")
+            ),
+            Duration::ZERO,
+            redactor,
+        );
+        self.audit.record(record).await.map(|_| ()).map_err(|e| {
+            PipelineError::internal(e.context(
+                "not started: the audit entry saying it starts could not be kept anywhere (store and spill file)",
+            ))
+        })
     }
 
     /// Runs `op` within `deadline`; past it the person is told, and a mutation may still end.
@@ -870,6 +893,32 @@ async fn with_lease_renewed<T>(
 }
 
 /// Adds an audit notice to the reply, whatever its kind.
+/// The audit record of one invocation, redacted: arguments, outcome and the command name too
+/// (a token pasted where a command name goes is still a token).
+fn audit_record(
+    inv: &Invocation,
+    trail: &Trail,
+    decision: AuditDecision,
+    outcome: &str,
+    duration: Duration,
+    redactor: &Redactor,
+) -> AuditRecord {
+    AuditRecord {
+        at: Utc::now(),
+        correlation_id: inv.correlation_id.clone(),
+        actor: inv.actor.clone(),
+        roles: trail.roles.iter().cloned().collect(),
+        channel: inv.channel.clone(),
+        command: redactor.redact(&bounded(inv.command.trim_start_matches('/'), 64)),
+        args: bounded(&redactor.redact(&inv.args.display()), 2048),
+        target: trail.target.clone(),
+        decision,
+        result: redactor.redact(outcome),
+        duration,
+        via: inv.via.clone(),
+    }
+}
+
 fn with_notice(
     result: Result<Reply, PipelineError>,
     notice: String,
@@ -1039,6 +1088,14 @@ mod tests {
     }
 
     fn core_with(fake: Arc<FakeEngine>) -> (Core, Arc<MemoryAudit>) {
+        let audit = Arc::new(MemoryAudit::new());
+        (core_with_audit(fake, audit.clone()), audit)
+    }
+
+    fn core_with_audit(
+        fake: Arc<FakeEngine>,
+        audit: Arc<dyn crate::core::audit::AuditSink>,
+    ) -> Core {
         let settings = Settings::parse(
             Path::new("default"),
             crate::core::settings::DEFAULT_SETTINGS,
@@ -1048,15 +1105,78 @@ mod tests {
         let catalog = Catalog::load_dir(&repo("commands"), &groups).unwrap();
         let policy = Policy::load_dir(&repo("permissions")).unwrap();
         policy.check_catalog(&catalog).unwrap();
-        let audit = Arc::new(MemoryAudit::new());
-        let core = Core::new(
-            settings,
-            catalog,
-            policy,
-            LazyEngine::ready(fake),
-            audit.clone(),
+        Core::new(settings, catalog, policy, LazyEngine::ready(fake), audit)
+    }
+
+    /// An audit that can keep nothing: the store and the spill file both failed.
+    struct NowhereAudit;
+
+    #[async_trait::async_trait]
+    impl crate::core::audit::AuditSink for NowhereAudit {
+        async fn record(&self, _: AuditRecord) -> anyhow::Result<Option<String>> {
+            anyhow::bail!("the store refused it and the spill file is on a full disk")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_does_not_start_when_its_executing_entry_can_be_kept_nowhere() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let core = core_with_audit(fake.clone(), Arc::new(NowhereAudit));
+        let e = core.run(inv("alice", "/restart api-1")).await.unwrap_err();
+        assert!(matches!(e, PipelineError::Internal(_)), "{e:?}");
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    }
+
+    #[tokio::test]
+    async fn a_restart_is_recorded_as_executing_before_it_starts_and_as_ran_after() {
+        let fake = Arc::new(FakeEngine::riftwing());
+        let (core, audit) = core_with(fake.clone());
+        let mut i = inv("alice", "/restart api-1");
+        i.via = "console:root".into();
+        core.run(i).await.unwrap();
+        let recs = audit.records();
+        assert_eq!(
+            recs.iter().map(|r| r.decision).collect::<Vec<_>>(),
+            [AuditDecision::Executing, AuditDecision::Ran]
         );
-        (core, audit)
+        assert!(
+            recs[0].result.starts_with("starting restart on api-1"),
+            "{}",
+            recs[0].result
+        );
+        assert!(recs.iter().all(|r| r.via == "console:root"));
+    }
+
+    #[tokio::test]
+    async fn secrets_in_a_deny_reason_or_a_command_name_are_redacted_before_storage() {
+        let (core, store) = core_with_store(Arc::new(FakeEngine::riftwing())).await;
+        let token = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        let id = pending_id(&core.run(inv("alice", "/backup")).await.unwrap().report);
+        core.run(inv(
+            "carol",
+            &format!("/deny {id} reason:\"password=hunter2secret and {token}\""),
+        ))
+        .await
+        .unwrap();
+        let _ = core.run(inv("carol", &format!("/{token}"))).await;
+        let req = store.get_approval(&id).await.unwrap().unwrap();
+        let stored = format!(
+            "{:?} {:?}",
+            req,
+            store
+                .query_audit(&crate::core::store::AuditQuery::default())
+                .await
+                .unwrap()
+        );
+        assert!(stored.contains("denied by carol"), "{stored}");
+        for secret in ["hunter2secret", "abcdefghijklmnopqrstuvwxyz0123456789"] {
+            assert!(!stored.contains(secret), "{secret} stored: {stored}");
+        }
+        let reviews = format!("{:?}", req.reviews);
+        assert!(
+            !reviews.contains("hunter2secret") && reviews.contains("carol"),
+            "{reviews}"
+        );
     }
 
     fn inv(who: &str, line: &str) -> Invocation {
@@ -1124,7 +1244,14 @@ mod tests {
         );
         assert_eq!(fake.calls().len(), 1);
         let decisions: Vec<AuditDecision> = audit.records().iter().map(|r| r.decision).collect();
-        assert_eq!(decisions, [AuditDecision::Ran, AuditDecision::Denied]);
+        assert_eq!(
+            decisions,
+            [
+                AuditDecision::Executing,
+                AuditDecision::Ran,
+                AuditDecision::Denied
+            ]
+        );
     }
 
     #[tokio::test]

@@ -625,6 +625,7 @@ impl Approvals {
             result,
             duration_ms: 0,
             correlation_id: req.correlation_id.clone(),
+            via: "approvals".into(),
         }
     }
 }

@@ -8,20 +8,22 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
-use crate::core::store::{Store, StoreError};
+use crate::core::store::{AuditKey, Store, StoreError};
 
 pub use postgres::PostgresStore;
 pub use resilient::{ResilientStore, StoreUnavailable};
 pub use sqlite::SqliteStore;
 
 /// Opens the store named by a URL: `postgres://…`/`postgresql://…`, `sqlite::memory:`,
-/// `sqlite:PATH`, or a bare file path (SQLite).
-pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// `sqlite:PATH`, or a bare file path (SQLite). New audit entries are keyed with `key`.
+pub async fn open(url: &str, key: Option<AuditKey>) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(PostgresStore::connect(url).await?));
+        return Ok(Arc::new(
+            PostgresStore::connect(url).await?.with_audit_key(key),
+        ));
     }
     let path = url.strip_prefix("sqlite:").unwrap_or(url);
-    Ok(Arc::new(SqliteStore::open(path).await?))
+    Ok(Arc::new(SqliteStore::open(path).await?.with_audit_key(key)))
 }
 
 /// Parses a stored list column (JSON text in SQLite).
@@ -78,7 +80,9 @@ mod tests {
             e.duration_ms = i;
             store.append_audit(e).await.unwrap();
         }
-        let report = verify_audit_paged(&store, 2).await.unwrap();
+        let report = verify_audit_paged(&store, &Default::default(), 2)
+            .await
+            .unwrap();
         assert!(report.is_ok(), "{report}");
         assert_eq!(report.checked, 7);
         // Entry 5 is the first of the third page: the gap must be seen across the page boundary.
@@ -86,16 +90,18 @@ mod tests {
             .raw_sql("DELETE FROM audit_log WHERE id = 5")
             .await
             .unwrap();
-        let report = verify_audit_paged(&store, 2).await.unwrap();
+        let report = verify_audit_paged(&store, &Default::default(), 2)
+            .await
+            .unwrap();
         assert_eq!(report.problem.unwrap().id, 6);
         assert_eq!(report.checked, 4);
     }
     #[tokio::test]
     async fn a_store_url_picks_the_adapter() {
-        let s = open("sqlite::memory:").await.unwrap();
+        let s = open("sqlite::memory:", None).await.unwrap();
         s.append_audit(entry()).await.unwrap();
         assert!(verify_audit(&*s).await.unwrap().is_ok());
-        let e = open("postgres://u:hunter22@127.0.0.1:1/db")
+        let e = open("postgres://u:hunter22@127.0.0.1:1/db", None)
             .await
             .err()
             .unwrap();

@@ -19,7 +19,7 @@ use tokio_postgres::{NoTls, Row};
 use super::{classify, rows};
 use crate::core::approvals::request::{ApprovalRequest, ApprovalState, Review};
 use crate::core::store::{
-    AuditEntry, AuditHead, AuditQuery, GENESIS_HASH, Incident, LeaseCheck, NewAuditEntry,
+    AuditEntry, AuditHead, AuditKey, AuditQuery, GENESIS_HASH, Incident, LeaseCheck, NewAuditEntry,
     NewIncident, ReviewAdded, Store, StoreResult, TimelineEntry, Transition, entry_hash, to_micros,
 };
 
@@ -106,10 +106,14 @@ CREATE INDEX incident_timeline_incident ON incident_timeline (incident_id, at);
 ALTER TABLE approvals ADD COLUMN executor text;
 ALTER TABLE approvals ADD COLUMN lease_until timestamptz;
 "#,
+    // How each audited event came in (discord, console:<os user>, approvals).
+    r#"
+ALTER TABLE audit_log ADD COLUMN via text NOT NULL DEFAULT '';
+"#,
 ];
 
 const AUDIT_COLUMNS: &str = "id, at, actor, roles, channel, command, args, target, decision, \
-     result, duration_ms, correlation_id, prev_hash, hash";
+     result, duration_ms, correlation_id, prev_hash, hash, via";
 const APPROVAL_COLUMNS: &str = "id, command, args, targets, requester, requester_roles, \
      approver_roles, min_approvals, channel, correlation_id, created_at, expires_at, digest, \
      state, result, updated_at, executor, lease_until";
@@ -137,6 +141,7 @@ impl Default for PostgresOptions {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    key: Option<std::sync::Arc<AuditKey>>,
 }
 
 impl PostgresStore {
@@ -177,12 +182,18 @@ impl PostgresStore {
             .create_timeout(Some(opts.connect_timeout))
             .build()
             .context("building the Postgres pool")?;
-        let store = Self { pool };
+        let store = Self { pool, key: None };
         store
             .migrate()
             .await
             .with_context(|| format!("opening the Postgres store at {where_}"))?;
         Ok(store)
+    }
+
+    /// Hashes new audit entries with `key` (see [`AuditKey`]).
+    pub fn with_audit_key(mut self, key: Option<AuditKey>) -> Self {
+        self.key = key.map(std::sync::Arc::new);
+        self
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
@@ -302,6 +313,7 @@ async fn load_reviews(c: &tokio_postgres::Client, req: &mut ApprovalRequest) -> 
 async fn append(
     tx: &deadpool_postgres::Transaction<'_>,
     mut e: NewAuditEntry,
+    key: Option<&AuditKey>,
 ) -> anyhow::Result<AuditEntry> {
     e = e.normalized();
     let head = tx
@@ -312,10 +324,10 @@ async fn append(
         .await?;
     let (last_id, prev_hash): (i64, String) = (head.try_get(0)?, head.try_get(1)?);
     let id = last_id + 1;
-    let hash = entry_hash(&prev_hash, id, &e);
+    let hash = entry_hash(&prev_hash, id, &e, key);
     tx.execute(
         &format!(
-            "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ),
         &[
             &id,
@@ -332,6 +344,7 @@ async fn append(
             &e.correlation_id,
             &prev_hash,
             &hash,
+            &e.via,
         ],
     )
     .await?;
@@ -359,7 +372,7 @@ impl Store for PostgresStore {
         pg(async move {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
-            let e = append(&tx, entry).await?;
+            let e = append(&tx, entry, self.key.as_deref()).await?;
             tx.commit().await?;
             Ok(e)
         })
@@ -486,7 +499,7 @@ impl Store for PostgresStore {
                 )
                 .await?;
             }
-            append(&tx, audit).await?;
+            append(&tx, audit, self.key.as_deref()).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -572,7 +585,7 @@ impl Store for PostgresStore {
                 )
                 .await?
                 .try_get(0)?;
-            append(&tx, audit).await?;
+            append(&tx, audit, self.key.as_deref()).await?;
             tx.commit().await?;
             Ok(ReviewAdded::Added {
                 approvals: approvals as u32,
@@ -611,7 +624,7 @@ impl Store for PostgresStore {
             if changed == 0 {
                 return Ok(false);
             }
-            append(&tx, t.audit).await?;
+            append(&tx, t.audit, self.key.as_deref()).await?;
             tx.commit().await?;
             Ok(true)
         })

@@ -7,6 +7,11 @@
 //! through [`ResilientStore::record_audit`], which go to the [`Spill`]. When a call finds the
 //! store reachable again, the spill is written first, in order and with its original instants
 //! (the hash chain is formed then), before anything else can append.
+//!
+//! An append the store refuses for any other reason (a locked SQLite file, a failed
+//! transaction) is spilled too, and the spill is written before the next call: an audited
+//! event is never lost to one bad moment of the store. After each append the handle records
+//! the chain's head in the audit anchor beside the spill, outside the store.
 
 use std::future::Future;
 use std::path::Path;
@@ -22,8 +27,8 @@ use super::spill::{Spill, SpillLock};
 use crate::core::approvals::request::{ApprovalRequest, ApprovalState, Review};
 use crate::core::audit::{AuditRecord, AuditSink};
 use crate::core::store::{
-    AuditEntry, AuditHead, AuditQuery, Incident, NewAuditEntry, NewIncident, ReviewAdded, Store,
-    StoreError, StoreResult, TimelineEntry, Transition,
+    AuditAnchor, AuditEntry, AuditHead, AuditKey, AuditQuery, Incident, NewAuditEntry, NewIncident,
+    ReviewAdded, Store, StoreError, StoreResult, TimelineEntry, Transition,
 };
 
 /// The store could not be reached; what was tried and when the next attempt is due.
@@ -52,6 +57,7 @@ pub struct ResilientStore {
     open: Opener,
     on_first_connect: Option<OnFirstConnect>,
     spill: Spill,
+    key: Option<Arc<AuditKey>>,
     min_backoff: Duration,
     max_backoff: Duration,
     /// One lock around connecting, flushing and spilling, so a flush and concurrent appends
@@ -68,6 +74,8 @@ struct Inner {
     last_error: String,
     /// Set by a flush, told in the next reply.
     flushed: Option<String>,
+    /// An entry was spilled while the store was connected: write the spill before the next call.
+    spilled_while_up: bool,
 }
 
 impl ResilientStore {
@@ -79,6 +87,7 @@ impl ResilientStore {
         Self {
             open: Box::new(open),
             on_first_connect: None,
+            key: spill.key(),
             spill,
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
@@ -86,15 +95,46 @@ impl ResilientStore {
         }
     }
 
-    /// The store named by `url` (see [`super::open`]).
-    pub fn for_url(url: String, spill: Spill) -> Self {
+    /// The store named by `url` (see [`super::open`]); the spill and the anchor are sealed
+    /// with the same key as the chain.
+    pub fn for_url(url: String, spill: Spill, key: Option<AuditKey>) -> Self {
+        let spill = spill.with_key(key.clone());
         Self::new(
             move || {
-                let url = url.clone();
-                Box::pin(async move { super::open(&url).await })
+                let (url, key) = (url.clone(), key.clone());
+                Box::pin(async move { super::open(&url, key).await })
             },
             spill,
         )
+    }
+
+    /// The anchor this handle writes, if any was written yet.
+    pub fn read_anchor(&self) -> std::io::Result<Option<AuditAnchor>> {
+        self.spill.read_anchor()
+    }
+
+    /// Records the chain's current head outside the store. A failure is logged, not
+    /// returned: the entry itself is stored, and the next append tries again.
+    async fn anchor(&self, store: &Arc<dyn Store>, known: Option<(i64, String)>) {
+        let head = match known {
+            Some(h) => h,
+            None => match store.audit_head().await {
+                Ok(h) => (h.last_id, h.last_hash),
+                Err(e) => {
+                    tracing::warn!("the audit anchor was not updated: {e:#}");
+                    return;
+                }
+            },
+        };
+        let anchor = AuditAnchor::new(head.0, head.1, self.key.as_deref());
+        let spill = self.spill.clone();
+        let written = tokio::task::spawn_blocking(move || spill.write_anchor(&anchor)).await;
+        if let Err(e) = written.map_err(anyhow::Error::from).and_then(|r| Ok(r?)) {
+            tracing::warn!(
+                path = %self.spill.anchor_path().display(),
+                "the audit anchor was not updated: {e:#}"
+            );
+        }
     }
 
     /// Runs once, the first time the store is reached (after the spill is flushed): start-up
@@ -129,14 +169,35 @@ impl ResilientStore {
     /// Fails only when the entry could be kept nowhere.
     pub async fn record_audit(&self, entry: NewAuditEntry) -> anyhow::Result<Option<String>> {
         let mut inner = self.inner.lock().await;
+        let mut refused = None;
         if let Ok(store) = self.connected(&mut inner).await {
             match store.append_audit(entry.clone()).await {
-                Ok(_) => return Ok(inner.flushed.take()),
+                Ok(e) => {
+                    self.anchor(&store, Some((e.id, e.hash))).await;
+                    return Ok(inner.flushed.take());
+                }
                 Err(StoreError::Unavailable(why)) => self.mark_down(&mut inner, &why),
-                Err(e) => return Err(e.into_anyhow()),
+                Err(StoreError::Failed(e)) => {
+                    // The store is there but did not take this entry (locked, failed
+                    // transaction): keep it and write it before the next call.
+                    tracing::error!(
+                        "the audit store refused an entry; keeping it in the spill file: {e:#}"
+                    );
+                    inner.spilled_while_up = true;
+                    refused = Some(format!("{e:#}"));
+                }
             }
         }
         let path = self.spill.path().display().to_string();
+        if let Some(why) = refused {
+            let kept = self.spill_entry(entry).await.with_context(|| {
+                format!("the audit store refused the entry ({why}) and it could not be kept in the spill file {path} either")
+            })?;
+            return Ok(Some(format!(
+                "⚠ the audit store refused the entry ({why}); {kept} entr{} kept in {path}, to be written on the next call",
+                if kept == 1 { "y" } else { "ies" }
+            )));
+        }
         let kept = self
             .spill_entry(entry)
             .await
@@ -161,8 +222,20 @@ impl ResilientStore {
 
     /// The connected store, reconnecting when an attempt is due; flushes the spill first.
     async fn connected(&self, inner: &mut Inner) -> Result<Arc<dyn Store>, StoreUnavailable> {
-        if let Some(s) = &inner.store {
-            return Ok(s.clone());
+        if let Some(s) = inner.store.clone() {
+            if inner.spilled_while_up {
+                match self.flush(&s).await {
+                    Ok(flushed) => {
+                        inner.spilled_while_up = false;
+                        if flushed.is_some() {
+                            inner.flushed = flushed;
+                        }
+                        self.anchor(&s, None).await;
+                    }
+                    Err(e) => tracing::warn!("the audit spill is still not written: {e:#}"),
+                }
+            }
+            return Ok(s);
         }
         if let Some(t) = inner.next_try
             && Instant::now() < t
@@ -172,6 +245,9 @@ impl ResilientStore {
         let attempt = async {
             let store = (self.open)().await?;
             let flushed = self.flush(&store).await?;
+            if flushed.is_some() {
+                self.anchor(&store, None).await;
+            }
             anyhow::Ok((store, flushed))
         };
         match attempt.await {
@@ -190,6 +266,7 @@ impl ResilientStore {
                 if !inner.last_error.is_empty() {
                     tracing::info!("the store is reachable again");
                 }
+                inner.spilled_while_up = false;
                 inner.next_try = None;
                 inner.backoff = Duration::ZERO;
                 inner.last_error.clear();
@@ -273,6 +350,27 @@ impl ResilientStore {
         }
     }
 
+    /// [`Self::with`] for calls that may append to the audit log: the anchor follows them.
+    async fn appending<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(Arc<dyn Store>) -> Fut + Send,
+        Fut: Future<Output = StoreResult<T>> + Send,
+    {
+        let mut store = None;
+        let out = self
+            .with(|s| {
+                store = Some(s.clone());
+                f(s)
+            })
+            .await;
+        if out.is_ok()
+            && let Some(s) = store
+        {
+            self.anchor(&s, None).await;
+        }
+        out
+    }
+
     /// Runs one store call on the connected store; a connection failure marks the store down.
     async fn with<T, F, Fut>(&self, f: F) -> StoreResult<T>
     where
@@ -310,7 +408,7 @@ async fn already_stored(store: &dyn Store, e: &NewAuditEntry) -> StoreResult<boo
 #[async_trait]
 impl Store for ResilientStore {
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
-        self.with(|s| async move { s.append_audit(entry).await })
+        self.appending(|s| async move { s.append_audit(entry).await })
             .await
     }
     async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
@@ -329,7 +427,7 @@ impl Store for ResilientStore {
         request: &ApprovalRequest,
         audit: NewAuditEntry,
     ) -> StoreResult<bool> {
-        self.with(|s| async move { s.insert_approval(request, audit).await })
+        self.appending(|s| async move { s.insert_approval(request, audit).await })
             .await
     }
     async fn get_approval(&self, id: &str) -> StoreResult<Option<ApprovalRequest>> {
@@ -345,11 +443,12 @@ impl Store for ResilientStore {
         review: &Review,
         audit: NewAuditEntry,
     ) -> StoreResult<ReviewAdded> {
-        self.with(|s| async move { s.add_review(id, review, audit).await })
+        self.appending(|s| async move { s.add_review(id, review, audit).await })
             .await
     }
     async fn transition(&self, t: Transition) -> StoreResult<bool> {
-        self.with(|s| async move { s.transition(t).await }).await
+        self.appending(|s| async move { s.transition(t).await })
+            .await
     }
     async fn renew_lease(
         &self,
@@ -655,6 +754,7 @@ pub(crate) mod tests {
             result: "ok".into(),
             duration_ms: n,
             correlation_id: format!("c{n}"),
+            via: "console:dave".into(),
         }
     }
 

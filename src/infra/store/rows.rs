@@ -38,6 +38,7 @@ pub(crate) fn audit_entry(r: &impl Columns) -> anyhow::Result<AuditEntry> {
             result: r.text("result")?,
             duration_ms: r.int("duration_ms")?.max(0) as u64,
             correlation_id: r.text("correlation_id")?,
+            via: r.text("via")?,
         },
         prev_hash: r.text("prev_hash")?,
         hash: r.text("hash")?,

@@ -6,15 +6,23 @@
 //! and says so, instead of refusing the whole file. Several processes may share one file (two
 //! consoles on one machine): every read-modify step runs under an exclusive lock on
 //! `<file>.lock`.
+//!
+//! The spill and its siblings are private to the bot's user (0600): they hold audit entries
+//! before the store does. With an audit key each line is sealed (an HMAC over the line), and a
+//! line that is not sealed with the key is set aside like an unreadable one, so an entry
+//! written into the file by hand never enters the chain as genuine. The same directory keeps
+//! the audit anchor ([`AuditAnchor`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::core::store::NewAuditEntry;
+use crate::core::store::{AuditAnchor, AuditKey, NewAuditEntry};
 
 /// One spilled entry, as written on its line.
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,6 +39,26 @@ struct Line {
     result: String,
     duration_ms: u64,
     correlation_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    via: String,
+    /// HMAC with the audit key over the line without this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
+}
+
+impl Line {
+    /// The line's text as sealed: serialised without its `mac`.
+    fn body(&self) -> serde_json::Result<String> {
+        let mut unsealed = serde_json::to_value(self)?;
+        if let Some(o) = unsealed.as_object_mut() {
+            o.remove("mac");
+        }
+        serde_json::to_string(&unsealed)
+    }
+
+    fn seal(&self, key: &AuditKey) -> serde_json::Result<String> {
+        Ok(key.mac(&["audit-spill", &self.body()?]))
+    }
 }
 
 impl From<&NewAuditEntry> for Line {
@@ -47,6 +75,8 @@ impl From<&NewAuditEntry> for Line {
             result: e.result.clone(),
             duration_ms: e.duration_ms,
             correlation_id: e.correlation_id.clone(),
+            via: e.via.clone(),
+            mac: None,
         }
     }
 }
@@ -66,6 +96,7 @@ impl TryFrom<Line> for NewAuditEntry {
             result: l.result,
             duration_ms: l.duration_ms,
             correlation_id: l.correlation_id,
+            via: l.via,
         })
     }
 }
@@ -94,11 +125,75 @@ pub struct SpillLock {
 #[derive(Debug, Clone)]
 pub struct Spill {
     path: PathBuf,
+    key: Option<Arc<AuditKey>>,
+}
+
+/// Opens `path` for writing, private to this user whatever its mode was.
+fn private(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let f = opts.mode(0o600).open(path)?;
+    if f.metadata()?.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
 }
 
 impl Spill {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            key: None,
+        }
+    }
+
+    /// Seals new lines with `key` and accepts only lines sealed with it.
+    pub fn with_key(mut self, key: Option<AuditKey>) -> Self {
+        self.key = key.map(Arc::new);
+        self
+    }
+
+    pub fn key(&self) -> Option<Arc<AuditKey>> {
+        self.key.clone()
+    }
+
+    /// Where the audit anchor is kept: beside the spill, outside the store.
+    pub fn anchor_path(&self) -> PathBuf {
+        self.path.with_file_name("audit-anchor.json")
+    }
+
+    /// Records that the chain holds `anchor`'s entry, unless the file already records a
+    /// later one (another process sharing the directory got further). Written to a temporary
+    /// file and renamed, so a crash leaves the old anchor or the new one.
+    pub fn write_anchor(&self, anchor: &AuditAnchor) -> io::Result<()> {
+        if let Ok(Some(current)) = self.read_anchor()
+            && current.last_id > anchor.last_id
+            && current.is_genuine(self.key.as_deref())
+        {
+            return Ok(());
+        }
+        let path = self.anchor_path();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = sibling(&path, &format!("{}.tmp", std::process::id()));
+        let mut f = private(
+            OpenOptions::new().create(true).write(true).truncate(true),
+            &tmp,
+        )?;
+        serde_json::to_writer(&mut f, anchor)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// The anchor, if one was written; an unreadable file is an error, not "no anchor".
+    pub fn read_anchor(&self) -> io::Result<Option<AuditAnchor>> {
+        match std::fs::read(self.anchor_path()) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -115,11 +210,10 @@ impl Spill {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(sibling(&self.path, "lock"))?;
+        let file = private(
+            OpenOptions::new().create(true).truncate(false).write(true),
+            &sibling(&self.path, "lock"),
+        )?;
         file.lock()?;
         Ok(SpillLock { _file: file })
     }
@@ -127,11 +221,10 @@ impl Spill {
     /// Appends one entry (normalised, as the store would keep it) and fsyncs; returns how
     /// many entries the file now holds. Call with the lock held.
     pub fn append(&self, _lock: &SpillLock, entry: &NewAuditEntry) -> io::Result<usize> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&self.path)?;
+        let mut file = private(
+            OpenOptions::new().create(true).read(true).append(true),
+            &self.path,
+        )?;
         let mut existing = Vec::new();
         file.read_to_end(&mut existing)?;
         let mut line = Vec::with_capacity(512);
@@ -139,7 +232,11 @@ impl Spill {
         if existing.last().is_some_and(|b| *b != b'\n') {
             line.push(b'\n');
         }
-        serde_json::to_writer(&mut line, &Line::from(&entry.clone().normalized()))?;
+        let mut sealed = Line::from(&entry.clone().normalized());
+        if let Some(k) = &self.key {
+            sealed.mac = Some(sealed.seal(k)?);
+        }
+        serde_json::to_writer(&mut line, &sealed)?;
         line.push(b'\n');
         file.write_all(&line)?;
         file.sync_all()?;
@@ -158,17 +255,17 @@ impl Spill {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SpillContents::default()),
             Err(e) => return Err(e),
         };
-        Ok(parse(&bytes))
+        Ok(parse(&bytes, self.key.as_deref()))
     }
 
     /// Empties the file after its entries were stored; unreadable lines are first appended
     /// (fsync'd) to [`Spill::bad_path`] so nothing disappears.
     pub fn clear(&self, _lock: &SpillLock, bad: &[BadLine]) -> io::Result<()> {
         if !bad.is_empty() {
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.bad_path())?;
+            let mut f = private(
+                OpenOptions::new().create(true).append(true),
+                &self.bad_path(),
+            )?;
             for b in bad {
                 writeln!(f, "{}", b.text)?;
             }
@@ -192,7 +289,7 @@ fn sibling(path: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn parse(bytes: &[u8]) -> SpillContents {
+fn parse(bytes: &[u8], key: Option<&AuditKey>) -> SpillContents {
     let mut out = SpillContents::default();
     let ends_cleanly = bytes.last().is_none_or(|b| *b == b'\n');
     let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
@@ -204,7 +301,12 @@ fn parse(bytes: &[u8]) -> SpillContents {
         let text = String::from_utf8_lossy(raw).into_owned();
         let parsed = serde_json::from_slice::<Line>(raw)
             .map_err(anyhow::Error::from)
-            .and_then(NewAuditEntry::try_from);
+            .and_then(|l| match key {
+                Some(k) if l.mac.as_deref() != Some(l.seal(k)?.as_str()) => Err(anyhow::anyhow!(
+                    "not sealed with the audit key (written or changed by something other than the bot)"
+                )),
+                _ => NewAuditEntry::try_from(l),
+            });
         match parsed {
             Ok(e) => out.entries.push(e),
             Err(e) => {
@@ -215,7 +317,7 @@ fn parse(bytes: &[u8]) -> SpillContents {
                         raw.len()
                     )
                 } else {
-                    format!("not a valid audit entry: {e}")
+                    format!("not a valid audit entry: {e:#}")
                 };
                 out.bad.push(BadLine {
                     line: i + 1,
@@ -246,6 +348,7 @@ mod tests {
             result: "Status of riftwing: 11/11 running".into(),
             duration_ms: i,
             correlation_id: format!("c{i}"),
+            via: "console:dave".into(),
         }
     }
 

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::{classify, json_list, rows};
 use crate::core::approvals::request::{ApprovalRequest, ApprovalState, Review};
 use crate::core::store::{
-    AuditEntry, AuditHead, AuditQuery, Incident, LeaseCheck, NewAuditEntry, NewIncident,
+    AuditEntry, AuditHead, AuditKey, AuditQuery, Incident, LeaseCheck, NewAuditEntry, NewIncident,
     ReviewAdded, Store, StoreError, StoreResult, TimelineEntry, Transition, entry_hash, to_micros,
 };
 
@@ -101,10 +101,14 @@ CREATE INDEX incident_timeline_incident ON incident_timeline (incident_id, at);
 ALTER TABLE approvals ADD COLUMN executor TEXT;
 ALTER TABLE approvals ADD COLUMN lease_until INTEGER;
 "#,
+    // How each audited event came in (discord, console:<os user>, approvals).
+    r#"
+ALTER TABLE audit_log ADD COLUMN via TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 const AUDIT_COLUMNS: &str = "id, at, actor, roles, channel, command, args, target, decision, \
-     result, duration_ms, correlation_id, prev_hash, hash";
+     result, duration_ms, correlation_id, prev_hash, hash, via";
 const APPROVAL_COLUMNS: &str = "id, command, args, targets, requester, requester_roles, \
      approver_roles, min_approvals, channel, correlation_id, created_at, expires_at, digest, \
      state, result, updated_at, executor, lease_until";
@@ -113,6 +117,7 @@ const INCIDENT_COLUMNS: &str = "id, channel, thread_id, title, opened_by, opened
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    key: Option<Arc<AuditKey>>,
 }
 
 impl SqliteStore {
@@ -139,7 +144,14 @@ impl SqliteStore {
         .await??;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            key: None,
         })
+    }
+
+    /// Hashes new audit entries with `key` (see [`AuditKey`]).
+    pub fn with_audit_key(mut self, key: Option<AuditKey>) -> Self {
+        self.key = key.map(Arc::new);
+        self
     }
 
     /// Tampering in tests, as someone with access to the file could.
@@ -231,7 +243,11 @@ fn load_reviews(conn: &Connection, req: &mut ApprovalRequest) -> anyhow::Result<
 
 /// Appends inside the caller's write transaction, which already holds SQLite's write lock,
 /// so reading the head and writing the next entry cannot interleave with another writer.
-fn append(tx: &rusqlite::Transaction<'_>, mut e: NewAuditEntry) -> anyhow::Result<AuditEntry> {
+fn append(
+    tx: &rusqlite::Transaction<'_>,
+    mut e: NewAuditEntry,
+    key: Option<&AuditKey>,
+) -> anyhow::Result<AuditEntry> {
     e = e.normalized();
     let (last_id, prev_hash): (i64, String) = tx.query_row(
         "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
@@ -239,9 +255,9 @@ fn append(tx: &rusqlite::Transaction<'_>, mut e: NewAuditEntry) -> anyhow::Resul
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let id = last_id + 1;
-    let hash = entry_hash(&prev_hash, id, &e);
+    let hash = entry_hash(&prev_hash, id, &e, key);
     tx.execute(
-        &format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        &format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
         params![
             id,
             micros(e.at),
@@ -257,6 +273,7 @@ fn append(tx: &rusqlite::Transaction<'_>, mut e: NewAuditEntry) -> anyhow::Resul
             e.correlation_id,
             prev_hash,
             hash,
+            e.via,
         ],
     )?;
     tx.execute(
@@ -278,9 +295,10 @@ fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>
 #[async_trait]
 impl Store for SqliteStore {
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
+        let key = self.key.clone();
         self.run(move |c| {
             let tx = write_tx(c)?;
-            let e = append(&tx, entry)?;
+            let e = append(&tx, entry, key.as_deref())?;
             tx.commit()?;
             Ok(e)
         })
@@ -353,6 +371,7 @@ impl Store for SqliteStore {
         audit: NewAuditEntry,
     ) -> StoreResult<bool> {
         let r = request.clone();
+        let key = self.key.clone();
         self.run(move |c| {
             let tx = write_tx(c)?;
             let inserted = tx.execute(
@@ -390,7 +409,7 @@ impl Store for SqliteStore {
                     params![r.id, rv.reviewer, rv.decision.as_str(), rv.reason, micros(rv.at)],
                 )?;
             }
-            append(&tx, audit)?;
+            append(&tx, audit, key.as_deref())?;
             tx.commit()?;
             Ok(true)
         })
@@ -444,6 +463,7 @@ impl Store for SqliteStore {
         audit: NewAuditEntry,
     ) -> StoreResult<ReviewAdded> {
         let (id, rv) = (id.to_owned(), review.clone());
+        let key = self.key.clone();
         self.run(move |c| {
             let tx = write_tx(c)?;
             let open: Option<i64> = tx
@@ -469,7 +489,7 @@ impl Store for SqliteStore {
                 [&id],
                 |r| r.get(0),
             )?;
-            append(&tx, audit)?;
+            append(&tx, audit, key.as_deref())?;
             tx.commit()?;
             Ok(ReviewAdded::Added { approvals })
         })
@@ -477,6 +497,7 @@ impl Store for SqliteStore {
     }
 
     async fn transition(&self, t: Transition) -> StoreResult<bool> {
+        let key = self.key.clone();
         self.run(move |c| {
             let tx = write_tx(c)?;
             let from = json(
@@ -509,7 +530,7 @@ impl Store for SqliteStore {
             if changed == 0 {
                 return Ok(false);
             }
-            append(&tx, t.audit)?;
+            append(&tx, t.audit, key.as_deref())?;
             tx.commit()?;
             Ok(true)
         })

@@ -121,6 +121,7 @@ async fn remember(bot: &Bot, req: &ApprovalRequest, at: &CardAt) {
         ),
         duration_ms: 0,
         correlation_id: req.correlation_id.clone(),
+        via: "discord".into(),
     };
     if let Err(e) = store.append_audit(entry).await {
         // The card works; only a restart would not find it again.
@@ -273,6 +274,7 @@ fn click_invocation(
     let mut inv = Invocation::new(actor, channel, command, args);
     inv.platform_roles = roles;
     inv.grants_from = grants_from(c.channel.as_ref());
+    inv.via = "discord".into();
     Ok(inv)
 }
 

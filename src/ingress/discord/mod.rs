@@ -608,6 +608,7 @@ pub fn invocation(c: &CommandInteraction) -> Result<Invocation, UserError> {
     );
     inv.platform_roles = roles;
     inv.grants_from = grants_from(c.channel.as_ref());
+    inv.via = "discord".into();
     Ok(inv)
 }
 
