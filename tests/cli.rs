@@ -179,7 +179,11 @@ fn audit_verify_passes_on_a_clean_log_and_names_the_first_tampered_entry() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state.db");
     let url = format!("sqlite:{}", db.display());
-    let env = [("CONTAINER_OPS_STORE_URL", url.as_str())];
+    let spill = dir.path().join("audit-spill.jsonl").display().to_string();
+    let env = [
+        ("CONTAINER_OPS_STORE_URL", url.as_str()),
+        ("CONTAINER_OPS_AUDIT_SPILL", spill.as_str()),
+    ];
     for who in ["alice", "bob", "carol"] {
         // Each refused run is audited in the store.
         let (code, _, _) = run(&["console", "--as", who, "--command", "/nosuch"], &env);
@@ -197,6 +201,182 @@ fn audit_verify_passes_on_a_clean_log_and_names_the_first_tampered_entry() {
     let (code, out, _) = run(&["audit", "verify"], &env);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("BROKEN at entry 2"), "{out}");
+}
+
+/// A scratch store, spill and anchor, with an audit key file when `key` is given.
+struct Scratch {
+    dir: tempfile::TempDir,
+    url: String,
+    spill: String,
+    key: String,
+}
+
+impl Scratch {
+    fn new(key: Option<&[u8]>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("state.db").display());
+        let spill = dir.path().join("audit-spill.jsonl").display().to_string();
+        let key = match key {
+            Some(k) => {
+                let p = dir.path().join("audit.key");
+                std::fs::write(&p, k).unwrap();
+                p.display().to_string()
+            }
+            None => String::new(),
+        };
+        Self {
+            dir,
+            url,
+            spill,
+            key,
+        }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("CONTAINER_OPS_STORE_URL", self.url.as_str()),
+            ("CONTAINER_OPS_AUDIT_SPILL", self.spill.as_str()),
+            ("CONTAINER_OPS_AUDIT_KEY_FILE", self.key.as_str()),
+        ]
+    }
+
+    fn sql(&self, sql: &str) {
+        let c = rusqlite::Connection::open(self.dir.path().join("state.db")).unwrap();
+        c.execute_batch(sql).unwrap();
+    }
+}
+
+#[test]
+fn audit_verify_with_the_key_and_anchor_detects_the_newest_entries_cut_off_and_the_head_moved() {
+    let s = Scratch::new(Some(b"0123456789abcdef0123456789abcdef\n"));
+    for who in ["alice", "bob", "carol"] {
+        assert_eq!(
+            run(&["console", "--as", who, "--command", "/nosuch"], &s.env()).0,
+            2
+        );
+    }
+    let (code, out, err) = run(&["audit", "verify"], &s.env());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("audit log OK: 3 entries")
+            && out.contains("keyed with the audit key from entry 1")
+            && out.contains("anchor at entry 3 matches"),
+        "{out}"
+    );
+    let c = rusqlite::Connection::open(s.dir.path().join("state.db")).unwrap();
+    let second: String = c
+        .query_row("SELECT hash FROM audit_log WHERE id = 2", [], |r| r.get(0))
+        .unwrap();
+    s.sql(&format!(
+        "DELETE FROM audit_log WHERE id = 3; UPDATE audit_head SET last_id = 2, last_hash = '{second}'"
+    ));
+    let (code, out, _) = run(&["audit", "verify"], &s.env());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("BROKEN at entry 3") && out.contains("cut off the end"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_audit_key_file_that_is_missing_or_too_short_stops_the_console_with_a_clear_error() {
+    let s = Scratch::new(Some(b"short"));
+    let (code, _, err) = run(&["console", "--as", "dave", "--command", "/help"], &s.env());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("at least 32 bytes, it has 5") && err.contains("CONTAINER_OPS_AUDIT_KEY_FILE"),
+        "{err}"
+    );
+    let mut env = s.env();
+    env[2].1 = "/nonexistent/audit.key";
+    let (code, _, err) = run(&["console", "--as", "dave", "--command", "/help"], &env);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read the audit key file /nonexistent/audit.key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn console_entries_say_they_came_from_the_console_and_which_os_user_ran_it() {
+    let s = Scratch::new(None);
+    run(&["console", "--as", "dave", "--command", "/help"], &s.env());
+    let c = rusqlite::Connection::open(s.dir.path().join("state.db")).unwrap();
+    let via: String = c
+        .query_row("SELECT via FROM audit_log WHERE actor = 'dave'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        via,
+        format!("console:{}", container_ops::ingress::console::os_user())
+    );
+    assert!(!via.ends_with(':'), "{via}");
+}
+
+#[test]
+fn the_settings_can_restrict_which_os_user_may_act_as_whom_on_the_console() {
+    let s = Scratch::new(None);
+    let me = container_ops::ingress::console::os_user();
+    let settings = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/container-ops.toml"),
+    )
+    .unwrap();
+    let config = s.dir.path().join("settings.toml");
+    let write = |console: &str| {
+        let text = settings
+            .replace("commands_dir = \"", "commands_dir = \"CARGO_DIR/")
+            .replace("permissions_dir = \"", "permissions_dir = \"CARGO_DIR/")
+            .replace("CARGO_DIR", env!("CARGO_MANIFEST_DIR"));
+        std::fs::write(&config, format!("{text}\n[console]\n{console}\n")).unwrap();
+    };
+    let cfg = config.display().to_string();
+    write(&format!("os_users = {{ \"{me}\" = [\"dave\"] }}"));
+    let (code, out, err) = run(
+        &[
+            "--config",
+            &cfg,
+            "console",
+            "--as",
+            "alice",
+            "--command",
+            "/help",
+        ],
+        &s.env(),
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(&format!("OS user `{me}` may act only as `dave`")),
+        "{err}"
+    );
+    let (code, out, err) = run(
+        &[
+            "--config",
+            &cfg,
+            "console",
+            "--as",
+            "dave",
+            "--command",
+            "/help",
+        ],
+        &s.env(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    write("os_users = { someone-else = [\"*\"] }");
+    let (code, _, err) = run(
+        &[
+            "--config",
+            &cfg,
+            "console",
+            "--as",
+            "dave",
+            "--command",
+            "/help",
+        ],
+        &s.env(),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("may not use the console"), "{err}");
 }
 
 #[test]

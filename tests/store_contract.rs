@@ -15,8 +15,8 @@ use container_ops::core::approvals::{
 };
 use container_ops::core::replica::ReplicaId;
 use container_ops::core::store::{
-    AuditDecision, AuditQuery, NewAuditEntry, NewIncident, Store, TimelineEntry, entry_hash,
-    verify_audit,
+    AuditAnchor, AuditDecision, AuditKey, AuditQuery, NewAuditEntry, NewIncident, Store,
+    TimelineEntry, VerifyWith, entry_hash, verify_audit, verify_audit_with,
 };
 use container_ops::infra::store::postgres::PostgresOptions;
 use container_ops::infra::store::{PostgresStore, SqliteStore};
@@ -104,6 +104,53 @@ impl Fixture {
 
     /// Opens `n` instances at once on a new, empty database next to this one: replicas
     /// starting together on a fresh store. The new database is cleaned up with this fixture.
+    /// Another handle on the same store that keys new audit entries.
+    async fn keyed_store(&self, key: &AuditKey) -> Arc<dyn Store> {
+        let key = Some(key.clone());
+        match &self.backend {
+            Backend::Sqlite { path, .. } => Arc::new(
+                SqliteStore::open(path.to_str().unwrap())
+                    .await
+                    .unwrap()
+                    .with_audit_key(key),
+            ),
+            Backend::Postgres { url, schema } => Arc::new(
+                PostgresStore::connect_with(url, pg_options(schema))
+                    .await
+                    .unwrap()
+                    .with_audit_key(key),
+            ),
+        }
+    }
+
+    /// What someone with write access to the store (but not the key) can do: change entry
+    /// `from`'s actor, recompute every hash from there on with plain SHA-256, and move the
+    /// head to match.
+    async fn rewrite_from(&self, from: i64, actor: &str) {
+        let mut entries = self.store.audit_page(0, 1000).await.unwrap();
+        let mut prev = entries[(from - 2).max(0) as usize].hash.clone();
+        if from == 1 {
+            prev = container_ops::core::store::GENESIS_HASH.to_owned();
+        }
+        let mut sql = String::new();
+        for e in entries.iter_mut().filter(|e| e.id >= from) {
+            if e.id == from {
+                e.entry.actor = actor.into();
+            }
+            let h = entry_hash(&prev, e.id, &e.entry, None);
+            sql.push_str(&format!(
+                "UPDATE audit_log SET actor = '{}', prev_hash = '{prev}', hash = '{h}' WHERE id = {};",
+                e.entry.actor, e.id
+            ));
+            prev = h;
+        }
+        let last = entries.last().unwrap().id;
+        sql.push_str(&format!(
+            "UPDATE audit_head SET last_id = {last}, last_hash = '{prev}' WHERE id = 1;"
+        ));
+        self.raw(&sql).await;
+    }
+
     async fn open_fresh_concurrently(&mut self, n: usize) -> Vec<anyhow::Result<Arc<dyn Store>>> {
         let mut opening = vec![];
         match &self.backend {
@@ -226,6 +273,10 @@ macro_rules! contract {
 
 contract!(
     a_clean_audit_log_verifies,
+    the_tail_deleted_and_the_head_moved_back_is_detected_through_the_anchor,
+    an_entry_edited_and_the_rest_rechained_is_detected_through_the_anchor,
+    a_keyed_chain_verifies_only_with_its_key_and_a_rewrite_without_it_is_detected,
+    a_whole_log_rewritten_without_the_key_is_detected_by_a_keyed_verification,
     an_updated_audit_row_is_reported_with_its_id,
     an_audit_row_updated_with_a_recomputed_hash_breaks_the_chain_at_the_next_entry,
     a_deleted_audit_row_is_reported_at_the_entry_after_the_gap,
@@ -357,6 +408,156 @@ async fn an_audit_row_updated_with_a_recomputed_hash_breaks_the_chain_at_the_nex
     .await;
     let problem = verify_audit(&*f.store).await.unwrap().problem.unwrap();
     assert_eq!(problem.id, 4, "{}", problem.reason);
+}
+
+fn audit_key(byte: u8) -> AuditKey {
+    AuditKey::from_bytes(&[byte; 32]).unwrap()
+}
+
+async fn anchor_of(store: &dyn Store, key: Option<&AuditKey>) -> AuditAnchor {
+    let head = store.audit_head().await.unwrap();
+    AuditAnchor::new(head.last_id, head.last_hash, key)
+}
+
+async fn the_tail_deleted_and_the_head_moved_back_is_detected_through_the_anchor(f: Fixture) {
+    five_entries(&*f.store).await;
+    let anchor = anchor_of(&*f.store, None).await;
+    let third = f.store.audit_page(2, 1).await.unwrap().remove(0);
+    f.raw(&format!(
+        "DELETE FROM audit_log WHERE id > 3; UPDATE audit_head SET last_id = 3, last_hash = '{}' WHERE id = 1;",
+        third.hash
+    ))
+    .await;
+    // The store alone cannot tell: that is the attack.
+    assert!(verify_audit(&*f.store).await.unwrap().is_ok());
+    let with = VerifyWith {
+        key: None,
+        anchor: Some(anchor),
+    };
+    let report = verify_audit_with(&*f.store, &with).await.unwrap();
+    let problem = report.problem.expect("the anchor must catch the cut");
+    assert_eq!(problem.id, 4);
+    assert!(
+        problem.reason.contains("cut off the end"),
+        "{}",
+        problem.reason
+    );
+}
+
+async fn an_entry_edited_and_the_rest_rechained_is_detected_through_the_anchor(f: Fixture) {
+    five_entries(&*f.store).await;
+    let anchor = anchor_of(&*f.store, None).await;
+    f.rewrite_from(2, "mallory").await;
+    assert!(
+        verify_audit(&*f.store).await.unwrap().is_ok(),
+        "the attack fools the plain chain"
+    );
+    let with = VerifyWith {
+        key: None,
+        anchor: Some(anchor),
+    };
+    let problem = verify_audit_with(&*f.store, &with)
+        .await
+        .unwrap()
+        .problem
+        .expect("the anchor must catch the rewrite");
+    assert_eq!(problem.id, 5);
+    assert!(
+        problem.reason.contains("rewritten and re-chained"),
+        "{}",
+        problem.reason
+    );
+}
+
+async fn a_keyed_chain_verifies_only_with_its_key_and_a_rewrite_without_it_is_detected(f: Fixture) {
+    let key = audit_key(7);
+    five_entries(&*f.store).await;
+    let keyed = f.keyed_store(&key).await;
+    for i in 0..3 {
+        keyed
+            .append_audit(entry("alice", "restart", &["api-1"], t(100 + i)))
+            .await
+            .unwrap();
+    }
+    let with = VerifyWith {
+        key: Some(key.clone()),
+        anchor: None,
+    };
+    let report = verify_audit_with(&*f.store, &with).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.keyed_from, Some(6));
+    assert!(
+        report
+            .to_string()
+            .contains("keyed with the audit key from entry 6"),
+        "{report}"
+    );
+    let wrong = VerifyWith {
+        key: Some(audit_key(8)),
+        anchor: None,
+    };
+    assert_eq!(
+        verify_audit_with(&*f.store, &wrong)
+            .await
+            .unwrap()
+            .problem
+            .unwrap()
+            .id,
+        6
+    );
+    let e = verify_audit(&*f.store).await.unwrap_err();
+    assert!(e.to_string().contains("needs it"), "{e}");
+
+    // Editing a keyed entry and recomputing the rest with plain SHA-256.
+    f.rewrite_from(7, "mallory").await;
+    let problem = verify_audit_with(&*f.store, &with)
+        .await
+        .unwrap()
+        .problem
+        .expect("a rewrite without the key must be detected");
+    assert_eq!(problem.id, 7);
+    assert!(
+        problem.reason.contains("rewritten without the audit key"),
+        "{}",
+        problem.reason
+    );
+}
+
+async fn a_whole_log_rewritten_without_the_key_is_detected_by_a_keyed_verification(f: Fixture) {
+    let key = audit_key(7);
+    let keyed = f.keyed_store(&key).await;
+    for i in 0..4 {
+        keyed
+            .append_audit(entry("alice", "restart", &["api-1"], t(i)))
+            .await
+            .unwrap();
+    }
+    let anchor = anchor_of(&*keyed, Some(&key)).await;
+    f.rewrite_from(1, "mallory").await;
+    let without_anchor = VerifyWith {
+        key: Some(key.clone()),
+        anchor: None,
+    };
+    let problem = verify_audit_with(&*f.store, &without_anchor)
+        .await
+        .unwrap()
+        .problem
+        .expect("a keyed verification of an unkeyed log must fail");
+    assert!(
+        problem.reason.contains("newest entry is not keyed"),
+        "{}",
+        problem.reason
+    );
+    let with_anchor = VerifyWith {
+        key: Some(key),
+        anchor: Some(anchor),
+    };
+    assert!(
+        !verify_audit_with(&*f.store, &with_anchor)
+            .await
+            .unwrap()
+            .is_ok()
+    );
 }
 
 async fn a_deleted_audit_row_is_reported_at_the_entry_after_the_gap(f: Fixture) {

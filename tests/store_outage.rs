@@ -387,3 +387,59 @@ fn a_running_bot_whose_store_stops_keeps_entries_aside_and_writes_them_when_it_i
         assert!(report.is_ok(), "{report}");
     });
 }
+
+/// The loss the security review observed: a command ran, then the SQLite store stayed locked
+/// by another process past its busy timeout, and the entry was kept nowhere.
+#[test]
+fn an_entry_made_while_another_process_holds_the_sqlite_write_lock_is_spilled_then_written_in_order()
+ {
+    use container_ops::core::store::{AuditDecision, NewAuditEntry, Store, verify_audit};
+    use container_ops::infra::store::ResilientStore;
+    use container_ops::infra::store::spill::Spill;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bot = ResilientStore::for_url(
+        format!("sqlite:{}", db.display()),
+        Spill::new(dir.path().join("audit-spill.jsonl")),
+        None,
+    );
+    let entry = |n: u64| NewAuditEntry {
+        at: chrono::Utc::now(),
+        actor: format!("user-{n}"),
+        roles: vec![],
+        channel: "console".into(),
+        command: "stats".into(),
+        args: String::new(),
+        target: vec![],
+        decision: AuditDecision::Ran,
+        result: "ok".into(),
+        duration_ms: n,
+        correlation_id: format!("c{n}"),
+        via: "console:ops".into(),
+    };
+    rt.block_on(async {
+        bot.connect_now().await.unwrap();
+        assert_eq!(bot.record_audit(entry(1)).await.unwrap(), None);
+    });
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let kept = rt.block_on(bot.record_audit(entry(2))).unwrap().unwrap();
+    assert!(
+        kept.contains("refused the entry") && kept.contains("locked"),
+        "{kept}"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    drop(other);
+    rt.block_on(async {
+        let back = bot.record_audit(entry(3)).await.unwrap().unwrap();
+        assert!(back.contains("1 kept entry"), "{back}");
+        let log = bot.audit_page(0, 10).await.unwrap();
+        assert_eq!(
+            log.iter().map(|e| e.entry.duration_ms).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(verify_audit(&bot).await.unwrap().is_ok());
+    });
+}

@@ -531,6 +531,12 @@ pub(crate) async fn verify_audit_paged(
             break;
         }
     }
+    if key.is_some() && prev_id > 0 && report.keyed_from.is_none() {
+        // With a key set, every new entry is keyed: a log that ends unkeyed was rewritten
+        // without it (or nothing was appended since the key was set).
+        let reason = "the newest entry is not keyed although an audit key is set: the log was rewritten without the key, or nothing was appended since the key was set".to_owned();
+        return broken(report, prev_id, &prev_hash, prev_id, reason);
+    }
     if let Some(a) = &with.anchor
         && a.last_id > prev_id
     {
@@ -723,6 +729,59 @@ pub(crate) mod tests {
             entry_hash(GENESIS_HASH, 1, &a, None),
             entry_hash(GENESIS_HASH, 1, &b, None)
         );
+    }
+
+    fn key(byte: u8) -> AuditKey {
+        AuditKey::from_bytes(&[byte; 32]).unwrap()
+    }
+
+    #[test]
+    fn an_audit_key_shorter_than_32_bytes_is_refused_and_a_trailing_newline_is_not_counted() {
+        let e = AuditKey::from_bytes(&[b'a'; 31]).unwrap_err();
+        assert!(e.contains("at least 32 bytes, it has 31"), "{e}");
+        let mut line = vec![b'a'; 31];
+        line.push(b'\n');
+        assert!(AuditKey::from_bytes(&line).is_err());
+        assert!(AuditKey::from_bytes(&[b'a'; 32]).is_ok());
+        assert_eq!(format!("{:?}", key(1)), crate::core::redact::MASK);
+    }
+
+    #[test]
+    fn a_keyed_hash_depends_on_the_key_and_is_marked_as_keyed() {
+        let plain = entry_hash(GENESIS_HASH, 1, &entry(), None);
+        let k1 = entry_hash(GENESIS_HASH, 1, &entry(), Some(&key(1)));
+        let k2 = entry_hash(GENESIS_HASH, 1, &entry(), Some(&key(2)));
+        assert!(k1.starts_with(KEYED_PREFIX) && !plain.starts_with(KEYED_PREFIX));
+        assert_ne!(k1, k2);
+        assert_eq!(k1, entry_hash(GENESIS_HASH, 1, &entry(), Some(&key(1))));
+    }
+
+    #[test]
+    fn how_an_entry_came_in_is_part_of_its_hash_and_entries_without_it_keep_their_old_hash() {
+        // The v1 hash of this entry, as logs written before `via` existed hold it.
+        let v1 = entry_hash(GENESIS_HASH, 1, &entry(), None);
+        let mut e = entry();
+        e.via = "console:root".into();
+        let v2 = entry_hash(GENESIS_HASH, 1, &e, None);
+        assert_ne!(v1, v2);
+        e.via = "discord".into();
+        assert_ne!(v2, entry_hash(GENESIS_HASH, 1, &e, None));
+    }
+
+    #[test]
+    fn an_anchor_is_genuine_only_under_the_key_that_sealed_it() {
+        let a = AuditAnchor::new(7, "abc".into(), Some(&key(1)));
+        assert!(a.is_genuine(Some(&key(1))));
+        assert!(!a.is_genuine(Some(&key(2))));
+        let mut moved = a.clone();
+        moved.last_id = 5;
+        assert!(
+            !moved.is_genuine(Some(&key(1))),
+            "moving the anchor back breaks its seal"
+        );
+        let unsealed = AuditAnchor::new(7, "abc".into(), None);
+        assert!(unsealed.is_genuine(None));
+        assert!(!unsealed.is_genuine(Some(&key(1))));
     }
 
     #[test]

@@ -510,6 +510,9 @@ pub(crate) mod tests {
     pub(crate) struct Switch {
         inner: Arc<dyn Store>,
         down: Arc<AtomicBool>,
+        /// Appends are answered with an error that is not a lost connection, as a locked
+        /// SQLite file answers.
+        refuse: Arc<AtomicBool>,
     }
 
     impl Switch {
@@ -528,6 +531,11 @@ pub(crate) mod tests {
     impl Store for Switch {
         async fn append_audit(&self, e: NewAuditEntry) -> StoreResult<AuditEntry> {
             self.check()?;
+            if self.refuse.load(Ordering::SeqCst) {
+                return Err(crate::infra::store::classify(anyhow::anyhow!(
+                    "database is locked"
+                )));
+            }
             self.inner.append_audit(e).await
         }
         async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
@@ -616,12 +624,23 @@ pub(crate) mod tests {
         spill: std::path::PathBuf,
         opens: Arc<AtomicUsize>,
     ) -> ResilientStore {
+        switched_refusing(data, down, Arc::default(), spill, opens)
+    }
+
+    fn switched_refusing(
+        data: Arc<dyn Store>,
+        down: Arc<AtomicBool>,
+        refuse: Arc<AtomicBool>,
+        spill: std::path::PathBuf,
+        opens: Arc<AtomicUsize>,
+    ) -> ResilientStore {
         ResilientStore::new(
             move || {
                 opens.fetch_add(1, Ordering::SeqCst);
                 let s: Arc<dyn Store> = Arc::new(Switch {
                     inner: data.clone(),
                     down: down.clone(),
+                    refuse: refuse.clone(),
                 });
                 let down = down.clone();
                 Box::pin(async move {
@@ -640,6 +659,7 @@ pub(crate) mod tests {
         _dir: tempfile::TempDir,
         data: Arc<dyn Store>,
         down: Arc<AtomicBool>,
+        refuse: Arc<AtomicBool>,
         opens: Arc<AtomicUsize>,
         firsts: Arc<AtomicUsize>,
         spill_path: std::path::PathBuf,
@@ -654,6 +674,7 @@ pub(crate) mod tests {
                 _dir: dir,
                 data,
                 down: Arc::new(AtomicBool::new(false)),
+                refuse: Arc::new(AtomicBool::new(false)),
                 opens: Arc::new(AtomicUsize::new(0)),
                 firsts: Arc::new(AtomicUsize::new(0)),
                 spill_path,
@@ -663,9 +684,10 @@ pub(crate) mod tests {
         /// A bot process: its own handle over the same data and spill file.
         fn process(&self) -> ResilientStore {
             let firsts = self.firsts.clone();
-            switched(
+            switched_refusing(
                 self.data.clone(),
                 self.down.clone(),
+                self.refuse.clone(),
                 self.spill_path.clone(),
                 self.opens.clone(),
             )
@@ -756,6 +778,62 @@ pub(crate) mod tests {
             correlation_id: format!("c{n}"),
             via: "console:dave".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn an_entry_the_store_refuses_is_spilled_and_written_first_on_the_next_call() {
+        let rig = Rig::new().await;
+        let p = rig.process();
+        assert_eq!(p.record_audit(entry(1, "dave")).await.unwrap(), None);
+        rig.refuse.store(true, Ordering::SeqCst);
+        let notice = p.record_audit(entry(2, "erin")).await.unwrap().unwrap();
+        assert!(
+            notice.contains("refused the entry (database is locked)")
+                && notice.contains("1 entry kept"),
+            "{notice}"
+        );
+        assert_eq!(rig.stored().await.len(), 1);
+        rig.refuse.store(false, Ordering::SeqCst);
+        let flushed = p.record_audit(entry(3, "frank")).await.unwrap().unwrap();
+        assert!(flushed.contains("1 kept entry"), "{flushed}");
+        assert_eq!(
+            rig.stored().await,
+            [(1, "dave".into()), (2, "erin".into()), (3, "frank".into())]
+        );
+        assert!(verify_audit(&*rig.data).await.unwrap().is_ok());
+        assert_eq!(std::fs::read_to_string(&rig.spill_path).unwrap(), "");
+    }
+
+    #[tokio::test]
+    async fn an_entry_neither_the_store_nor_the_spill_file_takes_is_an_error_not_a_silence() {
+        let rig = Rig::new().await;
+        let blocked = rig.spill_path.with_file_name("not-a-dir");
+        std::fs::write(&blocked, "").unwrap();
+        let p = switched_refusing(
+            rig.data.clone(),
+            rig.down.clone(),
+            rig.refuse.clone(),
+            blocked.join("audit-spill.jsonl"),
+            rig.opens.clone(),
+        );
+        rig.refuse.store(true, Ordering::SeqCst);
+        let e = p.record_audit(entry(1, "dave")).await.unwrap_err();
+        assert!(
+            format!("{e:#}").contains("could not be kept in the spill file"),
+            "{e:#}"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_append_moves_the_anchor_to_the_stores_head() {
+        let rig = Rig::new().await;
+        let p = rig.process();
+        for n in 0..3 {
+            p.record_audit(entry(n, "dave")).await.unwrap();
+        }
+        let head = rig.data.audit_head().await.unwrap();
+        let anchor = p.read_anchor().unwrap().unwrap();
+        assert_eq!((anchor.last_id, anchor.last_hash), (3, head.last_hash));
     }
 
     #[tokio::test]

@@ -436,4 +436,84 @@ mod tests {
         assert_eq!(got.bad.len(), 2);
         assert!(got.bad.iter().all(|b| b.reason.contains("not a valid")));
     }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    fn key() -> AuditKey {
+        AuditKey::from_bytes(b"0123456789abcdef0123456789abcdef").unwrap()
+    }
+
+    #[test]
+    fn the_spill_its_lock_its_set_aside_lines_and_the_anchor_are_private_to_the_bots_user() {
+        let (_d, s) = spill();
+        let lock = s.lock().unwrap();
+        // A file left world-readable by an older version is made private on the next write.
+        std::fs::write(s.path(), "").unwrap();
+        std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        s.append(&lock, &entry(1)).unwrap();
+        std::fs::write(s.path(), "not json\n").unwrap();
+        let bad = s.read(&lock).unwrap().bad;
+        s.clear(&lock, &bad).unwrap();
+        s.write_anchor(&AuditAnchor::new(3, "h".into(), None))
+            .unwrap();
+        for p in [
+            s.path().to_owned(),
+            sibling(s.path(), "lock"),
+            s.bad_path(),
+            s.anchor_path(),
+        ] {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+    }
+
+    #[test]
+    fn with_a_key_a_line_written_or_changed_by_hand_is_set_aside_and_sealed_lines_are_kept() {
+        let (_d, s) = spill();
+        let s = s.with_key(Some(key()));
+        let lock = s.lock().unwrap();
+        s.append(&lock, &entry(1)).unwrap();
+        s.append(&lock, &entry(2)).unwrap();
+        let text = std::fs::read_to_string(s.path()).unwrap();
+        assert!(text.lines().all(|l| l.contains("\"mac\":")), "{text}");
+        // A forged entry in the same format, and a genuine one with its actor changed.
+        let forged = serde_json::to_string(&Line::from(&entry(3))).unwrap();
+        let changed = text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .replace("\"dave\"", "\"mallory\"");
+        let first = text.lines().next().unwrap();
+        std::fs::write(s.path(), format!("{first}\n{changed}\n{forged}\n")).unwrap();
+        let got = s.read(&lock).unwrap();
+        assert_eq!(got.entries, [entry(1).normalized()]);
+        assert_eq!(got.bad.iter().map(|b| b.line).collect::<Vec<_>>(), [2, 3]);
+        assert!(
+            got.bad
+                .iter()
+                .all(|b| b.reason.contains("not sealed with the audit key")),
+            "{:?}",
+            got.bad
+        );
+        // Without the key, the same file's forged line would have been taken as genuine.
+        let unkeyed = Spill::new(s.path().to_owned());
+        assert_eq!(unkeyed.read(&lock).unwrap().entries.len(), 3);
+    }
+
+    #[test]
+    fn the_anchor_moves_only_forward_and_reads_back_as_written() {
+        let (_d, s) = spill();
+        assert_eq!(s.read_anchor().unwrap(), None);
+        let later = AuditAnchor::new(9, "h9".into(), None);
+        s.write_anchor(&later).unwrap();
+        s.write_anchor(&AuditAnchor::new(4, "h4".into(), None))
+            .unwrap();
+        assert_eq!(s.read_anchor().unwrap(), Some(later));
+        std::fs::write(s.anchor_path(), "{").unwrap();
+        assert!(
+            s.read_anchor().is_err(),
+            "an unreadable anchor is not 'no anchor'"
+        );
+    }
 }
