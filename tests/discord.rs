@@ -4,6 +4,8 @@
 
 #[path = "support/discord_sim.rs"]
 mod discord_sim;
+#[path = "support/discord_spec.rs"]
+mod discord_spec;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,7 +27,7 @@ use container_ops::infra::store::SqliteStore;
 use container_ops::ingress::console::Console;
 use container_ops::ingress::discord::{self, Bot, DiscordConfig, endpoint};
 use container_ops::pipeline::{Core, LazyEngine};
-use discord_sim::{APP_ID, CHANNEL_ID, GUILD_ID, Sim, interaction};
+use discord_sim::{APP_ID, CHANNEL_ID, GUILD_ID, Permission, Sim, SimChannel, interaction};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use serenity::all::{ApplicationId, GuildId};
@@ -713,7 +715,7 @@ async fn gateway_killed_mid_command_the_bot_reconnects_and_answers_exactly_once(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failure_after_deferral_replaces_the_public_placeholder_with_an_ephemeral_answer() {
+async fn a_failure_after_deferral_is_an_edit_of_the_placeholder_not_a_deletion_and_a_follow_up() {
     let sim = Sim::start(TOKEN).await;
     let dir = config_dir();
     // The restart takes 6 s, the bot waits 2 s + 1 s stop timeout: deferred, then timed out.
@@ -731,15 +733,14 @@ async fn a_failure_after_deferral_replaces_the_public_placeholder_with_an_epheme
         "restart",
         json!([opt("service", 3, json!("api-1"))]),
     );
-    let follow_up = follow_up(&sim, &token)
+    // Discord turns the first follow-up after a deferral into an edit of the placeholder and
+    // ignores its ephemeral flag: the bot edits the placeholder itself.
+    let answer = sim
+        .final_answer(&token, Duration::from_secs(15))
         .await
-        .expect("an ephemeral follow-up");
-    assert_eq!(
-        follow_up.json["flags"].as_u64().unwrap_or(0) & 64,
-        64,
-        "ephemeral"
-    );
-    let content = follow_up.json["content"].as_str().unwrap();
+        .expect("the placeholder is edited with the answer");
+    assert_eq!(answer.ack_type, 5);
+    let content = answer.content.clone();
     assert!(
         content.starts_with("**Unavailable.**") && content.contains("/status"),
         "{content}"
@@ -752,8 +753,8 @@ async fn a_failure_after_deferral_replaces_the_public_placeholder_with_an_epheme
         .collect();
     assert_eq!(
         methods,
-        ["POST", "DELETE", "POST"],
-        "defer, remove placeholder, answer"
+        ["POST", "PATCH"],
+        "defer, then edit the placeholder"
     );
     bot.abort();
     sim.assert_no_violations();
@@ -785,7 +786,7 @@ async fn the_simulator_rejects_what_discord_would_reject_with_code_50035() {
         );
         assert!(!sim.take_violations().is_empty(), "case {i} recorded");
     }
-    let fine = json!({"type": 4, "data": {"content": "ok", "embeds": [{"title": "t", "description": "d"}]}});
+    let fine = json!({"type": 4, "data": {"content": "ok", "embeds": [{"title": "t", "description": "d"}], "allowed_mentions": {"parse": []}}});
     let (st, _) = request(sim.rest, "POST", cb, &[], fine.to_string().as_bytes()).await;
     assert_eq!(st, 204);
     let reg = "/api/v10/applications/1/commands";
@@ -1784,6 +1785,183 @@ async fn an_incident_thread_lists_two_commands_and_an_approval_in_order_and_is_a
         })
         .await;
     assert!(archived.is_some(), "the thread is archived and locked");
+    // serenity 0.12 pins through the spec's deprecated route (it has no route for the new
+    // one); Discord still serves it. The only deprecated call the bot makes.
+    assert_eq!(
+        sim.deprecated_routes(),
+        ["PUT /channels/{channel_id}/pins/{message_id}"]
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+/// Opens an incident from the channel and returns the answer's text and the thread, if any.
+async fn open_incident(sim: &Arc<Sim>, title: &str) -> (String, Option<SimChannel>) {
+    let open = slash(
+        sim,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        CHANNEL_ID,
+        "incident",
+        json!([
+            opt("action", 3, json!("open")),
+            opt("title", 3, json!(title))
+        ]),
+    );
+    let fin = sim.final_answer(&open, WAIT).await.expect("an answer");
+    let mut text = fin.content.clone();
+    for e in &fin.embeds {
+        text.push_str(e["description"].as_str().unwrap_or(""));
+        text.push_str(e["title"].as_str().unwrap_or(""));
+    }
+    (text, sim.threads().into_iter().next())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pin_messages_an_incident_still_opens_and_says_the_summary_is_not_pinned() {
+    let sim = Sim::start(TOKEN).await;
+    sim.deny(CHANNEL_ID, Permission::PinMessages);
+    let dir = config_dir();
+    let store = sqlite(dir.path()).await;
+    let core = store_core(
+        dir.path(),
+        Arc::new(FakeEngine::riftwing()),
+        store.clone(),
+        |_| {},
+    );
+    let bot = start_bot(&sim, core).await;
+    let (text, thread) = open_incident(&sim, "API 502s").await;
+    let thread = thread.expect("the thread exists");
+    assert!(
+        text.contains("opened: API 502s")
+            && text.contains("could not be pinned")
+            && text.contains("Pin Messages"),
+        "{text}"
+    );
+    assert!(thread.pins.is_empty());
+    assert_eq!(
+        sim.messages_in(thread.id).len(),
+        1,
+        "the summary is in the thread"
+    );
+    let open = store.open_incidents().await.unwrap();
+    assert_eq!(open.len(), 1, "the incident is open, not orphaned");
+    assert_eq!(
+        open[0].thread_id.as_deref(),
+        Some(thread.id.to_string().as_str())
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_create_public_threads_no_incident_is_opened_and_the_permission_is_named() {
+    let sim = Sim::start(TOKEN).await;
+    sim.deny(CHANNEL_ID, Permission::CreatePublicThreads);
+    let dir = config_dir();
+    let store = sqlite(dir.path()).await;
+    let core = store_core(
+        dir.path(),
+        Arc::new(FakeEngine::riftwing()),
+        store.clone(),
+        |_| {},
+    );
+    let bot = start_bot(&sim, core).await;
+    let (text, thread) = open_incident(&sim, "API 502s").await;
+    assert!(thread.is_none());
+    assert!(
+        text.contains("could not be created") && text.contains("Create Public Threads"),
+        "{text}"
+    );
+    assert!(store.open_incidents().await.unwrap().is_empty());
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_manage_threads_closing_says_in_the_thread_that_it_stays_open() {
+    let sim = Sim::start(TOKEN).await;
+    sim.deny(CHANNEL_ID, Permission::ManageThreads);
+    let dir = config_dir();
+    let store = sqlite(dir.path()).await;
+    let core = store_core(
+        dir.path(),
+        Arc::new(FakeEngine::riftwing()),
+        store.clone(),
+        |_| {},
+    );
+    let bot = start_bot(&sim, core).await;
+    let (_, thread) = open_incident(&sim, "disk full").await;
+    let thread = thread.expect("a thread");
+    let close = slash(
+        &sim,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        thread.id,
+        "incident",
+        json!([opt("action", 3, json!("close"))]),
+    );
+    sim.final_answer(&close, WAIT).await.expect("the timeline");
+    let said = sim
+        .wait_for(WAIT, |rs| {
+            rs.iter()
+                .find(|r| {
+                    r.method == "POST"
+                        && r.path.contains(&format!("/webhooks/{APP_ID}/{close}"))
+                        && r.json["content"]
+                            .as_str()
+                            .is_some_and(|c| c.contains("could not be archived"))
+                })
+                .map(|r| r.json["content"].as_str().unwrap().to_owned())
+        })
+        .await
+        .expect("a message in the thread");
+    assert!(said.contains("Manage Threads"), "{said}");
+    let c = sim.channel(thread.id).unwrap();
+    assert!(!c.archived && !c.locked);
+    assert!(
+        store.open_incidents().await.unwrap().is_empty(),
+        "closed in the store"
+    );
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_the_bot_sends_can_ping_anyone_and_its_commands_are_for_servers_only() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let core = core_with(dir.path(), Arc::new(FakeEngine::riftwing()), |_| {});
+    let bot = start_bot(&sim, core).await;
+    let t = slash(&sim, VIEWER, &[], CHANNEL_ID, "status", json!([]));
+    sim.final_answer(&t, WAIT).await.expect("status");
+    let t = slash(&sim, 1, &[], CHANNEL_ID, "status", json!([]));
+    sim.final_answer(&t, WAIT).await.expect("a denial");
+    let reqs = sim.requests();
+    let reg = reqs
+        .iter()
+        .find(|r| r.method == "PUT" && r.path.ends_with("/commands"))
+        .expect("registered");
+    for c in reg.json.as_array().unwrap() {
+        assert_eq!(c["contexts"], json!([0]), "{}", c["name"]);
+        assert_eq!(c["integration_types"], json!([0]), "{}", c["name"]);
+    }
+    let messages: Vec<&Value> = reqs
+        .iter()
+        .filter(|r| r.path.contains("/callback") || r.path.contains("/webhooks/"))
+        .map(|r| {
+            if r.json["data"].is_object() {
+                &r.json["data"]
+            } else {
+                &r.json
+            }
+        })
+        .filter(|m| m["content"].is_string() || m["embeds"].is_array())
+        .collect();
+    assert!(messages.len() >= 2);
+    for m in messages {
+        assert_eq!(m["allowed_mentions"]["parse"], json!([]), "{m}");
+    }
     bot.abort();
     sim.assert_no_violations();
 }
@@ -1937,7 +2115,7 @@ async fn the_simulator_refuses_thread_pin_and_message_requests_as_discord_does()
     let (st, _, resp) = send(
         "POST",
         format!("/api/v10/channels/{thread}/messages"),
-        json!({"content": "summary"}),
+        json!({"content": "summary", "allowed_mentions": {"parse": []}}),
     )
     .await;
     assert_eq!(st, 200, "{resp}");
@@ -1980,14 +2158,14 @@ async fn the_simulator_refuses_thread_pin_and_message_requests_as_discord_does()
     let (st, c, _) = send(
         "POST",
         format!("/api/v10/channels/{thread}/messages"),
-        json!({"content": "late"}),
+        json!({"content": "late", "allowed_mentions": {"parse": []}}),
     )
     .await;
     assert_eq!((st, c), (400, Some(50083)));
     let (st, c, _) = send(
         "PATCH",
         format!("/api/v10/channels/{thread}/messages/{msg}"),
-        json!({"content": "edit"}),
+        json!({"content": "edit", "allowed_mentions": {"parse": []}}),
     )
     .await;
     assert_eq!((st, c), (400, Some(50083)));
@@ -2000,7 +2178,7 @@ async fn the_simulator_refuses_thread_pin_and_message_requests_as_discord_does()
     let (st, _, _) = send(
         "POST",
         cb.clone(),
-        json!({"type": 4, "data": {"content": "ok"}}),
+        json!({"type": 4, "data": {"content": "ok", "allowed_mentions": {"parse": []}}}),
     )
     .await;
     assert_eq!(st, 204);

@@ -53,8 +53,17 @@ fn catalog(s: &Settings) -> Catalog {
 
 fn known() -> BTreeSet<ServiceName> {
     [
-        "api-1", "api-2", "worker-1", "worker-2", "console", "postgres", "redis", "minio",
-        "temporal", "nginx", "db-backup",
+        "api-1",
+        "api-2",
+        "worker-1",
+        "worker-2",
+        "console",
+        "postgres",
+        "redis",
+        "minio",
+        "temporal",
+        "nginx",
+        "db-backup",
     ]
     .iter()
     .map(|s| ServiceName::parse(s).unwrap())

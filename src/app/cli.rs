@@ -131,6 +131,23 @@ pub fn execute(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) ->
         CliCommand::Serve => serve(cli.config, env, err),
         CliCommand::CheckConfig => match load_config(cli.config.as_deref(), env) {
             Ok((s, c, p)) => {
+                // Discord refuses a whole registration for one bad definition: say which.
+                let defs = crate::ingress::discord::commands::all(
+                    &c,
+                    &s.groups,
+                    crate::ingress::discord::commands::Places { dms: false },
+                );
+                let discord = crate::ingress::discord::commands::limit_problems(&defs);
+                if !discord.is_empty() {
+                    for d in &discord {
+                        let _ = writeln!(
+                            err,
+                            "error: {}: {d} (Discord would refuse the registration)",
+                            s.commands_dir.display()
+                        );
+                    }
+                    return 1;
+                }
                 let _ = writeln!(
                     out,
                     "ok: settings {}, project `{}`, {} command(s) from {}, {} role(s) from {}",

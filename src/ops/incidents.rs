@@ -155,9 +155,15 @@ async fn open(
                 );
             }
             tracing::warn!(incident = incident.id, "incident thread not created: {e:#}");
-            return Err(UserError::Unavailable(
-                "the incident thread could not be created, so no incident was opened; check that the bot may create public threads in this channel".into(),
-            )
+            let why = e
+                .downcast_ref::<crate::core::threads::Refused>()
+                .map_or_else(
+                    || "check that the bot may create public threads in this channel".to_owned(),
+                    |r| r.to_string(),
+                );
+            return Err(UserError::Unavailable(format!(
+                "the incident thread could not be created ({why}), so no incident was opened"
+            ))
             .into());
         }
     };
@@ -179,6 +185,11 @@ async fn open(
         "Thread: {}. Run commands there so they are part of the incident's timeline.",
         thread.mention
     )));
+    let report = if thread.notes.is_empty() {
+        report
+    } else {
+        report.with(Block::Text(format!("⚠ {}", thread.notes.join(" "))))
+    };
     Ok(Outcome::Opened {
         report,
         incident: incident.id,
@@ -357,6 +368,7 @@ mod tests {
             Ok(Thread {
                 mention: format!("<#{id}>"),
                 id,
+                notes: Vec::new(),
             })
         }
     }

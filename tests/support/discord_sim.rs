@@ -119,6 +119,19 @@ struct Inner {
     message_id: u64,
     /// IDENTIFY (op 2) and RESUME (op 6) frames received, in order.
     handshakes: Vec<u64>,
+    /// Permissions the bot lacks, per channel (a thread inherits its parent's).
+    denied: HashSet<(u64, Permission)>,
+    /// Deprecated routes the bot called (Discord still serves them; reported, not refused).
+    deprecated: Vec<String>,
+}
+
+/// The bot permissions the simulator can withhold, as Discord names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    CreatePublicThreads,
+    SendMessagesInThreads,
+    PinMessages,
+    ManageThreads,
 }
 
 pub struct Sim {
@@ -209,6 +222,25 @@ impl Sim {
     fn violation(&self, what: String) {
         eprintln!("discord-sim: REJECTED: {what}");
         self.lock().violations.push(what);
+    }
+
+    /// Withholds `perm` from the bot in `channel` (and its threads): Discord answers 403 with
+    /// code 50013, which is not the bot's fault, so it is not a violation.
+    pub fn deny(&self, channel: u64, perm: Permission) {
+        self.lock().denied.insert((channel, perm));
+    }
+
+    /// Deprecated routes called so far.
+    pub fn deprecated_routes(&self) -> Vec<String> {
+        self.lock().deprecated.clone()
+    }
+
+    fn lacks(&self, channel: &SimChannel, perm: Permission) -> bool {
+        let inner = self.lock();
+        inner.denied.contains(&(channel.id, perm))
+            || channel
+                .parent
+                .is_some_and(|p| inner.denied.contains(&(p, perm)))
     }
 
     /// Drops the bot's gateway connection abruptly, as a network cut would.
@@ -811,6 +843,14 @@ pub fn message_problems(m: &Value, files: &[(String, Vec<u8>)], creating: bool) 
     if bytes > 25 * 1024 * 1024 {
         p.push(format!("files total {bytes} bytes > 25 MiB"));
     }
+    // The bot's own rule, checked on everything it sends: nothing pings unless named.
+    match m.get("allowed_mentions") {
+        None => p.push("no allowed_mentions: its text could ping @everyone, roles or users".into()),
+        Some(a) if a["parse"].as_array().is_none_or(|x| !x.is_empty()) => {
+            p.push(format!("allowed_mentions {a} lets mentions through"))
+        }
+        Some(_) => {}
+    }
     if creating
         && len(&m["content"]) == 0
         && embeds.is_empty()
@@ -975,7 +1015,28 @@ async fn rest(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             );
         }
     };
-    let (status, resp) = route(&sim, &method, &path, &auth, &json, &files);
+    let spec = crate::discord_spec::spec();
+    let problems = spec.problems(method.as_str(), &path, &json);
+    let (status, resp) = if problems.is_empty() {
+        if let Some(route) = spec.deprecated(method.as_str(), &path) {
+            sim.lock().deprecated.push(format!("{method} {route}"));
+        }
+        route(&sim, &method, &path, &auth, &json, &files)
+    } else {
+        // What Discord's own spec refuses, the simulator refuses as Discord would.
+        for p in &problems {
+            sim.violation(format!("spec: {p}"));
+        }
+        (
+            StatusCode::BAD_REQUEST,
+            discord_error(
+                StatusCode::BAD_REQUEST,
+                50035,
+                "Invalid Form Body",
+                json!({"_errors": problems}),
+            ),
+        )
+    };
     sim.lock().requests.push(Recorded {
         at: Instant::now(),
         method: method.to_string(),
@@ -999,6 +1060,19 @@ fn refuse(
 ) -> (StatusCode, Response) {
     sim.violation(format!("{method} {path}: {status} {code} {message}"));
     (status, discord_error(status, code, message, json!({})))
+}
+
+/// Discord's answer when the bot lacks a permission.
+fn missing_permission() -> (StatusCode, Response) {
+    (
+        StatusCode::FORBIDDEN,
+        discord_error(
+            StatusCode::FORBIDDEN,
+            50013,
+            "Missing Permissions",
+            json!({}),
+        ),
+    )
 }
 
 fn known_channel(sim: &Sim, id: &str) -> Option<SimChannel> {
@@ -1297,6 +1371,9 @@ fn route(
             let Some(parent) = known_channel(sim, channel) else {
                 return no_channel();
             };
+            if sim.lacks(&parent, Permission::CreatePublicThreads) {
+                return missing_permission();
+            }
             if parent.kind != 0 && parent.kind != 5 {
                 return refuse(
                     sim,
@@ -1351,6 +1428,9 @@ fn route(
             if c.archived {
                 return archived();
             }
+            if c.is_thread() && sim.lacks(&c, Permission::SendMessagesInThreads) {
+                return missing_permission();
+            }
             let problems = message_problems(json, files, true);
             if !problems.is_empty() {
                 return invalid(problems);
@@ -1385,6 +1465,9 @@ fn route(
             let Some(m) = known_message(sim, c.id, message) else {
                 return no_message();
             };
+            if sim.lacks(&c, Permission::PinMessages) {
+                return missing_permission();
+            }
             if c.pins.len() >= MAX_PINS {
                 return refuse(
                     sim,
@@ -1410,6 +1493,10 @@ fn route(
             let Some(c) = known_channel(sim, channel) else {
                 return no_channel();
             };
+            let locking = !json["archived"].is_null() || !json["locked"].is_null();
+            if locking && sim.lacks(&c, Permission::ManageThreads) {
+                return missing_permission();
+            }
             let mut problems = Vec::new();
             for k in ["archived", "locked"] {
                 if json[k].is_null() {

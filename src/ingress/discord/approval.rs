@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 
 use super::cards::{self, Click};
 use super::{
-    Ack, Alive, Bot, Key, actor_and_channel, edit_channel_message, edit_message, followup_message,
-    grants_from, joined, on_webhook, render, response_message, send_ack,
+    Ack, Acked, Alive, Bot, Key, actor_and_channel, edit_channel_message, edit_message,
+    followup_message, grants_from, joined, on_webhook, render, response_message, send_ack,
 };
 use crate::core::approvals::{ApprovalRequest, ApprovalState};
 use crate::core::args::{OptionValue, RawArgs};
@@ -77,7 +77,10 @@ pub(super) async fn post_card(
 ) {
     if let Some(ack) = ack {
         let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
-        if !send_ack(&bot.http, Some(super::key(c)), ack, defer).await {
+        if !send_ack(&bot.http, Some(super::key(c)), ack, defer)
+            .await
+            .answered()
+        {
             return;
         }
     }
@@ -291,8 +294,7 @@ pub(super) async fn click(bot: Arc<Bot>, c: ComponentInteraction, ack: Ack) {
             "This button is not one this bot handles; run the command again.",
             true,
         );
-        let resp = CreateInteractionResponse::Message(response_message(&m[0]));
-        send_ack(&bot.http, Some(click_key(&c)), ack, resp).await;
+        refuse_click(&bot, &c, ack, &m[0]).await;
         return;
     };
     let id = id.to_owned();
@@ -300,8 +302,7 @@ pub(super) async fn click(bot: Arc<Bot>, c: ComponentInteraction, ack: Ack) {
         Ok(inv) => inv,
         Err(e) => {
             let m = render::error(&e.into());
-            let resp = CreateInteractionResponse::Message(response_message(&m[0]));
-            send_ack(&bot.http, Some(click_key(&c)), ack, resp).await;
+            refuse_click(&bot, &c, ack, &m[0]).await;
             return;
         }
     };
@@ -322,6 +323,7 @@ pub(super) async fn click(bot: Arc<Bot>, c: ComponentInteraction, ack: Ack) {
                 CreateInteractionResponse::Acknowledge,
             )
             .await
+            .answered()
             {
                 return;
             }
@@ -365,6 +367,20 @@ pub(super) async fn click(bot: Arc<Bot>, c: ComponentInteraction, ack: Ack) {
     .await;
 }
 
+/// The clicker alone is told why a click was not taken: the first answer, or (when the
+/// endpoint acknowledged for us) an ephemeral follow-up.
+async fn refuse_click(bot: &Bot, c: &ComponentInteraction, ack: Ack, m: &render::Message) {
+    let resp = CreateInteractionResponse::Message(response_message(m));
+    if send_ack(&bot.http, Some(click_key(c)), ack, resp).await == Acked::Late {
+        let sent = on_webhook("follow-up", || {
+            c.create_followup(&*bot.http, followup_message(m))
+        });
+        if let Err(e) = sent.await {
+            tracing::error!("follow-up message failed: {e:#}");
+        }
+    }
+}
+
 fn what_word(c: Click) -> &'static str {
     match c {
         Click::Approve => "approve",
@@ -382,11 +398,14 @@ async fn answer_click(
     others: Vec<render::Message>,
 ) {
     let mut rest = others.as_slice();
-    match (ack, card) {
+    let (ack, card) = match (ack, card) {
         (Some(a), Some(card)) => {
             let resp = CreateInteractionResponse::UpdateMessage(response_message(&card));
-            if !send_ack(&bot.http, Some(click_key(c)), a, resp).await {
-                return;
+            match send_ack(&bot.http, Some(click_key(c)), a, resp).await {
+                Acked::Sent => (None, None),
+                // The endpoint acknowledged for us: the card update becomes an edit.
+                Acked::Late => (None, Some(card)),
+                Acked::Failed => return,
             }
         }
         (Some(a), None) => {
@@ -397,10 +416,18 @@ async fn answer_click(
                 }
                 _ => CreateInteractionResponse::Acknowledge,
             };
-            if !send_ack(&bot.http, Some(click_key(c)), a, resp).await {
-                return;
+            match send_ack(&bot.http, Some(click_key(c)), a, resp).await {
+                Acked::Sent => {}
+                // After the endpoint's acknowledgement the first message follows up instead.
+                Acked::Late => rest = &others,
+                Acked::Failed => return,
             }
+            (None, None)
         }
+        other => other,
+    };
+    match (ack, card) {
+        (Some(_), _) => {}
         (None, Some(card)) => {
             let edit = on_webhook("approval card", || {
                 c.edit_response(&*bot.http, edit_message(&card))

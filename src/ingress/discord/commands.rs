@@ -2,15 +2,23 @@
 
 use std::collections::BTreeMap;
 
-use serenity::all::{CommandOptionType, CreateCommand, CreateCommandOption};
+use serenity::all::{
+    CommandOptionType, CreateCommand, CreateCommandOption, InstallationContext, InteractionContext,
+};
 
 use crate::core::catalog::{Autocomplete, Catalog, Command, OptionSpec, OptionType};
 use crate::core::policy::Policy;
 use crate::core::types::{GroupName, ServiceName};
 
-/// Discord's limits on command definitions.
+/// Discord's limits on command definitions (application commands documentation).
 const DESCRIPTION: usize = 100;
 const CHOICES: usize = 25;
+const OPTIONS: usize = 25;
+const COMMANDS: usize = 100;
+const NAME: usize = 32;
+const CHOICE_TEXT: usize = 100;
+/// Name, description and option/choice names, descriptions and values of one command.
+const COMMAND_CHARS: usize = 8000;
 
 /// Discord refuses descriptions over 100 characters; a longer catalog text is shortened
 /// visibly (with an ellipsis) and the full text stays in `/help`.
@@ -73,21 +81,131 @@ fn option(o: &OptionSpec, groups: &BTreeMap<GroupName, Vec<ServiceName>>) -> Cre
     opt
 }
 
-/// One command; required options first, as Discord demands.
-pub fn command(c: &Command, groups: &BTreeMap<GroupName, Vec<ServiceName>>) -> CreateCommand {
+/// Where commands may be used: the team's server, and the bot's DMs only when allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Places {
+    pub dms: bool,
+}
+
+/// One command; required options first, as Discord demands. Installed to servers only, usable
+/// in servers (and the bot's DMs when allowed). `default_member_permissions` stays unset
+/// (everyone sees the menu; who may *run* a command is the policy's decision): serenity 0.12
+/// sends it as a string, which Discord's published schema (integer) refuses.
+pub fn command(
+    c: &Command,
+    groups: &BTreeMap<GroupName, Vec<ServiceName>>,
+    places: Places,
+) -> CreateCommand {
     let mut opts: Vec<&OptionSpec> = c.options.iter().collect();
     opts.sort_by_key(|o| !o.required);
+    let mut contexts = vec![InteractionContext::Guild];
+    if places.dms {
+        contexts.push(InteractionContext::BotDm);
+    }
     CreateCommand::new(c.name.as_str())
         .description(description(&c.description))
         .set_options(opts.into_iter().map(|o| option(o, groups)).collect())
+        .integration_types(vec![InstallationContext::Guild])
+        .contexts(contexts)
 }
 
 /// Every command of the catalog, in name order.
 pub fn all(
     catalog: &Catalog,
     groups: &BTreeMap<GroupName, Vec<ServiceName>>,
+    places: Places,
 ) -> Vec<CreateCommand> {
-    catalog.iter().map(|c| command(c, groups)).collect()
+    catalog.iter().map(|c| command(c, groups, places)).collect()
+}
+
+/// What Discord would refuse in these definitions (it refuses the whole registration, code
+/// 50035, so not one command would be published). Checked on the JSON serenity sends.
+pub fn limit_problems(defs: &[CreateCommand]) -> Vec<String> {
+    let mut out = Vec::new();
+    if defs.len() > COMMANDS {
+        out.push(format!(
+            "{} commands: Discord takes at most {COMMANDS}",
+            defs.len()
+        ));
+    }
+    for d in defs {
+        let v = serde_json::to_value(d).unwrap_or_default();
+        let cmd = v["name"].as_str().unwrap_or("").to_owned();
+        let mut p = |what: String| out.push(format!("/{cmd}: {what}"));
+        let chars = |v: &serde_json::Value| v.as_str().map_or(0, |s| s.chars().count());
+        let mut total = chars(&v["name"]) + chars(&v["description"]);
+        check_name(&v["name"], "the command name", &mut p);
+        let opts = v["options"].as_array().cloned().unwrap_or_default();
+        if opts.len() > OPTIONS {
+            p(format!(
+                "{} options: Discord takes at most {OPTIONS}",
+                opts.len()
+            ));
+        }
+        let mut optional_seen = false;
+        for o in &opts {
+            let name = o["name"].as_str().unwrap_or("");
+            check_name(&o["name"], &format!("option `{name}`"), &mut p);
+            total += chars(&o["name"]) + chars(&o["description"]);
+            let required = o["required"].as_bool().unwrap_or(false);
+            if required && optional_seen {
+                p(format!("option `{name}` is required after an optional one"));
+            }
+            optional_seen |= !required;
+            let choices = o["choices"].as_array().cloned().unwrap_or_default();
+            if choices.len() > CHOICES {
+                p(format!(
+                    "option `{name}` has {} choices: Discord takes at most {CHOICES}",
+                    choices.len()
+                ));
+            }
+            if !choices.is_empty() && o["autocomplete"].as_bool() == Some(true) {
+                p(format!("option `{name}` has both choices and autocomplete"));
+            }
+            let integer =
+                o["type"].as_u64() == Some(u64::from(u8::from(CommandOptionType::Integer)));
+            for c in &choices {
+                let shown = chars(&c["name"]);
+                total += shown + c["value"].as_str().map_or(0, |s| s.chars().count());
+                if !(1..=CHOICE_TEXT).contains(&shown) {
+                    p(format!(
+                        "a choice of `{name}` has a name of {shown} characters (1 to {CHOICE_TEXT})"
+                    ));
+                }
+                match &c["value"] {
+                    serde_json::Value::String(s) if integer => p(format!(
+                        "choice `{s}` of integer option `{name}` is not an integer Discord takes (whole numbers within ±2147483647 here)"
+                    )),
+                    serde_json::Value::String(s) if s.chars().count() > CHOICE_TEXT => p(format!(
+                        "choice of `{name}` is longer than {CHOICE_TEXT} characters"
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        if total > COMMAND_CHARS {
+            p(format!(
+                "{total} characters in names, descriptions and choices: Discord takes at most {COMMAND_CHARS}"
+            ));
+        }
+    }
+    out
+}
+
+/// Discord's rule for command and option names: 1–32 characters, lower case letters, digits,
+/// `-` and `_`.
+fn check_name(v: &serde_json::Value, what: &str, p: &mut impl FnMut(String)) {
+    let name = v.as_str().unwrap_or("");
+    let n = name.chars().count();
+    let ok = (1..=NAME).contains(&n)
+        && name.chars().all(|c| {
+            c == '-' || c == '_' || c.is_numeric() || (c.is_alphabetic() && !c.is_uppercase())
+        });
+    if !ok {
+        p(format!(
+            "{what} `{name}` is not a Discord name (1 to {NAME} lower-case letters, digits, `-`, `_`)"
+        ));
+    }
 }
 
 /// What Discord's menu lists: every command some grant reaches, plus the ungranted ones whose
@@ -96,11 +214,12 @@ pub fn published(
     catalog: &Catalog,
     policy: &Policy,
     groups: &BTreeMap<GroupName, Vec<ServiceName>>,
+    places: Places,
 ) -> Vec<CreateCommand> {
     catalog
         .iter()
         .filter(|c| c.show_when_ungranted || policy.is_granted(c.name.as_str()))
-        .map(|c| command(c, groups))
+        .map(|c| command(c, groups, places))
         .collect()
 }
 
@@ -135,10 +254,17 @@ mod tests {
         .unwrap();
         let groups = settings.groups.keys().cloned().collect();
         let catalog = Catalog::load_dir(&dir, &groups).unwrap();
-        let defs = all(&catalog, &settings.groups);
+        let defs = all(&catalog, &settings.groups, Places { dms: false });
         assert_eq!(defs.len(), catalog.len());
-        let logs =
-            serde_json::to_value(command(catalog.get("logs").unwrap(), &settings.groups)).unwrap();
+        assert_eq!(limit_problems(&defs), Vec::<String>::new());
+        let logs = serde_json::to_value(command(
+            catalog.get("logs").unwrap(),
+            &settings.groups,
+            Places { dms: false },
+        ))
+        .unwrap();
+        assert_eq!(logs["contexts"], serde_json::json!([0]));
+        assert_eq!(logs["integration_types"], serde_json::json!([0]));
         assert_eq!(logs["name"], "logs");
         let opts = logs["options"].as_array().unwrap();
         assert_eq!(opts[0]["name"], "service");

@@ -11,7 +11,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use ed25519_dalek::{Signature, VerifyingKey};
-use serenity::all::{CreateInteractionResponse, CreateInteractionResponseMessage, Interaction};
+use serenity::all::{
+    CreateAutocompleteResponse, CreateInteractionResponse, CreateInteractionResponseMessage,
+    Interaction,
+};
 use tokio::sync::oneshot;
 
 use super::{Ack, Bot};
@@ -110,6 +113,20 @@ impl Seen {
     }
 }
 
+/// What the endpoint answers when the handler is too slow: each interaction type has its
+/// own way to say "later" (a command: a deferred message; a button: a deferred update of its
+/// message, not a public "thinking…"; autocomplete: no suggestions, it cannot be deferred).
+fn fallback_for(i: &Interaction) -> CreateInteractionResponse {
+    match i {
+        Interaction::Component(_) => CreateInteractionResponse::Acknowledge,
+        Interaction::Autocomplete(_) => {
+            CreateInteractionResponse::Autocomplete(CreateAutocompleteResponse::new())
+        }
+        Interaction::Ping(_) => CreateInteractionResponse::Pong,
+        _ => CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new()),
+    }
+}
+
 /// The router: `POST /interactions`.
 pub fn router(bot: Arc<Bot>, verifier: Verifier) -> Router {
     Router::new()
@@ -182,14 +199,19 @@ async fn interactions(
         tracing::warn!(interaction = %id, "interactions endpoint refused a replay");
         return (StatusCode::CONFLICT, "interaction already handled").into_response();
     }
+    let fallback = fallback_for(&interaction);
     let (tx, rx) = oneshot::channel();
     tokio::spawn(st.bot.clone().handle(interaction, Ack::Reply(tx)));
-    // The handler answers well within its ack budget; if it ever does not, defer here so
-    // Discord's 3 seconds are kept (the handler's later answer then fails loudly in the log).
+    // The handler answers well within its ack budget; if it ever does not, answer here so
+    // Discord's 3 seconds are kept. The handler then finds its reply late and delivers its
+    // answer as an edit or follow-up instead (see `Acked::Late`).
     let resp = match tokio::time::timeout(ANSWER_WITHIN, rx).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => return StatusCode::NO_CONTENT.into_response(),
-        Err(_) => CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new()),
+        Err(_) => {
+            tracing::warn!(interaction = %id, "the handler did not answer in time: the endpoint answered for it");
+            fallback
+        }
     };
     match serde_json::to_vec(&resp) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use serenity::all::{
     ApplicationId, ButtonStyle, ChannelType, Command as GlobalCommand, CommandDataOptionValue,
-    CommandInteraction, Context, CreateActionRow, CreateAttachment, CreateAutocompleteResponse,
-    CreateButton, CreateEmbed, CreateEmbedFooter, CreateInteractionResponse,
-    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
-    EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId, Http, HttpBuilder,
-    Interaction, InteractionId, Member, PartialChannel, Ready, User,
+    CommandInteraction, Context, CreateActionRow, CreateAllowedMentions, CreateAttachment,
+    CreateAutocompleteResponse, CreateButton, CreateEmbed, CreateEmbedFooter,
+    CreateInteractionResponse, CreateInteractionResponseFollowup, CreateInteractionResponseMessage,
+    CreateMessage, EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId,
+    Http, HttpBuilder, Interaction, InteractionId, Member, PartialChannel, Ready, User,
 };
 use serenity::builder::Builder;
 use tokio::sync::{oneshot, watch};
@@ -115,6 +115,26 @@ impl DiscordConfig {
             Some("true") | Some("1") | Some("yes") => true,
             Some(v) => return Err(format!("DISCORD_ALLOW_DMS `{v}` is not true or false")),
         };
+        let application_id = snowflake("DISCORD_APPLICATION_ID")?.map(ApplicationId::new);
+        let public_key = env("DISCORD_PUBLIC_KEY").filter(|k| !k.is_empty());
+        // The endpoint answers the first response itself, but every edit and follow-up goes
+        // to /webhooks/{application id}/…: without the id each of them would fail.
+        if public_key.is_some() || interactions_addr.is_some() {
+            let missing: Vec<&str> = [
+                ("DISCORD_PUBLIC_KEY", public_key.is_none()),
+                ("DISCORD_INTERACTIONS_ADDR", interactions_addr.is_none()),
+                ("DISCORD_APPLICATION_ID", application_id.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(k, missing)| missing.then_some(k))
+            .collect();
+            if !missing.is_empty() {
+                return Err(format!(
+                    "the HTTP interactions endpoint needs DISCORD_PUBLIC_KEY, DISCORD_INTERACTIONS_ADDR and DISCORD_APPLICATION_ID; missing: {}",
+                    missing.join(", ")
+                ));
+            }
+        }
         Ok(Self {
             token: Secret::new(token.trim()),
             guild,
@@ -122,15 +142,17 @@ impl DiscordConfig {
             allow_dms,
             api_base: env("DISCORD_API_BASE").filter(|b| !b.is_empty()),
             ack_budget: Duration::from_millis(1500),
-            application_id: snowflake("DISCORD_APPLICATION_ID")?.map(ApplicationId::new),
-            public_key: env("DISCORD_PUBLIC_KEY").filter(|k| !k.is_empty()),
+            application_id,
+            public_key,
             interactions_addr,
         })
     }
 
-    /// The REST client for this configuration.
+    /// The REST client for this configuration. Build it once: each client has its own rate
+    /// limiter. Nothing it sends may ping anyone unless a message names them.
     pub fn http(&self) -> Http {
-        let mut b = HttpBuilder::new(self.token.expose());
+        let mut b = HttpBuilder::new(self.token.expose())
+            .default_allowed_mentions(CreateAllowedMentions::new());
         if let Some(base) = &self.api_base {
             b = b
                 .proxy(base.trim_end_matches('/'))
@@ -206,8 +228,21 @@ impl Bot {
             &self.core.catalog,
             &self.core.policy,
             &self.core.settings.groups,
+            commands::Places {
+                dms: self.config.allow_dms,
+            },
         );
         let n = defs.len();
+        let problems = commands::limit_problems(&defs);
+        if !problems.is_empty() {
+            // Discord would refuse all of them (50035): say why instead of sending them.
+            for p in &problems {
+                tracing::error!("slash command not registrable: {p}");
+            }
+            return Err(serenity::Error::Other(
+                "the catalog breaks Discord's limits (see the log, or run `container-ops check-config`)",
+            ));
+        }
         match self.config.guild {
             Some(g) => {
                 g.set_commands(&*self.http, defs).await?;
@@ -309,7 +344,10 @@ impl Bot {
                 let defer =
                     CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
                 let Some(a) = ack.take() else { return };
-                if !send_ack(&self.http, Some(key(&c)), a, defer).await {
+                if !send_ack(&self.http, Some(key(&c)), a, defer)
+                    .await
+                    .answered()
+                {
                     return;
                 }
                 (joined(run.await), true)
@@ -345,20 +383,15 @@ impl Bot {
         threads::after_command(&self, &c, &typed, &ending, incident).await;
     }
 
-    /// The answer to a deferred command: the placeholder is edited, or, for a refusal or
-    /// failure, removed (the deferral was public) and the answer follows ephemerally.
+    /// The answer to a deferred command, refusals and failures included, is an edit of the
+    /// placeholder: Discord turns the first follow-up after a deferral into that edit anyway
+    /// (ignoring its ephemeral flag), so deleting the placeholder and following up ephemerally
+    /// would not do what it says.
     async fn finish_deferred(
         &self,
         c: &CommandInteraction,
         result: Result<crate::core::report::Report, PipelineError>,
     ) {
-        if let Err(e) = &result {
-            if let Err(d) = c.delete_response(&*self.http).await {
-                tracing::warn!("could not remove the deferred response: {d:#}");
-            }
-            self.follow_ups(c, &render::error(e)).await;
-            return;
-        }
         self.edit_and_follow(c, messages(result)).await;
     }
 
@@ -368,14 +401,20 @@ impl Bot {
         let first = &msgs[0];
         if first.files.is_empty() {
             let resp = CreateInteractionResponse::Message(response_message(first));
-            if send_ack(&self.http, Some(key(c)), ack, resp).await {
-                self.follow_ups(c, &msgs[1..]).await;
+            match send_ack(&self.http, Some(key(c)), ack, resp).await {
+                Acked::Sent => self.follow_ups(c, &msgs[1..]).await,
+                // The endpoint deferred for us: the answer replaces its "thinking…".
+                Acked::Late => self.edit_and_follow(c, msgs).await,
+                Acked::Failed => {}
             }
         } else {
             let defer = CreateInteractionResponse::Defer(
                 CreateInteractionResponseMessage::new().ephemeral(first.ephemeral),
             );
-            if send_ack(&self.http, Some(key(c)), ack, defer).await {
+            if send_ack(&self.http, Some(key(c)), ack, defer)
+                .await
+                .answered()
+            {
                 self.edit_and_follow(c, msgs).await;
             }
         }
@@ -433,7 +472,9 @@ impl Bot {
         else {
             return Vec::new();
         };
+        // More than 25 fixed choices are published as autocomplete: the choices are its source.
         let candidates: Vec<String> = match commands::autocomplete_source(opt) {
+            _ if !opt.choices.is_empty() => opt.choices.clone(),
             Some(Autocomplete::Services) => match self.core.service_names().await {
                 Ok(s) => s.into_iter().map(|s| s.to_string()).collect(),
                 Err(e) => {
@@ -493,22 +534,43 @@ fn key(c: &CommandInteraction) -> Key<'_> {
     }
 }
 
-/// Delivers the first answer; false when it could not be delivered (then nothing follows).
+/// What became of a first answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Acked {
+    Sent,
+    /// The HTTP endpoint had already answered for the handler (a deferral of the right kind):
+    /// the answer must now go as an edit of the original response or a follow-up.
+    Late,
+    /// Not delivered; nothing can follow.
+    Failed,
+}
+
+impl Acked {
+    /// Delivered, or stood in for: later calls on the interaction's webhook work.
+    fn answered(self) -> bool {
+        self != Acked::Failed
+    }
+}
+
+/// Delivers the first answer.
 async fn send_ack(
     http: &Http,
     key: Option<Key<'_>>,
     ack: Ack,
     resp: CreateInteractionResponse,
-) -> bool {
+) -> Acked {
     match ack {
-        Ack::Reply(tx) => tx.send(resp).is_ok(),
+        Ack::Reply(tx) => match tx.send(resp) {
+            Ok(()) => Acked::Sent,
+            Err(_) => Acked::Late,
+        },
         Ack::Rest => {
-            let Some(k) = key else { return false };
+            let Some(k) = key else { return Acked::Failed };
             match resp.execute(http, (k.id, k.token)).await {
-                Ok(()) => true,
+                Ok(()) => Acked::Sent,
                 Err(e) => {
                     tracing::error!("interaction response failed: {e:#}");
-                    false
+                    Acked::Failed
                 }
             }
         }
@@ -662,7 +724,10 @@ fn components(m: &render::Message) -> Vec<CreateActionRow> {
 macro_rules! message_parts {
     ($builder:expr, $m:expr) => {{
         let m: &render::Message = $m;
-        let mut b = $builder.embeds(m.embeds.iter().map(embed).collect());
+        // No @everyone, role or user pings from anything the bot posts, whatever its text.
+        let mut b = $builder
+            .embeds(m.embeds.iter().map(embed).collect())
+            .allowed_mentions(CreateAllowedMentions::new());
         if let Some(c) = &m.content {
             b = b.content(c);
         }
@@ -751,18 +816,7 @@ impl EventHandler for GatewayHandler {
 pub async fn serve(core: Arc<Core>, config: DiscordConfig) -> anyhow::Result<()> {
     // Card timers end with this function: when it returns or is dropped, the sender goes.
     let (_alive_tx, alive_rx) = watch::channel(());
-    let alive = Alive {
-        rx: alive_rx,
-        _own: None,
-    };
-    let http = Arc::new(config.http());
-    core.set_threads(Arc::new(threads::DiscordThreads::new(http.clone())));
-    let bot = Arc::new(Bot {
-        core: core.clone(),
-        http,
-        config: config.clone(),
-        alive: alive.clone(),
-    });
+    let (mut client, bot) = assemble(core, config.clone(), alive_rx).await?;
     tokio::spawn(approval::resume(bot.clone()));
     if let (Some(key), Some(addr)) = (&config.public_key, config.interactions_addr) {
         let verifier = endpoint::verifier(key).map_err(anyhow::Error::msg)?;
@@ -775,17 +829,38 @@ pub async fn serve(core: Arc<Core>, config: DiscordConfig) -> anyhow::Result<()>
             }
         });
     }
-    let handler = GatewayHandler {
-        core,
-        config: config.clone(),
-        alive,
-    };
-    let mut client =
-        serenity::all::ClientBuilder::new_with_http(config.http(), GatewayIntents::GUILDS)
-            .event_handler(handler)
-            .await?;
     client.start().await?;
     Ok(())
+}
+
+/// The gateway client and the handler the endpoint, timers and threads use, on one REST
+/// client: Discord's rate limits are per bot, so one limiter must see every request.
+pub(crate) async fn assemble(
+    core: Arc<Core>,
+    config: DiscordConfig,
+    alive_rx: watch::Receiver<()>,
+) -> anyhow::Result<(serenity::Client, Arc<Bot>)> {
+    let alive = Alive {
+        rx: alive_rx,
+        _own: None,
+    };
+    let handler = GatewayHandler {
+        core: core.clone(),
+        config: config.clone(),
+        alive: alive.clone(),
+    };
+    let client = serenity::all::ClientBuilder::new_with_http(config.http(), GatewayIntents::GUILDS)
+        .event_handler(handler)
+        .await?;
+    let http = client.http.clone();
+    core.set_threads(Arc::new(threads::DiscordThreads::new(http.clone())));
+    let bot = Arc::new(Bot {
+        core,
+        http,
+        config,
+        alive,
+    });
+    Ok((client, bot))
 }
 
 #[cfg(test)]
@@ -816,6 +891,29 @@ mod tests {
         assert!(cfg.allow_dms);
         let e = DiscordConfig::from_env(&env(&[("DISCORD_ALLOWED_GUILDS", "ops")])).unwrap_err();
         assert!(e.contains("DISCORD_ALLOWED_GUILDS"), "{e}");
+    }
+
+    #[test]
+    fn the_interactions_endpoint_needs_the_application_id_and_says_so() {
+        let env = |k: &str| match k {
+            "DISCORD_TOKEN" => Some("t".to_owned()),
+            "DISCORD_PUBLIC_KEY" => Some("ab".repeat(32)),
+            "DISCORD_INTERACTIONS_ADDR" => Some("127.0.0.1:8080".to_owned()),
+            _ => None,
+        };
+        let e = DiscordConfig::from_env(&env).unwrap_err();
+        assert!(e.contains("missing: DISCORD_APPLICATION_ID"), "{e}");
+        let with_id = |k: &str| match k {
+            "DISCORD_APPLICATION_ID" => Some("42".to_owned()),
+            other => env(other),
+        };
+        assert!(DiscordConfig::from_env(&with_id).is_ok());
+        let half = |k: &str| match k {
+            "DISCORD_INTERACTIONS_ADDR" => None,
+            other => with_id(other),
+        };
+        let e = DiscordConfig::from_env(&half).unwrap_err();
+        assert!(e.contains("missing: DISCORD_INTERACTIONS_ADDR"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serenity::all::{
 
 use super::{Bot, create_message, render};
 use crate::core::report::Report;
-use crate::core::threads::{Thread, Threads};
+use crate::core::threads::{Refused, Thread, Threads};
 
 /// Creates public threads with the bot's REST client.
 pub(super) struct DiscordThreads {
@@ -40,24 +40,66 @@ impl Threads for DiscordThreads {
                     .kind(ChannelType::PublicThread)
                     .auto_archive_duration(AutoArchiveDuration::OneWeek),
             )
-            .await?;
+            .await;
+        let thread = thread.map_err(|e| refused(e, "Create Public Threads"))?;
+        let mut notes = Vec::new();
         let msgs = render::report(summary);
-        let first = thread
-            .id
-            .send_message(&*self.http, create_message(&msgs[0]))
-            .await?;
-        for m in &msgs[1..] {
-            thread
-                .id
-                .send_message(&*self.http, create_message(m))
-                .await?;
+        let mut first = None;
+        for m in &msgs {
+            match thread.id.send_message(&*self.http, create_message(m)).await {
+                Ok(sent) => {
+                    first.get_or_insert(sent.id);
+                }
+                Err(e) => {
+                    tracing::warn!(thread = %thread.id, "incident summary not posted: {e:#}");
+                    notes.push(format!(
+                        "The summary could not be posted in the thread ({}).",
+                        why(&e, "Send Messages in Threads")
+                    ));
+                    break;
+                }
+            }
         }
-        thread.id.pin(&*self.http, first.id).await?;
+        if let Some(first) = first
+            && let Err(e) = thread.id.pin(&*self.http, first).await
+        {
+            tracing::warn!(thread = %thread.id, "incident summary not pinned: {e:#}");
+            notes.push(format!(
+                "The summary could not be pinned ({}).",
+                why(&e, "Pin Messages")
+            ));
+        }
         Ok(Thread {
             id: thread.id.to_string(),
             mention: format!("<#{}>", thread.id),
+            notes,
         })
     }
+}
+
+/// Discord's answer in words: a missing permission is named (403, code 50013), anything else
+/// is Discord's own message.
+pub(super) fn why(e: &serenity::Error, permission: &str) -> String {
+    match e {
+        serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r))
+            if r.status_code.as_u16() == 403 =>
+        {
+            format!("the bot lacks the {permission} permission in this channel")
+        }
+        serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) => {
+            format!(
+                "Discord answered {}: {}",
+                r.status_code.as_u16(),
+                r.error.message
+            )
+        }
+        other => format!("{other}"),
+    }
+}
+
+fn refused(e: serenity::Error, permission: &str) -> anyhow::Error {
+    let words = why(&e, permission);
+    anyhow::Error::new(e).context(Refused(words))
 }
 
 /// Appends to the timeline when `channel` is an open incident's thread; failures are logged,
@@ -95,6 +137,19 @@ pub(super) async fn after_command(
         let edit = EditThread::new().archived(true).locked(true);
         if let Err(e) = c.channel_id.edit_thread(&*bot.http, edit).await {
             tracing::warn!(thread = %c.channel_id, "could not archive the incident thread: {e:#}");
+            // Said where the people are, through the interaction's webhook (which needs no
+            // channel permission): the incident is closed, the thread is not.
+            let text = format!(
+                "⚠ The incident is closed, but this thread could not be archived and locked ({}). Archive it by hand, or give the bot that permission.",
+                why(&e, "Manage Threads")
+            );
+            let m = &render::text(&text, false)[0];
+            let sent = super::on_webhook("follow-up", || {
+                c.create_followup(&*bot.http, super::followup_message(m))
+            });
+            if let Err(e) = sent.await {
+                tracing::error!("could not say that the thread stays open: {e:#}");
+            }
         }
         return;
     }
