@@ -1114,6 +1114,99 @@ async fn over_the_endpoint_an_edit_that_reaches_discord_before_the_reply_is_retr
     sim.assert_no_violations();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_handler_is_too_slow_the_endpoint_defers_and_the_late_answer_edits_the_placeholder()
+ {
+    let sim = Sim::start(TOKEN).await;
+    // The handler would answer directly after 3 s (its ack budget is longer than the
+    // endpoint's 2.5 s): the endpoint answers for it, and the answer must not be lost.
+    let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_millis(3000)));
+    let (addr, key, server, _dir) = endpoint_bot(&sim, fake.clone(), |c| {
+        c.ack_budget = Duration::from_secs(10);
+    })
+    .await;
+    let (id, token) = ids();
+    let body = interaction(
+        2,
+        id,
+        &token,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        "restart",
+        json!([opt("service", 3, json!("api-1"))]),
+    )
+    .to_string()
+    .into_bytes();
+    let now = chrono::Utc::now().timestamp();
+    let (st, resp) = post(addr, &signed(&key, now, &body), &body).await;
+    assert_eq!(st, 200, "{resp}");
+    assert_eq!(serde_json::from_str::<Value>(&resp).unwrap()["type"], 5);
+    let path = format!("/webhooks/{APP_ID}/{token}/messages/@original");
+    let edited = sim
+        .wait_for(WAIT, |rs| {
+            rs.iter()
+                .find(|r| r.method == "PATCH" && r.path.ends_with(&path) && r.status == 200)
+                .cloned()
+        })
+        .await
+        .expect("the late answer arrives as an edit of the placeholder");
+    assert!(
+        edited.json.to_string().contains("api-1"),
+        "{:?}",
+        edited.json
+    );
+    assert_eq!(fake.calls(), ["restart riftwing-api-1-1"], "ran once");
+    server.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoints_stand_in_answer_fits_the_interaction_autocomplete_gets_no_choices() {
+    let sim = Sim::start(TOKEN).await;
+    // Autocomplete reads the service list from the engine, here slower than 2.5 s.
+    let fake = Arc::new(FakeEngine::riftwing().with_list_delay(Duration::from_millis(3500)));
+    let (addr, key, server, _dir) = endpoint_bot(&sim, fake, |_| {}).await;
+    let (id, token) = ids();
+    let mut d = interaction(
+        4,
+        id,
+        &token,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        "logs",
+        json!([{"name": "service", "type": 3, "value": "ap", "focused": true}]),
+    );
+    d["data"]["options"][0]["focused"] = json!(true);
+    let body = d.to_string().into_bytes();
+    let now = chrono::Utc::now().timestamp();
+    let started = std::time::Instant::now();
+    let (st, resp) = post(addr, &signed(&key, now, &body), &body).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "within Discord's 3 s"
+    );
+    assert_eq!(st, 200, "{resp}");
+    let resp: Value = serde_json::from_str(&resp).unwrap();
+    assert_eq!(resp["type"], 8, "autocomplete cannot be deferred: {resp}");
+    server.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_the_endpoint_the_timers_and_the_threads_share_one_rest_client() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let core = core_with(dir.path(), Arc::new(FakeEngine::riftwing()), |_| {});
+    let (_tx, rx) = tokio::sync::watch::channel(());
+    let (client, bot) = discord::assemble(core, config(&sim, TOKEN), rx)
+        .await
+        .unwrap();
+    assert!(
+        Arc::ptr_eq(&client.http, &bot.http),
+        "one Http, so one rate limiter sees every request"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Approval cards, incident threads, hidden commands.
 

@@ -33,6 +33,8 @@ pub struct FakeEngine {
     state: Mutex<State>,
     /// How long each mutation or stats call takes, to show that the core runs them in parallel.
     pub delay: Duration,
+    /// How long listing the containers takes (a slow Engine behind autocomplete).
+    pub list_delay: Duration,
     /// Scripted answers for exec and volume users (see `script_exec`, `set_foreign_users`).
     scripted: Mutex<Scripted>,
 }
@@ -130,6 +132,11 @@ impl FakeEngine {
 
     pub fn with_delay(mut self, d: Duration) -> Self {
         self.delay = d;
+        self
+    }
+
+    pub fn with_list_delay(mut self, d: Duration) -> Self {
+        self.list_delay = d;
         self
     }
 
@@ -246,6 +253,9 @@ impl FakeEngine {
 impl Engine for FakeEngine {
     async fn containers(&self) -> Result<Vec<ContainerInfo>, EngineError> {
         self.up()?;
+        if !self.list_delay.is_zero() {
+            tokio::time::sleep(self.list_delay).await;
+        }
         Ok(self.lock().containers.clone())
     }
 

@@ -835,7 +835,7 @@ pub async fn serve(core: Arc<Core>, config: DiscordConfig) -> anyhow::Result<()>
 
 /// The gateway client and the handler the endpoint, timers and threads use, on one REST
 /// client: Discord's rate limits are per bot, so one limiter must see every request.
-pub(crate) async fn assemble(
+pub async fn assemble(
     core: Arc<Core>,
     config: DiscordConfig,
     alive_rx: watch::Receiver<()>,
