@@ -761,6 +761,57 @@ async fn a_failure_after_deferral_is_an_edit_of_the_placeholder_not_a_deletion_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_keeps_discords_windows_and_turns_the_first_follow_up_after_a_deferral_into_an_edit()
+ {
+    let sim = Sim::start(TOKEN).await;
+    let quiet = json!({"parse": []});
+    // Past 3 seconds the first answer is refused: the interaction is gone.
+    sim.pretend_dispatched("late", 2, Duration::from_secs(4));
+    let body = json!({"type": 5}).to_string();
+    let (st, resp) = request(
+        sim.rest,
+        "POST",
+        "/api/v10/interactions/1/late/callback",
+        &[],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(st, 404, "{resp}");
+    assert!(resp.contains("10062"), "{resp}");
+    assert_eq!(sim.take_violations().len(), 1);
+
+    // Deferred, then an "ephemeral" follow-up: Discord edits the loading message with it.
+    sim.pretend_dispatched("defer", 2, Duration::ZERO);
+    let (st, _) = request(
+        sim.rest,
+        "POST",
+        "/api/v10/interactions/1/defer/callback",
+        &[],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(st, 204);
+    let original = sim.original("defer").expect("a loading message");
+    let follow = json!({"content": "done", "flags": 64, "allowed_mentions": quiet}).to_string();
+    let path = format!("/api/v10/webhooks/{APP_ID}/defer");
+    let (st, resp) = request(sim.rest, "POST", &path, &[], follow.as_bytes()).await;
+    assert_eq!(st, 200, "{resp}");
+    let m = sim.message(original).expect("the loading message");
+    assert_eq!(m.body["content"], "done");
+    assert!(!m.ephemeral, "the deferral was public, so the answer is");
+    // The second follow-up is a new message.
+    let (st, resp) = request(sim.rest, "POST", &path, &[], follow.as_bytes()).await;
+    assert_eq!(st, 200);
+    let second: u64 = serde_json::from_str::<Value>(&resp).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(second, original);
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_rejects_what_discord_would_reject_with_code_50035() {
     let sim = Sim::start(TOKEN).await;
     let cb = "/api/v10/interactions/1/tok/callback";

@@ -24,6 +24,10 @@ pub const CHANNEL_ID: u64 = 1_100_000_000_000_000_004;
 const KILL: &str = "\u{0}kill";
 /// Discord keeps at most this many pins per channel.
 const MAX_PINS: usize = 50;
+/// An interaction must get its first answer within this.
+const INITIAL_RESPONSE: Duration = Duration::from_secs(3);
+/// An interaction token (edits, follow-ups) lasts this long.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 /// A channel or thread as the simulator keeps it.
 #[derive(Debug, Clone)]
@@ -123,6 +127,9 @@ struct Inner {
     denied: HashSet<(u64, Permission)>,
     /// Deprecated routes the bot called (Discord still serves them; reported, not refused).
     deprecated: Vec<String>,
+    /// Deferred (type 5) interactions whose loading message has not been edited yet: Discord
+    /// turns the first follow-up into that edit, ephemeral flag or not.
+    loading: HashSet<String>,
 }
 
 /// The bot permissions the simulator can withhold, as Discord names them.
@@ -433,6 +440,18 @@ impl Sim {
             message: d["message"]["id"].as_str().and_then(|m| m.parse().ok()),
         });
         tx.send(frame.to_string()).unwrap();
+    }
+
+    /// Records an interaction as dispatched `ago` without a bot on the gateway, for tests of
+    /// the simulator's own rules.
+    pub fn pretend_dispatched(&self, token: &str, kind: u64, ago: Duration) {
+        self.lock().dispatched.push(Dispatched {
+            token: token.to_owned(),
+            at: Instant::now().checked_sub(ago).expect("a past instant"),
+            kind,
+            channel: CHANNEL_ID,
+            message: None,
+        });
     }
 
     /// Waits for the user-visible end of an interaction: an immediate answer (type 4), or a
@@ -768,8 +787,9 @@ async fn read_body(req: Request) -> Result<(Value, Vec<(String, Vec<u8>)>), Stri
     }
 }
 
+/// Discord counts lengths in UTF-16 code units (an emoji outside the BMP counts two).
 fn len(v: &Value) -> usize {
-    v.as_str().map_or(0, |s| s.chars().count())
+    v.as_str().map_or(0, |s| s.encode_utf16().count())
 }
 
 /// Discord's message rules (create, edit, interaction response data).
@@ -1219,6 +1239,21 @@ fn route(
             if sim.lock().expired.contains(*token) {
                 return gone();
             }
+            let late = sim
+                .lock()
+                .dispatched(token)
+                .is_some_and(|d| d.at.elapsed() > INITIAL_RESPONSE);
+            if late {
+                // Past Discord's 3 seconds the interaction is gone.
+                return refuse(
+                    sim,
+                    method,
+                    path,
+                    StatusCode::NOT_FOUND,
+                    10062,
+                    "Unknown interaction",
+                );
+            }
             let mut inner = sim.lock();
             if !inner.acknowledged.insert(token.to_string()) {
                 drop(inner);
@@ -1280,6 +1315,9 @@ fn route(
                         };
                         let (id, _) = inner.create_message(d.channel, &body, files, flags, 20);
                         inner.originals.insert(token.to_string(), id);
+                        if kind == 5 {
+                            inner.loading.insert(token.to_string());
+                        }
                     }
                     6 | 7 => {
                         let Some(m) = d.message else {
@@ -1327,7 +1365,11 @@ fn route(
             if !problems.is_empty() {
                 return invalid(problems);
             }
-            if sim.lock().expired.contains(*token) {
+            let past_window = sim
+                .lock()
+                .dispatched(token)
+                .is_some_and(|d| d.at.elapsed() > TOKEN_LIFETIME);
+            if past_window || sim.lock().expired.contains(*token) {
                 return gone();
             }
             let mut inner = sim.lock();
@@ -1345,7 +1387,10 @@ fn route(
                 );
             }
             let flags = json["flags"].as_u64().unwrap_or(0);
-            if creating {
+            // The first follow-up after a deferral edits the loading message (Discord's
+            // documented behaviour), whatever its flags say.
+            let edits_loading = inner.loading.remove(*token);
+            if creating && !edits_loading {
                 let (_, obj) = inner.create_message(channel, json, files, flags, 20);
                 return ok(obj);
             }
