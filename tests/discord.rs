@@ -168,6 +168,17 @@ fn config(sim: &Sim, token: &str) -> DiscordConfig {
         interactions_addr: None,
         allowed_guilds: vec![GuildId::new(GUILD_ID)],
         allow_dms: false,
+        http_client: None,
+    }
+}
+
+/// As production runs: `https://discord.com` (here the simulator over TLS) with serenity's
+/// rate limiter on.
+fn rate_limited_config(sim: &Sim, token: &str) -> DiscordConfig {
+    DiscordConfig {
+        api_base: None,
+        http_client: Some(sim.discord_client()),
+        ..config(sim, token)
     }
 }
 
@@ -808,6 +819,48 @@ async fn the_simulator_keeps_discords_windows_and_turns_the_first_follow_up_afte
         .parse()
         .unwrap();
     assert_ne!(second, original);
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_429_serenitys_rate_limiter_waits_and_the_answer_arrives_once() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let core = core_with(dir.path(), Arc::new(FakeEngine::riftwing()), |_| {});
+    let before = sim.requests().len();
+    let cfg = rate_limited_config(&sim, TOKEN);
+    let bot = tokio::spawn(async move {
+        if let Err(e) = discord::serve(core, cfg).await {
+            eprintln!("bot stopped: {e:#}");
+        }
+    });
+    sim.registration(before, WAIT)
+        .await
+        .expect("registered through the rate limiter, over TLS");
+    sim.rate_limit("POST", "/callback", 1, Duration::from_millis(800));
+    let t = slash(&sim, VIEWER, &[], CHANNEL_ID, "status", json!([]));
+    let fin = sim
+        .final_answer(&t, WAIT)
+        .await
+        .expect("the answer, after the wait");
+    assert!(
+        fin.ack_after >= Duration::from_millis(800),
+        "{:?}",
+        fin.ack_after
+    );
+    assert!(
+        fin.ack_after < Duration::from_secs(3),
+        "{:?}",
+        fin.ack_after
+    );
+    let callbacks: Vec<u16> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains(&format!("/{t}/callback")))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(callbacks, [429, 204], "refused once, then sent once");
+    bot.abort();
     sim.assert_no_violations();
 }
 

@@ -127,6 +127,8 @@ struct Inner {
     denied: HashSet<(u64, Permission)>,
     /// Deprecated routes the bot called (Discord still serves them; reported, not refused).
     deprecated: Vec<String>,
+    /// Routes to answer with 429: method, path part, how many more times, retry after.
+    limits: Vec<(String, String, usize, Duration)>,
     /// Deferred (type 5) interactions whose loading message has not been edited yet: Discord
     /// turns the first follow-up into that edit, ephemeral flag or not.
     loading: HashSet<String>,
@@ -143,6 +145,8 @@ pub enum Permission {
 
 pub struct Sim {
     pub rest: SocketAddr,
+    /// The same REST API over TLS as `discord.com` (see `tests/fixtures/tls`).
+    pub rest_tls: SocketAddr,
     pub gateway: SocketAddr,
     token: String,
     inner: Mutex<Inner>,
@@ -166,6 +170,7 @@ impl Sim {
     /// Starts REST and gateway listeners; `token` is the only one accepted.
     pub async fn start(token: &str) -> Arc<Sim> {
         let rest_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gw_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut inner = Inner::default();
         inner.channels.insert(
@@ -174,6 +179,7 @@ impl Sim {
         );
         let sim = Arc::new(Sim {
             rest: rest_l.local_addr().unwrap(),
+            rest_tls: tls_l.local_addr().unwrap(),
             gateway: gw_l.local_addr().unwrap(),
             token: token.to_owned(),
             inner: Mutex::new(inner),
@@ -184,6 +190,7 @@ impl Sim {
             .fallback(rest)
             .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
             .with_state(sim.clone());
+        tokio::spawn(serve_tls(tls_l, app.clone()));
         tokio::spawn(async move { axum::serve(rest_l, app).await.unwrap() });
         let s = sim.clone();
         tokio::spawn(async move {
@@ -193,6 +200,26 @@ impl Sim {
             }
         });
         sim
+    }
+
+    /// An HTTP client that reaches this simulator as `https://discord.com`: with it serenity's
+    /// own rate limiter (which ignores proxies) runs in tests.
+    pub fn discord_client(&self) -> reqwest::Client {
+        let ca = std::fs::read(tls_fixture("ca.pem")).unwrap();
+        reqwest::Client::builder()
+            .resolve("discord.com", self.rest_tls)
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    /// Answers the next `times` requests whose method is `method` and whose path contains
+    /// `path_part` with 429 and Discord's rate-limit headers, asking to wait `retry_after`.
+    pub fn rate_limit(&self, method: &str, path_part: &str, times: usize, retry_after: Duration) {
+        self.lock()
+            .limits
+            .push((method.to_owned(), path_part.to_owned(), times, retry_after));
     }
 
     pub fn base(&self) -> String {
@@ -1035,6 +1062,44 @@ async fn rest(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             );
         }
     };
+    let limited = {
+        let mut inner = sim.lock();
+        inner
+            .limits
+            .iter_mut()
+            .find(|(m, p, n, _)| *n > 0 && *m == method.as_str() && path.contains(p.as_str()))
+            .map(|l| {
+                l.2 -= 1;
+                l.3
+            })
+    };
+    if let Some(wait) = limited {
+        sim.lock().requests.push(Recorded {
+            at: Instant::now(),
+            method: method.to_string(),
+            path,
+            json,
+            files,
+            status: 429,
+        });
+        sim.changed.notify_waiters();
+        let secs = format!("{:.3}", wait.as_secs_f64());
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                ("content-type", "application/json".to_owned()),
+                ("retry-after", secs.clone()),
+                ("x-ratelimit-limit", "5".to_owned()),
+                ("x-ratelimit-remaining", "0".to_owned()),
+                ("x-ratelimit-reset-after", secs.clone()),
+                ("x-ratelimit-bucket", "sim-bucket".to_owned()),
+                ("x-ratelimit-scope", "user".to_owned()),
+            ],
+            json!({"message": "You are being rate limited.", "retry_after": wait.as_secs_f64(), "global": false})
+                .to_string(),
+        )
+            .into_response();
+    }
     let spec = crate::discord_spec::spec();
     let problems = spec.problems(method.as_str(), &path, &json);
     let (status, resp) = if problems.is_empty() {
@@ -1583,5 +1648,46 @@ fn route(
                 discord_error(StatusCode::NOT_FOUND, 0, "404: Not Found", json!({})),
             )
         }
+    }
+}
+
+fn tls_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+/// Serves `app` over TLS as `discord.com`, with the test certificate.
+async fn serve_tls(listener: TcpListener, app: Router) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(tls_fixture("discord.com.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(tls_fixture("discord.com.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    while let Ok((stream, _)) = listener.accept().await {
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+        });
     }
 }

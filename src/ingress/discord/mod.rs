@@ -53,6 +53,9 @@ pub struct DiscordConfig {
     pub allowed_guilds: Vec<GuildId>,
     /// Direct messages to the bot run commands only when set (`DISCORD_ALLOW_DMS=true`).
     pub allow_dms: bool,
+    /// The HTTP client for `https://discord.com` (tests resolve it to a simulator over TLS, so
+    /// serenity's rate limiter runs, which a proxy base turns off); `None`: serenity's own.
+    pub http_client: Option<reqwest::Client>,
 }
 
 impl fmt::Debug for DiscordConfig {
@@ -145,6 +148,7 @@ impl DiscordConfig {
             application_id,
             public_key,
             interactions_addr,
+            http_client: None,
         })
     }
 
@@ -153,6 +157,9 @@ impl DiscordConfig {
     pub fn http(&self) -> Http {
         let mut b = HttpBuilder::new(self.token.expose())
             .default_allowed_mentions(CreateAllowedMentions::new());
+        if let Some(client) = &self.http_client {
+            b = b.client(client.clone());
+        }
         if let Some(base) = &self.api_base {
             b = b
                 .proxy(base.trim_end_matches('/'))
