@@ -62,6 +62,50 @@ fn check_config_names_the_bad_command_file_and_line_and_fails() {
 }
 
 #[test]
+fn check_config_refuses_a_catalog_discord_would_refuse_and_says_why() {
+    // The shipped catalog (the grants name its commands) plus one command Discord would
+    // refuse: an integer choice beyond i32, which serenity can only send as a string.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for f in std::fs::read_dir(repo.join("commands")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("tail.toml"),
+        r#"name = "tail"
+description = "Recent log lines of one service"
+operation = "logs"
+target = { kind = "service", option = "service" }
+
+[[options]]
+name = "service"
+description = "Service to read"
+type = "service"
+required = true
+
+[[options]]
+name = "tail"
+description = "Lines from the end"
+type = "integer"
+choices = ["100", "3000000000"]
+"#,
+    )
+    .unwrap();
+    let commands = dir.path().display().to_string();
+    let (code, _, err) = run(
+        &["check-config"],
+        &[("CONTAINER_OPS_COMMANDS_DIR", commands.as_str())],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("/tail: choice `3000000000` of integer option `tail`")
+            && err.contains("Discord would refuse the registration"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_config_refuses_a_destructive_operation_without_approvals_naming_file_and_line() {
     let (code, _, err) = run(
         &["check-config"],

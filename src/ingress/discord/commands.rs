@@ -276,4 +276,96 @@ mod tests {
         let ts = opts.iter().find(|o| o["name"] == "timestamps").unwrap();
         assert_eq!(ts["type"], 5);
     }
+
+    fn int_option(name: &str) -> CreateCommandOption {
+        CreateCommandOption::new(CommandOptionType::Integer, name, "n")
+    }
+
+    #[test]
+    fn what_discord_would_refuse_in_a_registration_is_named() {
+        let ok = CreateCommand::new("status").description("d");
+        assert!(limit_problems(std::slice::from_ref(&ok)).is_empty());
+
+        let many: Vec<CreateCommand> = (0..101)
+            .map(|i| CreateCommand::new(format!("c{i}")).description("d"))
+            .collect();
+        assert!(limit_problems(&many)[0].contains("101 commands"));
+
+        let bad = [
+            CreateCommand::new("Status").description("d"),
+            CreateCommand::new("x")
+                .description("d")
+                .set_options((0..26).map(|i| int_option(&format!("o{i}"))).collect()),
+            CreateCommand::new("y").description("d").set_options(vec![
+                int_option("later"),
+                int_option("first").required(true),
+            ]),
+            CreateCommand::new("z").description("d").set_options(vec![
+                int_option("n").add_string_choice("3000000000", "3000000000"),
+            ]),
+            CreateCommand::new("w").description("d").set_options(vec![
+                CreateCommandOption::new(CommandOptionType::String, "s", "d")
+                    .add_string_choice("a", "a")
+                    .set_autocomplete(true),
+            ]),
+            CreateCommand::new("v").description("d").set_options(
+                (0..20)
+                    .map(|i| {
+                        (0..25).fold(
+                            CreateCommandOption::new(
+                                CommandOptionType::String,
+                                format!("o{i}"),
+                                "d",
+                            ),
+                            |o, j| o.add_string_choice(format!("{j:0>20}"), format!("{j:0>20}")),
+                        )
+                    })
+                    .collect(),
+            ),
+        ];
+        let problems = limit_problems(&bad).join("\n");
+        for expected in [
+            "/Status: the command name `Status` is not a Discord name",
+            "/x: 26 options",
+            "/y: option `first` is required after an optional one",
+            "/z: choice `3000000000` of integer option `n` is not an integer",
+            "/w: option `s` has both choices and autocomplete",
+            "/v: 20072 characters in names, descriptions and choices",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected} not in:\n{problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_integer_choice_beyond_i32_in_the_catalog_is_refused_and_more_than_25_choices_autocomplete()
+     {
+        let mut o = OptionSpec {
+            name: "n".into(),
+            description: "d".into(),
+            kind: OptionType::Integer,
+            required: false,
+            multiple: false,
+            choices: vec!["1".into(), "3000000000".into()],
+            autocomplete: None,
+            max_length: None,
+            min: None,
+            max: None,
+        };
+        let groups = BTreeMap::new();
+        let c = CreateCommand::new("q")
+            .description("d")
+            .set_options(vec![option(&o, &groups)]);
+        assert!(limit_problems(&[c])[0].contains("3000000000"));
+        o.kind = OptionType::String;
+        o.choices = (0..30).map(|i| format!("c{i}")).collect();
+        let v = serde_json::to_value(option(&o, &groups)).unwrap();
+        assert_eq!(v["autocomplete"], true);
+        assert!(
+            v.get("choices")
+                .is_none_or(|c| c.as_array().is_none_or(Vec::is_empty))
+        );
+    }
 }
