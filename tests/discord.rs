@@ -157,28 +157,20 @@ async fn platform() -> Arc<dyn Engine> {
     )
 }
 
+/// The bot as production runs it: `https://discord.com` (the simulator over TLS, see
+/// `tests/fixtures/tls`) with serenity's own rate limiter on.
 fn config(sim: &Sim, token: &str) -> DiscordConfig {
     DiscordConfig {
         token: Secret::new(token),
         guild: Some(GuildId::new(GUILD_ID)),
-        api_base: Some(sim.base()),
+        api_base: None,
         ack_budget: Duration::from_millis(1500),
         application_id: Some(ApplicationId::new(APP_ID)),
         public_key: None,
         interactions_addr: None,
         allowed_guilds: vec![GuildId::new(GUILD_ID)],
         allow_dms: false,
-        http_client: None,
-    }
-}
-
-/// As production runs: `https://discord.com` (here the simulator over TLS) with serenity's
-/// rate limiter on.
-fn rate_limited_config(sim: &Sim, token: &str) -> DiscordConfig {
-    DiscordConfig {
-        api_base: None,
         http_client: Some(sim.discord_client()),
-        ..config(sim, token)
     }
 }
 
@@ -823,12 +815,37 @@ async fn the_simulator_keeps_discords_windows_and_turns_the_first_follow_up_afte
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_an_api_proxy_base_the_bot_registers_and_answers() {
+    // DISCORD_API_BASE: an HTTP proxy in front of Discord (serenity's limiter is off then,
+    // the proxy limits).
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let core = core_with(dir.path(), Arc::new(FakeEngine::riftwing()), |_| {});
+    let before = sim.requests().len();
+    let cfg = DiscordConfig {
+        api_base: Some(sim.base()),
+        http_client: None,
+        ..config(&sim, TOKEN)
+    };
+    let bot = tokio::spawn(async move {
+        if let Err(e) = discord::serve(core, cfg).await {
+            eprintln!("bot stopped: {e:#}");
+        }
+    });
+    sim.registration(before, WAIT).await.expect("registered");
+    let t = slash(&sim, VIEWER, &[], CHANNEL_ID, "status", json!([]));
+    sim.final_answer(&t, WAIT).await.expect("an answer");
+    bot.abort();
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_429_serenitys_rate_limiter_waits_and_the_answer_arrives_once() {
     let sim = Sim::start(TOKEN).await;
     let dir = config_dir();
     let core = core_with(dir.path(), Arc::new(FakeEngine::riftwing()), |_| {});
     let before = sim.requests().len();
-    let cfg = rate_limited_config(&sim, TOKEN);
+    let cfg = config(&sim, TOKEN);
     let bot = tokio::spawn(async move {
         if let Err(e) = discord::serve(core, cfg).await {
             eprintln!("bot stopped: {e:#}");
