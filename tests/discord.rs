@@ -576,13 +576,27 @@ channels = ["*"]
     d["user"] = member["user"].clone();
     d["context"] = json!(1);
     sim.dispatch_interaction(d);
+    // A user-installed use in someone else's DM or a group DM (context 2): the command is
+    // not registered for it, and if it arrives anyway it is refused like a DM.
+    let (id, private) = ids();
+    let mut d = interaction(2, id, &private, VIEWER, &[], "status", json!([]));
+    let member = d.as_object_mut().unwrap().remove("member").unwrap();
+    d.as_object_mut().unwrap().remove("guild_id");
+    d["user"] = member["user"].clone();
+    d["context"] = json!(2);
+    d["authorizing_integration_owners"] = json!({"1": VIEWER.to_string()});
+    sim.dispatch_interaction(d);
     // Another server the bot was invited to.
     let (id, other) = ids();
     let mut d = interaction(2, id, &other, VIEWER, &[], "status", json!([]));
     d["guild_id"] = json!("1400000000000000099");
     sim.dispatch_interaction(d);
 
-    for (token, place) in [(dm, "direct messages"), (other, "not in server")] {
+    for (token, place) in [
+        (dm, "direct messages"),
+        (private, "direct messages"),
+        (other, "not in server"),
+    ] {
         let fin = sim.final_answer(&token, WAIT).await.expect("an answer");
         assert!(fin.ephemeral, "{fin:?}");
         assert!(

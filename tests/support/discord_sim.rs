@@ -603,6 +603,14 @@ impl Sim {
                             };
                             check_event(&ready);
                             if sink.send(WsMessage::Text(ready.to_string())).await.is_err() { return; }
+                            // Then, as Discord does for each guild in READY, the guild itself.
+                            let guild = {
+                                let mut inner = self.lock();
+                                inner.seq += 1;
+                                guild_create_frame(inner.seq, &inner.channels)
+                            };
+                            check_event(&guild);
+                            if sink.send(WsMessage::Text(guild.to_string())).await.is_err() { return; }
                         }
                         Some(6) => {
                             let resumed = {
@@ -694,14 +702,20 @@ fn check_gateway(frame: &Value) {
 pub fn check_event(frame: &Value) {
     match serde_json::from_value::<GatewayEvent>(frame.clone()) {
         Ok(GatewayEvent::Dispatch(_, Event::Unknown(u))) => {
-            let detail = if u.kind == "INTERACTION_CREATE" {
-                serde_json::from_value::<serenity::all::Interaction>(frame["d"].clone())
-                    .err()
-                    .map(|e| e.to_string())
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
+            let detail = match u.kind.as_str() {
+                "INTERACTION_CREATE" => {
+                    serde_json::from_value::<serenity::all::Interaction>(frame["d"].clone())
+                        .err()
+                        .map(|e| e.to_string())
+                }
+                "GUILD_CREATE" => {
+                    serde_json::from_value::<serenity::all::Guild>(frame["d"].clone())
+                        .err()
+                        .map(|e| e.to_string())
+                }
+                _ => None,
+            }
+            .unwrap_or_default();
             panic!(
                 "discord-sim: our {} would be Event::Unknown to serenity: {detail}",
                 u.kind
@@ -716,6 +730,49 @@ pub fn check_event(frame: &Value) {
 fn user(id: u64, name: &str, bot: bool) -> Value {
     json!({"id": id.to_string(), "username": name, "discriminator": "0", "global_name": name,
            "avatar": null, "bot": bot, "public_flags": 0})
+}
+
+/// GUILD_CREATE for the team's guild: its text channels and threads, the bot as a member.
+fn guild_create_frame(seq: u64, channels: &BTreeMap<u64, SimChannel>) -> Value {
+    let (threads, plain): (Vec<&SimChannel>, Vec<&SimChannel>) =
+        channels.values().partition(|c| c.is_thread());
+    let with_guild = |c: &SimChannel| {
+        let mut v = channel_object(c);
+        v["guild_id"] = json!(GUILD_ID.to_string());
+        v
+    };
+    let mut d = json!({
+        "id": GUILD_ID.to_string(), "name": "platform team", "icon": null, "icon_hash": null,
+        "splash": null, "discovery_splash": null, "owner_id": "900000000000000001",
+        "afk_channel_id": null, "afk_timeout": 300, "widget_enabled": false,
+        "widget_channel_id": null, "verification_level": 1, "default_message_notifications": 1,
+        "explicit_content_filter": 0, "emojis": [], "features": [], "mfa_level": 0,
+        "application_id": null, "system_channel_id": null, "system_channel_flags": 0,
+        "rules_channel_id": null, "max_presences": null, "max_members": 500000,
+    });
+    let more = json!({
+        "vanity_url_code": null, "description": null, "banner": null, "premium_tier": 0,
+        "premium_subscription_count": 0, "preferred_locale": "en-US",
+        "public_updates_channel_id": null, "max_video_channel_users": 25,
+        "max_stage_video_channel_users": 50, "nsfw_level": 0, "stickers": [],
+        "premium_progress_bar_enabled": false, "safety_alerts_channel_id": null,
+        "joined_at": "2026-01-01T00:00:00.000000+00:00", "large": false, "unavailable": false,
+        "member_count": 1, "voice_states": [], "presences": [], "stage_instances": [],
+        "guild_scheduled_events": [], "incidents_data": null,
+    });
+    for (k, v) in more.as_object().unwrap() {
+        d[k] = v.clone();
+    }
+    d["roles"] = json!([{"id": GUILD_ID.to_string(), "name": "@everyone", "color": 0,
+        "colors": {"primary_color": 0, "secondary_color": null, "tertiary_color": null},
+        "hoist": false, "icon": null, "unicode_emoji": null, "position": 0,
+        "permissions": "2248473465835073", "managed": false, "mentionable": false, "flags": 0}]);
+    d["members"] = json!([{"user": user(BOT_USER_ID, "container-ops", true), "roles": [],
+        "joined_at": "2026-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false,
+        "flags": 0, "pending": false}]);
+    d["channels"] = json!(plain.into_iter().map(with_guild).collect::<Vec<_>>());
+    d["threads"] = json!(threads.into_iter().map(with_guild).collect::<Vec<_>>());
+    json!({"op": 0, "t": "GUILD_CREATE", "s": seq, "d": d})
 }
 
 fn ready_frame(seq: u64, gw: SocketAddr) -> Value {
