@@ -2231,6 +2231,85 @@ async fn a_slow_approved_run_is_acknowledged_in_time_shows_running_then_the_resu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_endpoint_a_slow_click_gets_a_deferred_update_and_the_card_follows_as_an_edit() {
+    let slow = FakeEngine::riftwing().with_delay(Duration::from_secs(3));
+    let t = CardBot::start(slow, "restart-infra", |_| {}).await;
+    // The same store behind the HTTP endpoint, with a handler that would answer only after
+    // the run (3 s), later than the endpoint's 2.5 s.
+    let store = sqlite(t._dir.path()).await;
+    let core = store_core(t._dir.path(), t.fake.clone(), store, |_| {});
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let public: String = key
+        .verifying_key()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut cfg = config(&t.sim, TOKEN);
+    cfg.ack_budget = Duration::from_secs(10);
+    let bot = Arc::new(Bot::new(core, Arc::new(cfg.http()), cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = endpoint::router(bot, endpoint::verifier(&public).unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let (id, token) = ids();
+    let body = t
+        .sim
+        .click_payload(
+            id,
+            &token,
+            APPROVER,
+            &[],
+            t.card,
+            &format!("approval:approve:{}", t.request),
+        )
+        .to_string()
+        .into_bytes();
+    let now = chrono::Utc::now().timestamp();
+    let started = std::time::Instant::now();
+    let (st, resp) = post(addr, &signed(&key, now, &body), &body).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(st, 200, "{resp}");
+    let resp: Value = serde_json::from_str(&resp).unwrap();
+    assert_eq!(
+        resp["type"], 6,
+        "a deferred update of the card, not a public thinking: {resp}"
+    );
+    let path = format!("/webhooks/{APP_ID}/{token}/messages/@original");
+    t.sim
+        .wait_for(WAIT, |rs| {
+            rs.iter()
+                .find(|r| {
+                    r.method == "PATCH"
+                        && r.path.ends_with(&path)
+                        && r.status == 200
+                        && r.json.to_string().contains("Approved and ran")
+                })
+                .cloned()
+        })
+        .await
+        .expect("the card's update arrives as an edit once the run ends");
+    let mut calls = t.fake.calls();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            "restart riftwing-postgres-1",
+            "restart riftwing-redis-1",
+            "restart riftwing-temporal-1"
+        ],
+        "ran once"
+    );
+    server.abort();
+    t.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_run_that_fails_shows_failed_on_the_card_and_tells_the_approver() {
     // The fake's redis-cli prints nothing, so FLUSHALL is not confirmed: the run fails.
     let t = CardBot::start(FakeEngine::riftwing(), "flush-redis", |_| {}).await;

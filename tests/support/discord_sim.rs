@@ -363,6 +363,21 @@ impl Sim {
         message: u64,
         custom_id: &str,
     ) {
+        let d = self.click_payload(id, token, user_id, roles, message, custom_id);
+        self.dispatch_interaction(d);
+    }
+
+    /// The component interaction a click on `message` makes (to dispatch, or to sign and post
+    /// to the bot's HTTP endpoint).
+    pub fn click_payload(
+        &self,
+        id: u64,
+        token: &str,
+        user_id: u64,
+        roles: &[u64],
+        message: u64,
+        custom_id: &str,
+    ) -> Value {
         let m = self
             .message(message)
             .expect("a click on a message the simulator knows");
@@ -378,7 +393,7 @@ impl Sim {
         d["data"] = json!({"custom_id": custom_id, "component_type": 2});
         d["message"] = obj;
         d["channel_id"] = json!(m.channel.to_string());
-        self.dispatch_interaction(d);
+        d
     }
 
     /// IDENTIFY (2) and RESUME (6) opcodes received so far.
