@@ -424,6 +424,43 @@ fn the_settings_can_restrict_which_os_user_may_act_as_whom_on_the_console() {
 }
 
 #[test]
+fn a_secret_can_come_from_a_file_and_both_forms_or_an_unreadable_file_are_refused() {
+    let s = Scratch::new(None);
+    let url_file = s.dir.path().join("store-url");
+    std::fs::write(&url_file, format!("{}\n", s.url)).unwrap();
+    let file = url_file.display().to_string();
+    let env = [
+        ("CONTAINER_OPS_STORE_URL_FILE", file.as_str()),
+        ("CONTAINER_OPS_AUDIT_SPILL", s.spill.as_str()),
+    ];
+    assert_eq!(
+        run(&["console", "--as", "dave", "--command", "/help"], &env).0,
+        0
+    );
+    let c = rusqlite::Connection::open(s.dir.path().join("state.db")).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1, "the store named in the file was used");
+    let both = [
+        ("CONTAINER_OPS_STORE_URL_FILE", file.as_str()),
+        ("CONTAINER_OPS_STORE_URL", s.url.as_str()),
+    ];
+    let (code, _, err) = run(&["console", "--as", "dave", "--command", "/help"], &both);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("both CONTAINER_OPS_STORE_URL and CONTAINER_OPS_STORE_URL_FILE"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["serve"], &[("DISCORD_TOKEN_FILE", "/nonexistent/token")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot read DISCORD_TOKEN_FILE (/nonexistent/token)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn console_with_docker_unreachable_exits_1() {
     let (code, out, err) = run(&["console", "--as", "dave", "--command", "/status"], &[]);
     assert_eq!(code, 1, "{out}{err}");

@@ -1342,6 +1342,192 @@ async fn the_gateway_the_endpoint_the_timers_and_the_threads_share_one_rest_clie
     );
 }
 
+/// GET `path` on `addr`; status and body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    request(addr, "GET", path, &[], b"").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_lets_a_running_restart_finish_refuses_new_commands_and_ends_with_0_and_the_audit_intact()
+ {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    // Each restart takes 4 s: it is still running when the stop comes.
+    let fake = Arc::new(FakeEngine::riftwing().with_delay(Duration::from_secs(4)));
+    let store = sqlite(dir.path()).await;
+    let core = store_core(dir.path(), fake.clone(), store.clone(), |_| {});
+    let (stop, stops) = tokio::sync::mpsc::channel(4);
+    let before = sim.requests().len();
+    let bot = discord::serve(core.clone(), config(&sim, TOKEN));
+    let serving = tokio::spawn(container_ops::app::cli::serve_until(
+        core,
+        bot,
+        stops,
+        Duration::from_secs(30),
+    ));
+    sim.registration(before, WAIT).await.expect("registered");
+    let restart = slash(
+        &sim,
+        ADMIN_USER,
+        &[ADMIN_ROLE],
+        CHANNEL_ID,
+        "restart",
+        json!([opt("service", 3, json!("api-1"))]),
+    );
+    let cb = callback(&sim, &restart).await;
+    assert_eq!(cb.json["type"], 5, "deferred: it takes a while");
+    stop.send(()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let late = slash(&sim, VIEWER, &[], CHANNEL_ID, "status", json!([]));
+    let refused = sim.final_answer(&late, WAIT).await.expect("an answer");
+    assert!(
+        refused.ephemeral && refused.content.contains("restarting"),
+        "{refused:?}"
+    );
+    let fin = sim
+        .final_answer(&restart, WAIT)
+        .await
+        .expect("the running restart finishes and answers");
+    assert!(
+        fin.embeds[0].to_string().contains("api-1"),
+        "{:?}",
+        fin.embeds
+    );
+    let (code, err) = tokio::time::timeout(WAIT, serving)
+        .await
+        .expect("ends once nothing runs")
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fake.calls(), ["restart riftwing-api-1-1"]);
+    let report = container_ops::core::store::verify_audit(&*store)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+    let decisions: Vec<String> = store
+        .audit_page(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} {}", e.entry.command, e.entry.decision.as_str()))
+        .collect();
+    assert!(
+        decisions.contains(&"restart executing".to_owned())
+            && decisions.contains(&"restart ran".to_owned())
+            && decisions.contains(&"status failed".to_owned()),
+        "{decisions:?}"
+    );
+    sim.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_health_and_metrics_and_exits_0_on_sigterm() {
+    let sim = Sim::start(TOKEN).await;
+    let dir = config_dir();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let settings = std::fs::read_to_string(repo.join("deploy/container-ops.toml"))
+        .unwrap()
+        .replace(
+            "commands_dir = \"commands\"",
+            &format!("commands_dir = {:?}", dir.path().join("commands")),
+        )
+        .replace(
+            "permissions_dir = \"permissions\"",
+            &format!("permissions_dir = {:?}", dir.path().join("permissions")),
+        );
+    let settings_file = dir.path().join("settings.toml");
+    std::fs::write(&settings_file, settings).unwrap();
+    let health = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let env = [
+        ("DISCORD_TOKEN_FILE", token_file.display().to_string()),
+        ("DISCORD_GUILD_ID", GUILD_ID.to_string()),
+        ("DISCORD_APPLICATION_ID", APP_ID.to_string()),
+        ("DISCORD_API_BASE", sim.base()),
+        ("CONTAINER_OPS_PROJECT", test_project()),
+        (
+            "CONTAINER_OPS_DATA_DIR",
+            dir.path().join("state").display().to_string(),
+        ),
+        ("CONTAINER_OPS_HEALTH_ADDR", health.to_string()),
+        ("CONTAINER_OPS_LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let before = sim.requests().len();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_container-ops"))
+        .arg("--config")
+        .arg(&settings_file)
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sim.registration(before, WAIT)
+        .await
+        .expect("registered, with the token read from its file");
+    let mut ready = (0, String::new());
+    for _ in 0..100 {
+        ready = get(health, "/readyz").await;
+        if ready.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    let r: Value = serde_json::from_str(&ready.1).unwrap();
+    assert_eq!(
+        (&r["store"], &r["engine"], &r["gateway"]),
+        (&json!("up"), &json!("up"), &json!("up"))
+    );
+    assert_eq!(get(health, "/healthz").await.0, 200);
+    for _ in 0..2 {
+        let t = slash(&sim, VIEWER, &[], CHANNEL_ID, "status", json!([]));
+        sim.final_answer(&t, WAIT).await.expect("status");
+    }
+    let t = slash(
+        &sim,
+        1,
+        &[],
+        CHANNEL_ID,
+        "restart",
+        json!([opt("service", 3, json!("api-1"))]),
+    );
+    sim.final_answer(&t, WAIT).await.expect("a denial");
+    let (_, metrics) = get(health, "/metrics").await;
+    for line in [
+        r#"container_ops_commands_total{command="status",outcome="ran"} 2"#,
+        r#"container_ops_commands_total{command="restart",outcome="denied"} 1"#,
+        "container_ops_gateway_connects_total 1",
+        "container_ops_audit_spill_backlog 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+    // SAFETY: kill(2) on the child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    assert!(status.success(), "{status:?}\n{logs}");
+    // JSON logs: one object per line, the shutdown among them.
+    let shut = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "shut down cleanly");
+    assert!(shut.is_some(), "{logs}");
+    assert!(!logs.contains(TOKEN), "the token never reaches the logs");
+    sim.assert_no_violations();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Approval cards, incident threads, hidden commands.
 

@@ -106,10 +106,20 @@ pub struct ConsoleArgs {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // One JSON object per line for log collectors; the pipeline span's fields (invocation
+    // id, user, channel, command) come along with each event.
+    let _ = if std::env::var("CONTAINER_OPS_LOG_FORMAT").as_deref() == Ok("json") {
+        fmt.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .try_init()
+    } else {
+        fmt.try_init()
+    };
 }
 
 /// Entry point of the binary.
@@ -127,6 +137,21 @@ pub fn run() -> ExitCode {
 
 /// Runs a parsed command line and returns the exit status (see EXIT CODES in `--help`).
 pub fn execute(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let files = match super::wire::secret_files(env) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 2;
+        }
+    };
+    let with_files = move |k: &str| {
+        files
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| env(k))
+    };
+    let env: &Env = &with_files;
     match cli.command {
         CliCommand::Serve => serve(cli.config, env, err),
         CliCommand::CheckConfig => match load_config(cli.config.as_deref(), env) {
@@ -306,12 +331,153 @@ fn serve(config: Option<PathBuf>, env: &Env, err: &mut dyn Write) -> u8 {
         return 1;
     };
     let core = Arc::new(core);
-    match rt.block_on(crate::ingress::discord::serve(core, discord)) {
-        Ok(()) => 0,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e:#}");
-            1
+    let health = match env("CONTAINER_OPS_HEALTH_ADDR").filter(|a| !a.is_empty()) {
+        Some(a) => match a.parse::<std::net::SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                let _ = writeln!(
+                    err,
+                    "error: CONTAINER_OPS_HEALTH_ADDR `{a}` is not host:port"
+                );
+                return 2;
+            }
+        },
+        None => None,
+    };
+    let grace = match env("CONTAINER_OPS_SHUTDOWN_GRACE").filter(|g| !g.is_empty()) {
+        Some(g) => match crate::core::types::parse_duration(&g) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = writeln!(err, "error: CONTAINER_OPS_SHUTDOWN_GRACE `{g}`: {e}");
+                return 2;
+            }
+        },
+        None => std::time::Duration::from_secs(60),
+    };
+    let spill = spill_path(env);
+    rt.block_on(async move {
+        let signals = match Signals::new() {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot watch for SIGTERM/SIGINT: {e}");
+                return 1;
+            }
+        };
+        if let Some(addr) = health {
+            let watched = Arc::new(super::health::Watched {
+                core: core.clone(),
+                spill,
+                gateway: true,
+            });
+            tokio::spawn(async move {
+                if let Err(e) = super::health::serve(addr, watched).await {
+                    tracing::error!("health listener on {addr} stopped: {e}");
+                }
+            });
         }
+        let bot = crate::ingress::discord::serve(core.clone(), discord);
+        let (code, said) = serve_until(core, bot, signals.into_channel(), grace).await;
+        if !said.is_empty() {
+            let _ = writeln!(err, "{said}");
+        }
+        code
+    })
+}
+
+/// Runs `bot` until it ends or a stop arrives on `stop` (SIGTERM/SIGINT in the binary). Then
+/// new commands are refused ("restarting"), running ones get `grace` to finish while the bot
+/// keeps answering, the audit spill is written if the store is back, and the exit status is
+/// returned (0 when nothing was left running, 1 otherwise, 130 on a second stop) with what
+/// to tell the operator.
+pub async fn serve_until(
+    core: Arc<crate::pipeline::Core>,
+    bot: impl std::future::Future<Output = anyhow::Result<()>>,
+    mut stop: tokio::sync::mpsc::Receiver<()>,
+    grace: std::time::Duration,
+) -> (u8, String) {
+    tokio::pin!(bot);
+    tokio::select! {
+        ended = &mut bot => return match ended {
+            Ok(()) => (0, String::new()),
+            Err(e) => (1, format!("error: {e:#}")),
+        },
+        _ = stop.recv() => {}
+    }
+    tracing::warn!(
+        in_flight = core.in_flight(),
+        "shutting down: new commands are refused; running ones have {}s to finish",
+        grace.as_secs()
+    );
+    core.drain();
+    let settled = tokio::select! {
+        s = core.settled(grace) => s,
+        ended = &mut bot => {
+            if let Err(e) = ended {
+                tracing::error!("the Discord connection ended while shutting down: {e:#}");
+            }
+            core.settled(grace).await
+        }
+        _ = stop.recv() => {
+            return (130, format!("second signal: exiting now, {} command(s) still running", core.in_flight()));
+        }
+    };
+    // Entries kept aside while the store was down are written now if it is back.
+    if let Some(store) = core.store()
+        && let Err(e) = store.audit_head().await
+    {
+        tracing::warn!(
+            "the store is not reachable at shutdown; the spill file keeps its entries: {e}"
+        );
+    }
+    if settled {
+        tracing::warn!("shut down cleanly");
+        (0, String::new())
+    } else {
+        (
+            1,
+            format!(
+                "shut down with {} command(s) still running after {}s; an interrupted approved request is marked failed on the next start",
+                core.in_flight(),
+                grace.as_secs()
+            ),
+        )
+    }
+}
+
+/// SIGTERM (docker stop) and SIGINT (Ctrl-C), first and second.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+
+    /// Each signal as one message on a channel.
+    fn into_channel(mut self) -> tokio::sync::mpsc::Receiver<()> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                self.next().await;
+                if tx.send(()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx
     }
 }
 

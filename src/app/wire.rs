@@ -30,7 +30,38 @@ pub fn load_config(
 }
 
 /// The environment as a lookup, so tests need not touch the process's.
-pub type Env = dyn Fn(&str) -> Option<String>;
+pub type Env<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+/// The secrets the bot reads from its environment. Each may be given instead as
+/// `<NAME>_FILE`, the path of a file holding it (Docker and Compose secrets), so it never sits
+/// in the environment of the process or of `docker inspect`.
+pub const SECRET_VARS: &[&str] = &[
+    "DISCORD_TOKEN",
+    "DISCORD_PUBLIC_KEY",
+    "CONTAINER_OPS_STORE_URL",
+];
+
+/// The `<NAME>_FILE` secrets, read (a trailing newline dropped). Both forms set is an error,
+/// as is a file that cannot be read: never a silent fallback to "not set".
+pub fn secret_files(env: &Env) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for name in SECRET_VARS {
+        let file_var = format!("{name}_FILE");
+        let Some(path) = env(&file_var).filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        if env(name).is_some_and(|v| !v.is_empty()) {
+            return Err(format!("both {name} and {file_var} are set: keep one"));
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {file_var} ({path}): {e}"))?;
+        out.push((
+            (*name).to_owned(),
+            text.trim_end_matches(['\n', '\r']).to_owned(),
+        ));
+    }
+    Ok(out)
+}
 
 /// The store the bot keeps its audit and approvals in: `store_url`, else an SQLite file in
 /// `$CONTAINER_OPS_DATA_DIR` (default `.container-ops/`), so two consoles on one machine share it.

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod catalog;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod platform;
 pub mod policy;
 pub mod ratelimit;

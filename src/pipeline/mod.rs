@@ -133,6 +133,27 @@ pub struct Core {
     probes: tokio::sync::OnceCell<Arc<crate::ops::diagnose::probes::Probes>>,
     /// Chat threads for incidents, set by an adapter that has them (Discord); none on the console.
     threads: std::sync::OnceLock<Arc<dyn crate::core::threads::Threads>>,
+    metrics: Arc<crate::core::metrics::Metrics>,
+    /// Invocations between their start and their audit entry.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set on shutdown: new invocations are refused, running ones finish.
+    draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Counts one invocation in flight until dropped.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn start(n: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(n.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// What a run ended in: the answer, and what kind of thing happened, so that each chat
@@ -205,7 +226,41 @@ impl Core {
             approvals: None,
             probes: tokio::sync::OnceCell::new(),
             threads: std::sync::OnceLock::new(),
+            metrics: Arc::default(),
+            in_flight: Arc::default(),
+            draining: Arc::default(),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::core::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Stops taking new invocations (they are refused with "restarting"); running ones go on.
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Invocations that started and have not been audited yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until nothing is in flight, or `deadline` passes; true when nothing is.
+    pub async fn settled(&self, deadline: Duration) -> bool {
+        let until = Instant::now() + deadline;
+        while self.in_flight() > 0 {
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
     }
 
     /// Keeps approval requests (and reads the audit) in `store`; pair it with a
@@ -244,9 +299,18 @@ impl Core {
         let span = info_span!("pipeline", correlation_id = %inv.correlation_id, actor = %inv.actor, channel = %inv.channel, command = %inv.command);
         async {
             let started = Instant::now();
+            let _counted = InFlight::start(&self.in_flight);
             let mut trail = Trail::default();
             let mut redactor = self.redactor.clone();
-            let result = self.stages(&inv, &mut trail, &mut redactor).await;
+            let result = if self.is_draining() {
+                Err(UserError::Unavailable(
+                    "the bot is restarting and takes no new commands; try again in a moment"
+                        .into(),
+                )
+                .into())
+            } else {
+                self.stages(&inv, &mut trail, &mut redactor).await
+            };
             let (decision, outcome) = match &result {
                 Ok(r) if matches!(r.kind, ReplyKind::Pending(_)) => {
                     (AuditDecision::Pending, r.report.title.clone())
@@ -257,7 +321,17 @@ impl Core {
             };
             let record =
                 audit_record(&inv, &trail, decision, &outcome, started.elapsed(), &redactor);
-            let result = match self.audit.record(record).await {
+            // Known command names only: typed text must not become a label (or leak a secret).
+            let name = self
+                .catalog
+                .get(inv.command.trim_start_matches('/'))
+                .map_or("unknown", |c| c.name.as_str());
+            let audit_started = Instant::now();
+            let recorded = self.audit.record(record).await;
+            self.metrics.stage("audit", audit_started.elapsed());
+            self.metrics
+                .command(name, decision.as_str(), started.elapsed());
+            let result = match recorded {
                 Ok(None) => result,
                 Ok(Some(notice)) => with_notice(result, notice),
                 // Nothing is answered unrecorded: the store and the spill file both failed.

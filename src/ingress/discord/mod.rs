@@ -806,6 +806,7 @@ impl GatewayHandler {
 impl EventHandler for GatewayHandler {
     async fn ready(&self, ctx: Context, ready: Ready) {
         tracing::info!(user = %ready.user.name, "connected to the Discord gateway");
+        self.core.metrics().gateway_connected();
         if let Err(e) = self.bot(&ctx).register().await {
             tracing::error!("registering slash commands failed: {e:#}");
         }
