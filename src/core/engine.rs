@@ -135,6 +135,9 @@ pub enum EngineError {
     Timeout(Duration),
     #[error("docker engine error: {0}")]
     Other(String),
+    /// The bot's Docker access does not allow this call (a proxy's allow-list said 403).
+    #[error("the bot's Docker access does not allow this: {0}")]
+    Forbidden(String),
 }
 
 /// The container engine, scoped to one Compose project.

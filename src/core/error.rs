@@ -299,6 +299,10 @@ impl From<EngineError> for PipelineError {
                 "Container `{c}` no longer exists; run `/status` to see the current containers."
             ))
             .into(),
+            EngineError::Forbidden(why) => UserError::Refused(format!(
+                "The bot's Docker access does not allow this ({why}). Its Docker API proxy runs a profile without this operation; an operator profile allows it."
+            ))
+            .into(),
             other @ EngineError::Other(_) => PipelineError::internal(anyhow::Error::new(other)),
         }
     }

@@ -40,7 +40,9 @@ impl Targets {
 /// Engine failures that mean "stop everything" versus ones that only concern one container.
 fn fatal(e: EngineError) -> Result<String, PipelineError> {
     match e {
-        e @ (EngineError::Unavailable(_) | EngineError::Timeout(_)) => Err(e.into()),
+        e @ (EngineError::Unavailable(_) | EngineError::Timeout(_) | EngineError::Forbidden(_)) => {
+            Err(e.into())
+        }
         EngineError::NoSuchContainer(c) => Ok(format!("container {c} is gone")),
         EngineError::Other(m) => Ok(m),
     }

@@ -274,6 +274,10 @@ fn unreachable_daemon(endpoint: &Endpoint, cause: &str) -> EngineError {
 fn engine_error(e: BollardError) -> EngineError {
     match e {
         BollardError::DockerResponseServerError {
+            status_code: 403,
+            message,
+        } => EngineError::Forbidden(message),
+        BollardError::DockerResponseServerError {
             status_code,
             message,
         } => EngineError::Other(format!("daemon answered {status_code}: {message}")),
