@@ -76,6 +76,9 @@ pub enum CliCommand {
     /// The audit log in the store.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Ask a running `serve` whether it answers (its /healthz on CONTAINER_OPS_HEALTH_ADDR):
+    /// exit 0 when it does. For container healthchecks, where there is no curl.
+    Healthz,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +157,7 @@ pub fn execute(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) ->
     let env: &Env = &with_files;
     match cli.command {
         CliCommand::Serve => serve(cli.config, env, err),
+        CliCommand::Healthz => healthz(env, out, err),
         CliCommand::CheckConfig => match load_config(cli.config.as_deref(), env) {
             Ok((s, c, p)) => {
                 // Discord refuses a whole registration for one bad definition: say which.
@@ -441,6 +445,47 @@ pub async fn serve_until(
                 grace.as_secs()
             ),
         )
+    }
+}
+
+/// GET /healthz on the health listener of this host's `serve`.
+fn healthz(env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    use std::io::Read;
+    let Some(addr) = env("CONTAINER_OPS_HEALTH_ADDR").filter(|a| !a.is_empty()) else {
+        let _ = writeln!(err, "error: CONTAINER_OPS_HEALTH_ADDR is not set");
+        return 1;
+    };
+    let Ok(mut addr) = addr.parse::<std::net::SocketAddr>() else {
+        let _ = writeln!(
+            err,
+            "error: CONTAINER_OPS_HEALTH_ADDR `{addr}` is not host:port"
+        );
+        return 1;
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let answered = std::net::TcpStream::connect_timeout(&addr, timeout).and_then(|mut s| {
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        Ok(resp)
+    });
+    match answered {
+        Ok(resp) if resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200") => {
+            let _ = writeln!(out, "ok");
+            0
+        }
+        Ok(resp) => {
+            let _ = writeln!(err, "unhealthy: {}", resp.lines().next().unwrap_or(""));
+            1
+        }
+        Err(e) => {
+            let _ = writeln!(err, "unhealthy: no answer on {addr}: {e}");
+            1
+        }
     }
 }
 
