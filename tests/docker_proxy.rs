@@ -174,3 +174,45 @@ fn on_the_console_a_refused_restart_says_the_bots_docker_access_does_not_allow_i
     );
     assert!(!out.contains("internal error"), "{out}");
 }
+
+#[test]
+fn doctor_names_what_the_read_only_proxy_refuses_and_changes_nothing() {
+    let host = proxy("readonly", READONLY + 6);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_container-ops"))
+        .current_dir(repo())
+        .arg("doctor")
+        .env("CONTAINER_OPS_DOCKER_HOST", &host)
+        .env("CONTAINER_OPS_PROJECT", common::project())
+        .env("CONTAINER_OPS_DATA_DIR", dir.path())
+        .env("DISCORD_TOKEN", "MTIz.NDU2.Nzg5")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    for line in [
+        "ok      settings, catalog, permissions, platform",
+        "ok      Discord limits",
+        "ok      Discord token",
+        "ok      store",
+        "ok      Docker: ",
+        "warning Docker access: restart, stop, start, exec refused by the Docker API proxy",
+    ] {
+        assert!(said.contains(line), "`{line}` not in:\n{said}");
+    }
+    let operator = proxy("operator", OPERATOR + 6);
+    let out = Command::new(env!("CARGO_BIN_EXE_container-ops"))
+        .current_dir(repo())
+        .arg("doctor")
+        .env("CONTAINER_OPS_DOCKER_HOST", &operator)
+        .env("CONTAINER_OPS_PROJECT", common::project())
+        .env("CONTAINER_OPS_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("ok      Docker access: restart, stop, start and exec are allowed")
+            && said.contains("warning Discord token"),
+        "{said}"
+    );
+}

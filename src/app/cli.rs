@@ -76,6 +76,9 @@ pub enum CliCommand {
     /// The audit log in the store.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check what can be checked before going live: files, Discord limits, token shape, store,
+    /// Docker and what its access allows. Exit 1 when something is an error.
+    Doctor,
     /// Ask a running `serve` whether it answers (its /healthz on CONTAINER_OPS_HEALTH_ADDR):
     /// exit 0 when it does. For container healthchecks, where there is no curl.
     Healthz,
@@ -158,6 +161,7 @@ pub fn execute(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) ->
     match cli.command {
         CliCommand::Serve => serve(cli.config, env, err),
         CliCommand::Healthz => healthz(env, out, err),
+        CliCommand::Doctor => super::doctor::run(cli.config.as_deref(), env, out),
         CliCommand::CheckConfig => match load_config(cli.config.as_deref(), env) {
             Ok((s, c, p)) => {
                 // Discord refuses a whole registration for one bad definition: say which.

@@ -879,6 +879,63 @@ fn creation_spec(full: &str, i: &ContainerInspectResponse) -> Result<CreationSpe
 }
 
 impl DockerEngine {
+    /// Which mutating calls the bot's Docker access lets through, asked on a container name
+    /// nothing uses: the Engine answers "no such container" (allowed) or a proxy answers 403
+    /// (refused). Nothing is changed. For `container-ops doctor`.
+    pub async fn allowed_calls(&self) -> Vec<(&'static str, Result<bool, EngineError>)> {
+        const PROBE: &str = "container-ops-doctor-no-such-container";
+        let verdict = |r: Result<(), BollardError>| match r {
+            Ok(()) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 403, ..
+            }) => Ok(false),
+            Err(e) => Err(engine_error(e)),
+        };
+        let restart = self
+            .docker
+            .restart_container(
+                PROBE,
+                None::<bollard::query_parameters::RestartContainerOptions>,
+            )
+            .await;
+        let stop = self
+            .docker
+            .stop_container(
+                PROBE,
+                None::<bollard::query_parameters::StopContainerOptions>,
+            )
+            .await;
+        let start = self
+            .docker
+            .start_container(
+                PROBE,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await;
+        let exec = self
+            .docker
+            .create_exec(
+                PROBE,
+                CreateExecOptions::<String> {
+                    cmd: Some(vec!["true".into()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|_| ());
+        vec![
+            ("restart", verdict(restart)),
+            ("stop", verdict(stop)),
+            ("start", verdict(start)),
+            ("exec", verdict(exec)),
+        ]
+    }
+}
+
+impl DockerEngine {
     /// Names of containers outside this project that mount `volume`.
     async fn foreign_users(&self, volume: &str) -> Result<Vec<String>, EngineError> {
         let opts = ListContainersOptionsBuilder::default()
