@@ -109,12 +109,12 @@ pub struct ConsoleArgs {
     pub history: Option<PathBuf>,
 }
 
-fn init_tracing() {
+fn init_tracing(redactor: crate::core::redact::Redactor) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(RedactingStderr(Arc::new(redactor)));
     // One JSON object per line for log collectors; the pipeline span's fields (invocation
     // id, user, channel, command) come along with each event.
     let _ = if std::env::var("CONTAINER_OPS_LOG_FORMAT").as_deref() == Ok("json") {
@@ -128,10 +128,74 @@ fn init_tracing() {
     };
 }
 
+/// Log lines go through the redactor on their way to stderr: an error's cause chain can quote
+/// a dependency's message, a URL or a header with a credential in it.
+struct RedactingStderr(Arc<crate::core::redact::Redactor>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactedLine;
+
+    fn make_writer(&'a self) -> RedactedLine {
+        RedactedLine {
+            redactor: self.0.clone(),
+            buf: Vec::new(),
+            sink: Box::new(std::io::stderr()),
+        }
+    }
+}
+
+/// One formatted event, written redacted when the formatter is done with it.
+struct RedactedLine {
+    redactor: Arc<crate::core::redact::Redactor>,
+    buf: Vec<u8>,
+    sink: Box<dyn Write + Send>,
+}
+
+impl Write for RedactedLine {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let text = self.redactor.redact(&String::from_utf8_lossy(&self.buf));
+        self.buf.clear();
+        self.sink.write_all(text.as_bytes())
+    }
+}
+
+impl Drop for RedactedLine {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// The redactor for logs: the built-in rules, and the secrets the process was given.
+fn log_redactor(env: &Env) -> crate::core::redact::Redactor {
+    let mut r = crate::core::redact::Redactor::new();
+    for name in super::wire::SECRET_VARS {
+        if let Some(v) = env(name) {
+            r.learn_secret(&v);
+        }
+    }
+    r
+}
+
 /// Entry point of the binary.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let process_env = |k: &str| std::env::var(k).ok();
+    let files = super::wire::secret_files(&process_env).unwrap_or_default();
+    init_tracing(log_redactor(&|k: &str| {
+        files
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| process_env(k))
+    }));
     let env = |k: &str| std::env::var(k).ok();
     ExitCode::from(execute(
         cli,
@@ -669,4 +733,51 @@ fn interactive(
         let _ = writeln!(err, "warning: history not saved to {}: {e}", h.display());
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_reaches_its_sink_redacted_and_whole() {
+        let mut r = crate::core::redact::Redactor::new();
+        r.learn_secret("s3cr3t-store-password-42");
+        let out = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut line = RedactedLine {
+            redactor: Arc::new(r),
+            buf: Vec::new(),
+            sink: Box::new(Shared(out.clone())),
+        };
+        // The formatter writes an event in pieces; the secret may straddle them.
+        line.write_all(b"ERROR store: connect postgres://app:s3cr3t-store-")
+            .unwrap();
+        line.write_all(
+            b"password-42@db/app failed; token ghp_abcdefghijklmnopqrstuvwxyz0123456789\n",
+        )
+        .unwrap();
+        drop(line);
+        let written = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert!(
+            written.starts_with("ERROR store: connect postgres://app:"),
+            "{written}"
+        );
+        assert!(written.ends_with('\n'), "{written}");
+        for secret in [
+            "s3cr3t-store-password-42",
+            "abcdefghijklmnopqrstuvwxyz0123456789",
+        ] {
+            assert!(!written.contains(secret), "{written}");
+        }
+    }
 }
