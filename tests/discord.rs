@@ -1086,6 +1086,34 @@ async fn endpoint_bot(
     tempfile::TempDir,
 ) {
     let dir = config_dir();
+    let mut cfg = config(sim, TOKEN);
+    tweak(&mut cfg);
+    let (addr, key, server) = serve_endpoint(core(dir.path(), fake), cfg).await;
+    (addr, key, server, dir)
+}
+
+/// The first accepted edit of `token`'s original response whose body contains `containing`.
+async fn original_edit(sim: &Sim, token: &str, containing: &str) -> Option<discord_sim::Recorded> {
+    let path = format!("/webhooks/{APP_ID}/{token}/messages/@original");
+    sim.wait_for(WAIT, |rs| {
+        rs.iter()
+            .find(|r| {
+                r.method == "PATCH"
+                    && r.path.ends_with(&path)
+                    && r.status == 200
+                    && r.json.to_string().contains(containing)
+            })
+            .cloned()
+    })
+    .await
+}
+
+/// `core` behind the HTTP interactions endpoint; the endpoint's address, the key Discord
+/// signs with, and the server task.
+async fn serve_endpoint(
+    core: Arc<Core>,
+    cfg: DiscordConfig,
+) -> (SocketAddr, SigningKey, tokio::task::JoinHandle<()>) {
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let public: String = key
         .verifying_key()
@@ -1093,14 +1121,12 @@ async fn endpoint_bot(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let mut cfg = config(sim, TOKEN);
-    tweak(&mut cfg);
-    let bot = Arc::new(Bot::new(core(dir.path(), fake), Arc::new(cfg.http()), cfg));
+    let bot = Arc::new(Bot::new(core, Arc::new(cfg.http()), cfg));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = endpoint::router(bot, endpoint::verifier(&public).unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, key, server, dir)
+    (addr, key, server)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1230,13 +1256,7 @@ async fn over_the_endpoint_an_edit_that_reaches_discord_before_the_reply_is_retr
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     sim.reply_read(&token);
-    let path = format!("/webhooks/{APP_ID}/{token}/messages/@original");
-    let edited = sim
-        .wait_for(WAIT, |rs| {
-            rs.iter()
-                .find(|r| r.method == "PATCH" && r.path.ends_with(&path) && r.status == 200)
-                .cloned()
-        })
+    let edited = original_edit(&sim, &token, "")
         .await
         .expect("the edit is retried once Discord knows the interaction");
     assert!(
@@ -1276,13 +1296,7 @@ async fn when_the_handler_is_too_slow_the_endpoint_defers_and_the_late_answer_ed
     let (st, resp) = post(addr, &signed(&key, now, &body), &body).await;
     assert_eq!(st, 200, "{resp}");
     assert_eq!(serde_json::from_str::<Value>(&resp).unwrap()["type"], 5);
-    let path = format!("/webhooks/{APP_ID}/{token}/messages/@original");
-    let edited = sim
-        .wait_for(WAIT, |rs| {
-            rs.iter()
-                .find(|r| r.method == "PATCH" && r.path.ends_with(&path) && r.status == 200)
-                .cloned()
-        })
+    let edited = original_edit(&sim, &token, "")
         .await
         .expect("the late answer arrives as an edit of the placeholder");
     assert!(
@@ -2424,20 +2438,9 @@ async fn over_the_endpoint_a_slow_click_gets_a_deferred_update_and_the_card_foll
     // the run (3 s), later than the endpoint's 2.5 s.
     let store = sqlite(t._dir.path()).await;
     let core = store_core(t._dir.path(), t.fake.clone(), store, |_| {});
-    let key = SigningKey::from_bytes(&[7u8; 32]);
-    let public: String = key
-        .verifying_key()
-        .to_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let mut cfg = config(&t.sim, TOKEN);
     cfg.ack_budget = Duration::from_secs(10);
-    let bot = Arc::new(Bot::new(core, Arc::new(cfg.http()), cfg));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = endpoint::router(bot, endpoint::verifier(&public).unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (addr, key, server) = serve_endpoint(core, cfg).await;
 
     let (id, token) = ids();
     let body = t
@@ -2466,18 +2469,7 @@ async fn over_the_endpoint_a_slow_click_gets_a_deferred_update_and_the_card_foll
         resp["type"], 6,
         "a deferred update of the card, not a public thinking: {resp}"
     );
-    let path = format!("/webhooks/{APP_ID}/{token}/messages/@original");
-    t.sim
-        .wait_for(WAIT, |rs| {
-            rs.iter()
-                .find(|r| {
-                    r.method == "PATCH"
-                        && r.path.ends_with(&path)
-                        && r.status == 200
-                        && r.json.to_string().contains("Approved and ran")
-                })
-                .cloned()
-        })
+    original_edit(&t.sim, &token, "Approved and ran")
         .await
         .expect("the card's update arrives as an edit once the run ends");
     let mut calls = t.fake.calls();

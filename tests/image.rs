@@ -101,34 +101,27 @@ fn from_the_compose_snippet_the_bot_answers_status_through_the_proxy_with_secret
     };
     let up = compose(&["up", "-d", "--no-deps", "docker-proxy"]);
     assert!(up.status.success(), "{}", text(&up));
-    let status = compose(&[
-        "run",
-        "--rm",
-        "-T",
-        "--no-deps",
-        "container-ops",
-        "console",
-        "--as",
-        "alice",
-        "--command",
-        "/status",
-    ]);
+    // One console command in the bot's container, on the project's network.
+    let console = |line: &str| {
+        compose(&[
+            "run",
+            "--rm",
+            "-T",
+            "--no-deps",
+            "container-ops",
+            "console",
+            "--as",
+            "alice",
+            "--command",
+            line,
+        ])
+    };
+    let status = console("/status");
     let said = text(&status);
     assert!(status.status.success(), "{said}");
     assert!(said.contains(&format!("Status of {project}")), "{said}");
     // The read-only profile refuses a restart, and the bot says why.
-    let restart = compose(&[
-        "run",
-        "--rm",
-        "-T",
-        "--no-deps",
-        "container-ops",
-        "console",
-        "--as",
-        "alice",
-        "--command",
-        "/restart api-1",
-    ]);
+    let restart = console("/restart api-1");
     let said = text(&restart);
     assert_eq!(restart.status.code(), Some(2), "{said}");
     assert!(said.contains("Docker access does not allow this"), "{said}");

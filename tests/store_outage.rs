@@ -323,7 +323,7 @@ fn with_the_store_down_reads_answer_destructive_commands_are_refused_and_no_audi
 #[test]
 fn a_running_bot_whose_store_stops_keeps_entries_aside_and_writes_them_when_it_is_back() {
     use container_ops::core::approvals::ApprovalState;
-    use container_ops::core::store::{AuditDecision, NewAuditEntry, Store, verify_audit};
+    use container_ops::core::store::{Store, verify_audit};
     use container_ops::infra::store::ResilientStore;
     use container_ops::infra::store::spill::Spill;
 
@@ -339,20 +339,7 @@ fn a_running_bot_whose_store_stops_keeps_entries_aside_and_writes_them_when_it_i
         std::time::Duration::from_millis(200),
         std::time::Duration::from_secs(1),
     );
-    let entry = |n: u64| NewAuditEntry {
-        at: chrono::Utc::now(),
-        actor: format!("user-{n}"),
-        roles: vec![],
-        channel: "console".into(),
-        command: "status".into(),
-        args: String::new(),
-        target: vec![],
-        decision: AuditDecision::Ran,
-        result: "ok".into(),
-        duration_ms: n,
-        correlation_id: format!("c{n}"),
-        via: "console:ops".into(),
-    };
+    let entry = |n: u64| audit_entry(n, "status");
     rt.block_on(async {
         bot.connect_now().await.unwrap();
         assert_eq!(bot.record_audit(entry(1)).await.unwrap(), None);
@@ -393,7 +380,7 @@ fn a_running_bot_whose_store_stops_keeps_entries_aside_and_writes_them_when_it_i
 #[test]
 fn an_entry_made_while_another_process_holds_the_sqlite_write_lock_is_spilled_then_written_in_order()
  {
-    use container_ops::core::store::{AuditDecision, NewAuditEntry, Store, verify_audit};
+    use container_ops::core::store::{Store, verify_audit};
     use container_ops::infra::store::ResilientStore;
     use container_ops::infra::store::spill::Spill;
 
@@ -405,20 +392,7 @@ fn an_entry_made_while_another_process_holds_the_sqlite_write_lock_is_spilled_th
         Spill::new(dir.path().join("audit-spill.jsonl")),
         None,
     );
-    let entry = |n: u64| NewAuditEntry {
-        at: chrono::Utc::now(),
-        actor: format!("user-{n}"),
-        roles: vec![],
-        channel: "console".into(),
-        command: "stats".into(),
-        args: String::new(),
-        target: vec![],
-        decision: AuditDecision::Ran,
-        result: "ok".into(),
-        duration_ms: n,
-        correlation_id: format!("c{n}"),
-        via: "console:ops".into(),
-    };
+    let entry = |n: u64| audit_entry(n, "stats");
     rt.block_on(async {
         bot.connect_now().await.unwrap();
         assert_eq!(bot.record_audit(entry(1)).await.unwrap(), None);
@@ -442,4 +416,23 @@ fn an_entry_made_while_another_process_holds_the_sqlite_write_lock_is_spilled_th
         );
         assert!(verify_audit(&bot).await.unwrap().is_ok());
     });
+}
+
+/// An entry as a console command by `user-<n>` leaves it; `n` is also its duration, so the
+/// order in which entries were written shows in the log.
+fn audit_entry(n: u64, command: &str) -> container_ops::core::store::NewAuditEntry {
+    container_ops::core::store::NewAuditEntry {
+        at: chrono::Utc::now(),
+        actor: format!("user-{n}"),
+        roles: vec![],
+        channel: "console".into(),
+        command: command.into(),
+        args: String::new(),
+        target: vec![],
+        decision: container_ops::core::store::AuditDecision::Ran,
+        result: "ok".into(),
+        duration_ms: n,
+        correlation_id: format!("c{n}"),
+        via: "console:ops".into(),
+    }
 }

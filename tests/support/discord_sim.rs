@@ -1145,18 +1145,37 @@ async fn rest(State(sim): State<Arc<Sim>>, req: Request) -> Response {
                 l.3
             })
     };
-    if let Some(wait) = limited {
-        sim.lock().requests.push(Recorded {
-            at: Instant::now(),
-            method: method.to_string(),
-            path,
-            json,
-            files,
-            status: 429,
-        });
-        sim.changed.notify_waiters();
-        let secs = format!("{:.3}", wait.as_secs_f64());
-        return (
+    let spec = crate::discord_spec::spec();
+    let (status, resp) = if let Some(wait) = limited {
+        (StatusCode::TOO_MANY_REQUESTS, too_many_requests(wait))
+    } else {
+        let problems = spec.problems(method.as_str(), &path, &json);
+        if problems.is_empty() {
+            if let Some(route) = spec.deprecated(method.as_str(), &path) {
+                sim.lock().deprecated.push(format!("{method} {route}"));
+            }
+            route(&sim, &method, &path, &auth, &json, &files)
+        } else {
+            // What Discord's own spec refuses, the simulator refuses as Discord would.
+            invalid_form(&sim, "spec", problems)
+        }
+    };
+    sim.lock().requests.push(Recorded {
+        at: Instant::now(),
+        method: method.to_string(),
+        path,
+        json,
+        files,
+        status: status.as_u16(),
+    });
+    sim.changed.notify_waiters();
+    resp
+}
+
+/// Discord's 429 with its rate-limit headers, asking to wait `wait`.
+fn too_many_requests(wait: Duration) -> Response {
+    let secs = format!("{:.3}", wait.as_secs_f64());
+    (
             StatusCode::TOO_MANY_REQUESTS,
             [
                 ("content-type", "application/json".to_owned()),
@@ -1170,40 +1189,24 @@ async fn rest(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             json!({"message": "You are being rate limited.", "retry_after": wait.as_secs_f64(), "global": false})
                 .to_string(),
         )
-            .into_response();
+            .into_response()
+}
+
+/// Discord's 400 "Invalid Form Body" (50035); each problem is recorded as a violation,
+/// prefixed with `what`.
+fn invalid_form(sim: &Sim, what: &str, problems: Vec<String>) -> (StatusCode, Response) {
+    for p in &problems {
+        sim.violation(format!("{what}: {p}"));
     }
-    let spec = crate::discord_spec::spec();
-    let problems = spec.problems(method.as_str(), &path, &json);
-    let (status, resp) = if problems.is_empty() {
-        if let Some(route) = spec.deprecated(method.as_str(), &path) {
-            sim.lock().deprecated.push(format!("{method} {route}"));
-        }
-        route(&sim, &method, &path, &auth, &json, &files)
-    } else {
-        // What Discord's own spec refuses, the simulator refuses as Discord would.
-        for p in &problems {
-            sim.violation(format!("spec: {p}"));
-        }
-        (
+    (
+        StatusCode::BAD_REQUEST,
+        discord_error(
             StatusCode::BAD_REQUEST,
-            discord_error(
-                StatusCode::BAD_REQUEST,
-                50035,
-                "Invalid Form Body",
-                json!({"_errors": problems}),
-            ),
-        )
-    };
-    sim.lock().requests.push(Recorded {
-        at: Instant::now(),
-        method: method.to_string(),
-        path,
-        json,
-        files,
-        status: status.as_u16(),
-    });
-    sim.changed.notify_waiters();
-    resp
+            50035,
+            "Invalid Form Body",
+            json!({"_errors": problems}),
+        ),
+    )
 }
 
 /// A request Discord refuses with `code`; recorded as a violation (the bot should never need it).
@@ -1268,20 +1271,7 @@ fn route(
             discord_error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized", json!({})),
         );
     }
-    let invalid = |problems: Vec<String>| {
-        for pr in &problems {
-            sim.violation(format!("{method} {path}: {pr}"));
-        }
-        (
-            StatusCode::BAD_REQUEST,
-            discord_error(
-                StatusCode::BAD_REQUEST,
-                50035,
-                "Invalid Form Body",
-                json!({"_errors": problems}),
-            ),
-        )
-    };
+    let invalid = |problems: Vec<String>| invalid_form(sim, &format!("{method} {path}"), problems);
     if let ["webhooks", _, token, ..] = parts.as_slice() {
         let mut inner = sim.lock();
         if inner.reply_unread.contains(*token) {

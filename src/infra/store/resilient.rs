@@ -57,7 +57,6 @@ pub struct ResilientStore {
     open: Opener,
     on_first_connect: Option<OnFirstConnect>,
     spill: Spill,
-    key: Option<Arc<AuditKey>>,
     min_backoff: Duration,
     max_backoff: Duration,
     /// One lock around connecting, flushing and spilling, so a flush and concurrent appends
@@ -87,7 +86,6 @@ impl ResilientStore {
         Self {
             open: Box::new(open),
             on_first_connect: None,
-            key: spill.key(),
             spill,
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
@@ -126,7 +124,8 @@ impl ResilientStore {
                 }
             },
         };
-        let anchor = AuditAnchor::new(head.0, head.1, self.key.as_deref());
+        // Sealed with the spill's key: one key for the chain, the spill and the anchor.
+        let anchor = AuditAnchor::new(head.0, head.1, self.spill.key().as_deref());
         let spill = self.spill.clone();
         let written = tokio::task::spawn_blocking(move || spill.write_anchor(&anchor)).await;
         if let Err(e) = written.map_err(anyhow::Error::from).and_then(|r| Ok(r?)) {
